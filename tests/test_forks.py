@@ -1,0 +1,25 @@
+"""Each flavour, rendered with its defaults, builds its own environment and passes its own test suite."""
+
+import subprocess
+
+import pytest
+
+from template_tools import FLAVOURS, render
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_fork_passes_its_own_tests(flavour, tmp_path):
+    fork = render(tmp_path / flavour, flavour=flavour)
+    result = subprocess.run([str(fork / "run"), "test", "-q", "-p", "no:cacheprovider"], cwd=fork,
+                            capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout.splitlines()[-1]
+    assert " skipped" not in result.stdout.splitlines()[-1], "the fork's suite skipped tests:\n" + result.stdout[-3000:]
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_run_help_names_the_commands(flavour, tmp_path):
+    fork = render(tmp_path / flavour, flavour=flavour)
+    usage = subprocess.run([str(fork / "run"), "--help"], capture_output=True, text=True, check=True).stdout
+    assert "setup" in usage and "test" in usage and "start" in usage
+    assert ("app" in usage) == (flavour != "darwinix")
