@@ -18,10 +18,7 @@
       packagesFor = system:
         let
           package = name: builtins.derivation { inherit name system; builder = "/bin/sh"; };
-          hostPlatform = {
-            isLinux = builtins.elem system [ "x86_64-linux" "aarch64-linux" ];
-            isDarwin = builtins.elem system [ "x86_64-darwin" "aarch64-darwin" ];
-          };
+          hostPlatform.isLinux = builtins.elem system [ "x86_64-linux" "aarch64-linux" ];
         in
         {
           inherit lib;
