@@ -1,0 +1,77 @@
+"""The fake LLM server speaks the real protocols: the official `ollama` client talks to it like to Ollama."""
+
+import time
+
+import httpx
+import ollama
+import pytest
+
+from fake_ollama import FakeLLM, running
+
+
+@pytest.fixture
+def fake():
+    fake = FakeLLM()
+    with running(fake.app) as url:
+        fake.url = url
+        yield fake
+
+
+def test_lists_models_and_version(fake):
+    assert [m.model for m in ollama.Client(host=fake.url).list().models] == ["llama3.2:latest", "qwen2.5:7b"]
+    assert httpx.get(f"{fake.url}/api/version").json() == {"version": "0.6.3"}
+
+
+def test_streams_chunks_in_time(fake):
+    fake.tokens, fake.delay = ["One", " two", " three"], 0.2
+    chunks, arrivals, finished_then = [], [], []
+    for part in ollama.Client(host=fake.url).chat("llama3.2", [{"role": "user", "content": "count"}], stream=True):
+        chunks.append(part)
+        arrivals.append(time.monotonic())
+        finished_then.append(fake.finished)
+    assert "".join(c.message.content for c in chunks) == "One two three"
+    assert chunks[-1].done and chunks[-1].done_reason == "stop" and not chunks[0].done
+    assert finished_then[0] == 0 and arrivals[2] - arrivals[0] > 0.3  # one by one, paced, not all at the end
+    assert fake.requests[0]["messages"] == [{"role": "user", "content": "count"}]
+
+
+def test_answers_whole_without_streaming(fake):
+    response = ollama.Client(host=fake.url).chat("qwen2.5:7b", [{"role": "user", "content": "hi"}])
+    assert response.message.content == "You said: hi" and response.done
+
+
+def test_unknown_model_is_404(fake):
+    with pytest.raises(ollama.ResponseError) as raised:
+        ollama.Client(host=fake.url).chat("mistral", [{"role": "user", "content": "hi"}])
+    assert raised.value.status_code == 404
+    assert raised.value.error == 'model "mistral" not found, try pulling it first'
+
+
+def test_error_line_mid_stream(fake):
+    fake.error_after = 2
+    parts = []
+    with pytest.raises(ollama.ResponseError, match="unexpected EOF"):
+        for part in ollama.Client(host=fake.url).chat("llama3.2", [{"role": "user", "content": "a b c"}], stream=True):
+            parts.append(part.message.content)
+    assert parts == ["You", " said:"]
+
+
+def test_stall_leaves_the_client_waiting(fake):
+    fake.stall_after = 1
+    stream = ollama.Client(host=fake.url, timeout=0.5).chat("llama3.2", [{"role": "user", "content": "x"}],
+                                                            stream=True)
+    assert next(stream).message.content == "You"
+    with pytest.raises(httpx.ReadTimeout):
+        next(stream)
+
+
+def test_openai_compatible_stream(fake):
+    fake.tokens, fake.api_key = ["Hi", " there"], "sk-test"
+    with httpx.stream("POST", f"{fake.url}/v1/chat/completions", headers={"Authorization": "Bearer sk-test"},
+                      json={"model": "qwen2.5:7b", "messages": [], "stream": True}) as response:
+        events = [line for line in response.iter_lines() if line]
+    assert events[-1] == "data: [DONE]"
+    assert [e for e in events if '"Hi"' in e or '" there"' in e] == events[:2]
+    assert httpx.get(f"{fake.url}/v1/models").status_code == 401
+    assert httpx.post(f"{fake.url}/v1/chat/completions", headers={"Authorization": "Bearer sk-test"},
+                      json={"model": "mistral", "messages": []}).status_code == 404
