@@ -1,0 +1,166 @@
+"""url_checker.py against a local test site: what it reports for a page, a redirect, a 404, a page too slow, a host
+that does not exist; how many URLs it checks at once; the CSV it writes; and the starter notebook, run headless."""
+
+import asyncio
+import csv
+import time
+
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+from starlette.routing import Route
+
+import url_checker
+from conftest import ROOT, free_port
+from fake_ollama import running
+from url_checker import UrlCheck, check_urls, parse_url_list, write_csv
+
+NOTEBOOK = ROOT / "notebooks" / "url_checker.ipynb"
+
+
+class LocalSite:
+    "Pages with known answers, and a count of the requests it is serving at once."
+
+    def __init__(self):
+        self.in_flight = self.most_in_flight = 0
+        self.app = Starlette(routes=[
+            Route("/", lambda request: HTMLResponse("<html><head><title>\n Home &amp; garden\n</title></head></html>")),
+            Route("/old", lambda request: RedirectResponse("/", 301)),
+            Route("/missing", lambda request: HTMLResponse("<title>Not found</title>", 404)),
+            Route("/plain", lambda request: PlainTextResponse("<title>not a page</title>")),
+            Route("/slow", self.slow),
+            Route("/busy/{n}", self.busy),
+        ])
+
+    async def slow(self, request):
+        await asyncio.sleep(3)
+        return HTMLResponse("<title>Too late</title>")
+
+    async def busy(self, request):
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        await asyncio.sleep(0.2)
+        self.in_flight -= 1
+        return HTMLResponse(f"<title>Busy {request.path_params['n']}</title>")
+
+
+@pytest.fixture(scope="module")
+def site():
+    site = LocalSite()
+    with running(site.app) as url:
+        site.url = url
+        yield site
+
+
+def check(*urls, **options) -> list[UrlCheck]:
+    return asyncio.run(check_urls(urls, **{"timeout": 1} | options))
+
+
+def test_a_pasted_list_becomes_urls_without_blanks_repeats_or_junk():
+    urls, invalid = parse_url_list("""
+        https://example.com/a
+        example.com/a
+
+        http://Example.org:8080/x?y=1
+        https://example.com/a
+        not a url
+        ftp://example.com/file
+        https://-bad-.example
+        127.0.0.1:5001/page
+    """)
+    assert urls == ["https://example.com/a", "http://example.org:8080/x?y=1", "https://127.0.0.1:5001/page"]
+    assert invalid == ["not a url", "ftp://example.com/file", "https://-bad-.example"]
+
+
+def test_a_page_gives_its_status_title_and_time(site):
+    [home] = check(f"{site.url}/")
+    assert (home.status, home.title, home.error) == (200, "Home & garden", None)
+    assert home.final_url == f"{site.url}/" and not home.redirected
+    assert 0 < home.seconds < 1
+
+
+def test_a_redirect_gives_where_it_leads(site):
+    [old] = check(f"{site.url}/old")
+    assert (old.status, old.final_url, old.title) == (200, f"{site.url}/", "Home & garden")
+    assert old.redirected
+
+
+def test_a_missing_page_gives_its_404(site):
+    [missing] = check(f"{site.url}/missing")
+    assert (missing.status, missing.title, missing.error) == (404, "Not found", None)
+
+
+def test_a_title_is_read_from_html_only(site):
+    [plain] = check(f"{site.url}/plain")
+    assert (plain.status, plain.title) == (200, None)
+
+
+def test_a_page_slower_than_the_timeout_is_an_error_in_its_result(site):
+    started = time.monotonic()
+    [slow] = check(f"{site.url}/slow", timeout=0.5)
+    assert (slow.status, slow.error) == (None, "Timed out after 0.5 s")
+    assert 0.5 <= slow.seconds < 1 and time.monotonic() - started < 2
+
+
+def test_hosts_that_do_not_answer_are_errors_and_the_others_still_get_checked(site):
+    unknown, refused, home = check("http://nothing.invalid/", f"http://127.0.0.1:{free_port()}/", f"{site.url}/")
+    assert unknown.status is None and unknown.error.startswith("ConnectError")
+    assert refused.status is None and refused.error.startswith("ConnectError")
+    assert home.status == 200
+
+
+def test_no_more_urls_than_the_concurrency_are_checked_at_once(site):
+    site.most_in_flight = 0
+    started = time.monotonic()
+    results = check(*(f"{site.url}/busy/{n}" for n in range(12)), concurrency=3)
+    assert site.most_in_flight == 3  # never more, and the 3 did run side by side
+    assert time.monotonic() - started >= 4 * 0.2
+    assert [r.title for r in results] == [f"Busy {n}" for n in range(12)]  # in the order asked
+
+
+def test_each_result_is_reported_as_soon_as_it_is_ready(site):
+    reported = []
+
+    async def on_result(result): reported.append(result.url)
+
+    results = check(f"{site.url}/busy/1", f"{site.url}/", concurrency=2, on_result=on_result)
+    assert reported == [f"{site.url}/", f"{site.url}/busy/1"]  # the quick page first
+    assert [r.url for r in results] == [f"{site.url}/busy/1", f"{site.url}/"]
+
+
+def test_results_are_saved_as_csv_under_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(url_checker, "CHECKS_DIR", tmp_path / "url_checks")
+    results = [UrlCheck("https://a.example/", 301, "https://a.example/new", "New, \"quoted\" title", 0.12),
+               UrlCheck("https://b.example/", seconds=1.0, error="Timed out after 1 s")]
+    path = write_csv(results, "run 7/../x")
+    assert path == tmp_path / "url_checks" / "run_7_.._x.csv"
+    with path.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert rows == [
+        {"url": "https://a.example/", "status": "301", "final_url": "https://a.example/new",
+         "title": 'New, "quoted" title', "seconds": "0.12", "error": ""},
+        {"url": "https://b.example/", "status": "", "final_url": "", "title": "", "seconds": "1.0",
+         "error": "Timed out after 1 s"}]
+    assert write_csv(results).parent == tmp_path / "url_checks"  # a run without a name is named for the time
+
+
+@pytest.mark.skipif(not NOTEBOOK.exists(), reason="rendered without JupyterLab")
+def test_the_starter_notebook_checks_urls_headless(site, tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))  # the kernel's config.py saves the CSV there
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    [parameters] = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
+    parameters.source = f'URLS = """\n{site.url}/\n{site.url}/old\nnot a url\n{site.url}/missing\n"""\n' \
+                        "CONCURRENCY = 2\nTIMEOUT = 2\n"
+    NotebookClient(notebook, timeout=120, resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "3 URLs to check" in text and "Not a URL, skipped: not a url" in text
+    assert f"->  {site.url}/" in text and "Home & garden" in text
+    [saved] = (tmp_path / "data" / "url_checks").glob("*.csv")
+    with saved.open(newline="") as file:
+        assert [(row["url"], row["status"]) for row in csv.DictReader(file)] == [
+            (f"{site.url}/", "200"), (f"{site.url}/old", "200"), (f"{site.url}/missing", "404")]
