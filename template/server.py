@@ -1,0 +1,365 @@
+"""The web app: FastHTML pages over SQLite, with plugin apps, profiles and a key-value store that survives restarts.
+
+Template-owned: `copier update` keeps this file current. A fork adds apps as plugins/NNN_name.py (see
+plugins/README.md) and changes settings in settings.toml; it never needs to edit this file.
+
+Reads top to bottom: logging, the database and its tables, the key-value store, profiles, plugins, the page
+layout, the routes, and serving. `python server.py` serves on config.HOST:config.PORT; `uvicorn server:app` also works.
+"""
+
+import importlib.util
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import MutableMapping
+from http import HTTPStatus
+from logging.handlers import RotatingFileHandler
+
+import apsw.bestpractice
+import uvicorn
+from fasthtml.common import *
+from fastlite import NotFoundError, database
+from starlette.middleware.base import BaseHTTPMiddleware
+
+import config
+
+# --- Logging: one line per request or action, in logs/ with rotation. Methods, paths and ids only: never form
+# values, query strings or headers, which may hold text a person typed or a key.
+config.LOG_DIR.mkdir(parents=True, exist_ok=True)
+log = logging.getLogger("app")
+log.setLevel(logging.INFO)
+log_file = RotatingFileHandler(config.LOG_DIR / "app.log", maxBytes=1_000_000, backupCount=5, encoding="utf-8")
+log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+log.addHandler(log_file)
+
+# --- Database. fastlite's apswutils gives every SQLite connection apsw's best-practice hook: WAL, and a busy timeout
+# of 100 ms, set before the hook's own PRAGMA optimize. A second process writing at the same time (a notebook, a
+# script) needs longer: with 5 s as the hook's default, every connection waits that long from its first statement.
+apsw.bestpractice.connection_busy_timeout.__defaults__ = (5000,)
+db = database(config.DB_PATH)
+
+# Every core table, declared here; plugins declare theirs in their own TABLES.
+# A table with a profile_id column belongs to a profile: it only ever shows the active profile's rows.
+TABLES = {
+    "profile": dict(id=int, name=str, pk="id"),
+    "store": dict(key=str, value=str, pk="key"),
+}
+SCOPED = []  # the tables that belong to a profile
+
+
+def declare(tables: dict) -> dict:
+    """Create each table, or bring an existing one to its declared columns: fastlite's transform adds new
+    columns (and drops removed ones) and keeps every row. Rows come back as dataclasses."""
+    made = {}
+    for name, schema in tables.items():
+        table = db.t[name]
+        table.create(**schema, transform=True, if_not_exists=True)  # another process may be creating it too
+        table.dataclass()
+        if "profile_id" in table.columns_dict: SCOPED.append(table)
+        made[name] = table
+    return made
+
+
+profiles, store_table = declare(TABLES).values()
+
+
+# --- The key-value store: UI state that a restart must restore (the active profile, the last app, the model).
+class Store(MutableMapping):
+    "A dict kept in a SQLite table. Values are stored as JSON, so they come back with their type."
+
+    def __init__(self, table): self.table = table
+
+    def __getitem__(self, key: str):
+        try: return json.loads(self.table[key].value)
+        except NotFoundError: raise KeyError(key) from None
+
+    def __setitem__(self, key: str, value): self.table.upsert(dict(key=key, value=json.dumps(value)))
+
+    def __delitem__(self, key: str):
+        try: self.table.delete(key)
+        except NotFoundError: raise KeyError(key) from None
+
+    def __iter__(self): return iter([row.key for row in self.table()])
+
+    def __len__(self): return self.table.count
+
+
+store = Store(store_table)
+
+
+# --- Profiles: each is a separate set of plugin data. The active one is kept in the store.
+def active_profile():
+    "The profile the page shows: the one last chosen, else the first; the first run makes one."
+    chosen = profiles.get(store.get("active_profile", 0), default=None)
+    if chosen is None:
+        chosen = first(profiles(order_by="id", limit=1)) or profiles.insert(name="Default")
+        store["active_profile"] = chosen.id
+    return chosen
+
+
+def scope_to_active_profile():
+    "Runs before every request: profile tables read and write the active profile's rows only (fastlite xtra)."
+    profile_id = active_profile().id
+    for table in SCOPED: table.xtra(profile_id=profile_id)
+
+
+class Refused(HTTPException):
+    "A request the app turns down, with a sentence for the person; the page shows it (see `refused` below)."
+
+
+MAX_TEXT = 1000
+
+
+def require_text(text: str, what: str) -> str:
+    "The text without surrounding blanks; empty or overlong text is Refused (422) and nothing is saved."
+    text = (text or "").strip()
+    if not text: raise Refused(422, f"{what} cannot be empty.")
+    if len(text) > MAX_TEXT: raise Refused(422, f"{what} is too long: at most {MAX_TEXT:,} characters.")
+    return text
+
+
+# --- The chat seam. Panels are drawn beside the app on every page; narration listeners hear what the apps do.
+# chat.py plugs in by adding its panel function to SIDE_PANELS and its `async (profile_id, text)` to LISTENERS.
+SIDE_PANELS = []
+LISTENERS = []
+
+
+async def narrate(text: str):
+    "Tells every listener (the chat) what just happened, for the active profile."
+    profile_id = active_profile().id
+    for listener in LISTENERS: await listener(profile_id, text)
+
+
+# --- Plugins: plugins/NNN_name.py, started in number order. plugins/README.md is the guide.
+PLUGIN_FILE = re.compile(r"(\d+)_\w+\.py")
+RESERVED = {"profiles", "static", "ws"}  # the core's own URLs
+
+
+def plugin_files(folder) -> list:
+    "The plugin files in start order; other names, like xx_name.py for a plugin switched off, are left alone."
+    numbered = [(int(match[1]), path) for path in folder.glob("*.py") if (match := PLUGIN_FILE.fullmatch(path.name))]
+    return [path for _, path in sorted(numbered)]
+
+
+class Plugin:
+    "What the core gives a plugin's setup(plugin): see plugins/README.md."
+    db, store, log, Refused = db, store, log, Refused
+    profile = staticmethod(active_profile)
+    narrate = staticmethod(narrate)
+    require_text = staticmethod(require_text)
+
+    def __init__(self, module):
+        self.name, self.display_name = module.NAME, module.DISPLAY_NAME
+        self.tables = declare(getattr(module, "TABLES", {}))
+        self.view = None
+
+    def url(self, path: str = "") -> str: return f"/{self.name}{path}"
+
+    def route(self, path: str = "", methods=None):
+        "Decorator: a route at /<name><path>, methods as in FastHTML (the function's name by default)."
+        return app.route(self.url(path), methods=methods)
+
+    def page(self, view):
+        "Decorator: view() draws the plugin's main panel; the core serves it inside the page layout at /<name>."
+        self.view = view
+        return view
+
+
+def load_plugin(path) -> Plugin:
+    spec = importlib.util.spec_from_file_location(f"plugins.{path.stem}", path)
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    plugin = Plugin(module)
+    module.setup(plugin)
+    if plugin.view is None: raise RuntimeError(f"{path.name}: setup() must give a page with @plugin.page")
+    return plugin
+
+
+def load_plugins(folder) -> dict:
+    plugins = {}
+    for path in plugin_files(folder):
+        plugin = load_plugin(path)
+        if plugin.name in plugins or plugin.name in RESERVED:
+            raise RuntimeError(f"{path.name}: the name {plugin.name!r} is taken; give NAME another value")
+        plugins[plugin.name] = plugin
+        log.info("plugin %s loaded from %s", plugin.name, path.name)
+    return plugins
+
+
+# --- The app. Every script and style is served from static/: the page asks no other host for anything.
+async def log_request(request, call_next):
+    started = time.perf_counter()
+    response = await call_next(request)
+    log.info("%s %s %s %.0fms", request.method, request.url.path, response.status_code,
+             (time.perf_counter() - started) * 1000)
+    return response
+
+
+def refused(request, error):
+    """Every refused request answers with its status and a sentence that htmx puts in the page's message area,
+    whichever element asked. Unknown ids, ids of another profile's rows, ids that are not numbers and ids too
+    large for SQLite are all 404s: there is no such row here."""
+    status = getattr(error, "status_code", 404)
+    text = (error.detail if isinstance(error, Refused)
+            else "Not found: it may have been deleted, or belong to another profile." if status == 404
+            else HTTPStatus(status).phrase)
+    return HTMLResponse(to_xml(P(text, cls="problem")), status,
+                        headers={"HX-Retarget": "#message", "HX-Reswap": "innerHTML"})
+
+
+# htmx leaves 4xx answers unswapped by default; these carry the message to show.
+HTMX_CONFIG = {"responseHandling": [{"code": "204", "swap": False}, {"code": "[23]..", "swap": True},
+                                    {"code": "4..", "swap": True, "error": True},
+                                    {"code": "...", "swap": False, "error": True}]}
+HEAD = (
+    Meta(charset="utf-8"), Meta(name="viewport", content="width=device-width, initial-scale=1"),
+    Meta(name="htmx-config", content=json.dumps(HTMX_CONFIG)),
+    Link(rel="icon", href="/static/favicon.svg", type="image/svg+xml"),
+    Link(rel="stylesheet", href="/static/vendor/pico.min.css"),
+    Link(rel="stylesheet", href="/static/app.css"),
+    Style(f":root {{ --accent: {config.SETTINGS['accent']}; }}"),
+    Script(src="/static/vendor/htmx.min.js"), Script(src="/static/vendor/ws.js"),
+    Script(src="/static/vendor/Sortable.min.js"), Script(src="/static/app.js"),
+)
+app = FastHTML(hdrs=HEAD, default_hdrs=False, canonical=False, htmlkw={"lang": "en"},
+               key_fname=str(config.ROOT / ".sesskey"), before=scope_to_active_profile,
+               middleware=[Middleware(BaseHTTPMiddleware, dispatch=log_request)],
+               exception_handlers={code: refused for code in (400, 404, 405, 409, 422)}
+                                  | {NotFoundError: refused, OverflowError: refused})
+app.mount("/static", StaticFiles(directory=config.ROOT / "static"))
+PLUGINS = load_plugins(config.ROOT / "plugins")
+
+
+# --- Page layout
+def brand():
+    return A(Span(cls="brand-mark"), config.SETTINGS["name"], href="/", cls="brand")
+
+
+def app_menu(current: str | None):
+    "Every plugin app, in plugin order."
+    return Ul(*[Li(A(plugin.display_name, href=plugin.url(), aria_current="page" if name == current else None))
+                for name, plugin in PLUGINS.items()], cls="app-menu")
+
+
+def profile_menu(**attrs):
+    "The header's profile switcher: the active profile, the others to switch to, and the profiles page."
+    active = active_profile()
+    others = [Li(A(p.name, href="#", hx_post=f"/profiles/{p.id}/switch")) for p in profiles(order_by="id")
+              if p.id != active.id]
+    return Details(Summary(Small("Profile"), " ", Strong(active.name)),
+                   Ul(*others, Li(A("Manage profiles…", href="/profiles"))),
+                   cls="dropdown", id="profile-menu", **attrs)
+
+
+def page(title: str, *content, current: str | None = None):
+    "A whole page: header with the app menu and profile menu, the message area, the content, the side panels."
+    return (Title(f"{title} · {config.SETTINGS['name']}"),
+            Header(Nav(Ul(Li(brand())), app_menu(current), Ul(Li(profile_menu())), cls="container")),
+            Main(Div(Section(Div(id="message", role="status"), *content, cls="app"),
+                     *[Aside(panel()) for panel in SIDE_PANELS], cls="workspace"), cls="container"))
+
+
+def profile_row(profile):
+    active = profile.id == active_profile().id
+    url = f"/profiles/{profile.id}"
+    return Li(Span(profile.name, cls="name"),
+              Mark("active") if active else Button("Switch", hx_post=f"{url}/switch", cls="outline secondary"),
+              Button("Rename", hx_get=f"{url}/edit", hx_target=f"#profile-{profile.id}", hx_swap="outerHTML",
+                     cls="outline secondary"),
+              Button("Delete", hx_delete=url, hx_target="#profiles", hx_swap="outerHTML", cls="outline secondary",
+                     hx_confirm=f"Delete the profile “{profile.name}” and all its data?"),
+              id=f"profile-{profile.id}", cls="row")
+
+
+def profile_list():
+    return Div(Ul(*map(profile_row, profiles(order_by="id")), cls="rows"),
+               Form(Input(name="name", placeholder="New profile name", aria_label="New profile name", required=True),
+                    Button("Add profile"), hx_post="/profiles", hx_target="#profiles", hx_swap="outerHTML",
+                    cls="add", role="group"),
+               id="profiles")
+
+
+def changed_profiles():
+    "After a change: the profile list, and the header's profile menu swapped out of band."
+    return profile_list(), profile_menu(hx_swap_oob="true")
+
+
+# --- Routes
+@app.get("/")
+def index():
+    "The app used last, so a restart opens where the person left off."
+    last = PLUGINS.get(store.get("last_app")) or first(PLUGINS.values())
+    if last is None: return page("Apps", H2("No apps"), P("Add a plugin in plugins/ (see plugins/README.md)."))
+    return Redirect(last.url())
+
+
+def plugin_page(plugin: Plugin):
+    def show():
+        store["last_app"] = plugin.name
+        return page(plugin.display_name, plugin.view(), current=plugin.name)
+    return show
+
+
+for plugin in PLUGINS.values(): app.get(plugin.url(), name=f"{plugin.name}_page")(plugin_page(plugin))
+
+
+@app.get("/profiles")
+def profiles_page():
+    return page("Profiles", Hgroup(H2("Profiles"), P("Each profile keeps its own data in every app.")),
+                profile_list())
+
+
+@app.post("/profiles")
+def add_profile(name: str):
+    profile = profiles.insert(name=require_text(name, "A profile name"))
+    log.info("profile %s added", profile.id)
+    return changed_profiles()
+
+
+@app.get("/profiles/{profile_id}/edit")
+def edit_profile(profile_id: int):
+    profile = profiles[profile_id]
+    return Li(Form(Input(name="name", value=profile.name, aria_label="Profile name", autofocus=True, required=True),
+                   Button("Save"), Button("Cancel", type="button", hx_get=f"/profiles/{profile_id}",
+                                          hx_target=f"#profile-{profile_id}", hx_swap="outerHTML", cls="secondary"),
+                   hx_put=f"/profiles/{profile_id}", hx_target="#profiles", hx_swap="outerHTML", role="group"),
+              id=f"profile-{profile_id}", cls="row editing")
+
+
+@app.get("/profiles/{profile_id}")
+def show_profile(profile_id: int): return profile_row(profiles[profile_id])
+
+
+@app.put("/profiles/{profile_id}")
+def rename_profile(profile_id: int, name: str):
+    profile = profiles[profile_id]
+    profile.name = require_text(name, "A profile name")
+    profiles.update(profile)
+    log.info("profile %s renamed", profile_id)
+    return changed_profiles()
+
+
+@app.post("/profiles/{profile_id}/switch")
+def switch_profile(profile_id: int):
+    "Every app now shows this profile's data: the page reloads."
+    store["active_profile"] = profiles[profile_id].id
+    log.info("profile %s active", profile_id)
+    return HtmxResponseHeaders(refresh="true")
+
+
+@app.delete("/profiles/{profile_id}")
+def delete_profile(profile_id: int):
+    profiles[profile_id]  # a 404 for an unknown id
+    if profiles.count == 1: raise Refused(409, "The last profile cannot be deleted: add another one first.")
+    with db.conn:  # the profile and its rows in every app go together, or not at all
+        for table in SCOPED: table.delete_where("profile_id = ?", [profile_id])
+        profiles.delete(profile_id)
+    log.info("profile %s deleted", profile_id)
+    return changed_profiles()
+
+
+if __name__ == "__main__":
+    # Serve this module's app as it is; live reload (DEV=1, `./run dev`) needs the import string instead.
+    uvicorn.run("server:app" if config.DEV else app, host=config.HOST, port=config.PORT, reload=config.DEV)

@@ -1,0 +1,98 @@
+"""Fixtures for the server tests (tests/test_server_*.py).
+
+Every test runs on a throwaway database and log folder (DATA_DIR and LOG_DIR, which config.py reads), never on the
+fork's own data/ and logs/. Servers started here listen on 127.0.0.1 on a free port and are stopped after the test.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "data", "logs", ".sesskey", ".jupyter-token", "botify_token.txt",
+                                    "__pycache__", ".pytest_cache")
+
+
+def pytest_configure(config):
+    # Before any test module imports config.py, which reads them once.
+    scratch = Path(tempfile.mkdtemp(prefix="fork-tests-"))
+    config.add_cleanup(lambda: shutil.rmtree(scratch, ignore_errors=True))
+    os.environ["DATA_DIR"], os.environ["LOG_DIR"] = str(scratch / "data"), str(scratch / "logs")
+
+
+@pytest.fixture(scope="session")
+def server():
+    "The server module, imported once (it opens the database and loads the plugins)."
+    sys.path.insert(0, str(ROOT))
+    import server
+    return server
+
+
+@pytest.fixture
+def client(server):
+    "A TestClient on an empty database: the first request makes the Default profile, as on a first run."
+    from starlette.testclient import TestClient
+
+    for table in server.db.t: table.delete_where()
+    return TestClient(server.app)
+
+
+@pytest.fixture
+def data_env(tmp_path):
+    "The environment for a process of its own, with its own empty data/ and logs/."
+    return os.environ | {"DATA_DIR": str(tmp_path / "data"), "LOG_DIR": str(tmp_path / "logs")}
+
+
+@pytest.fixture
+def fork_copy(tmp_path):
+    "A copy of this fork without its data, environment or secrets: a fork on its first run."
+    return Path(shutil.copytree(ROOT, tmp_path / "fork", ignore=NOT_COPIED))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running(command: list[str], cwd: Path, env: dict, port: int, timeout: float = 60):
+    "Runs a server until the block ends; yields its base URL once it accepts connections."
+    log = tempfile.TemporaryFile("w+")
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    pytest.fail(f"{' '.join(command)} did not start:\n{log.read()}")
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+        log.close()
+
+
+@contextmanager
+def app_server(env: dict, cwd: Path = ROOT):
+    "`python server.py` on a free port, with the default HOST: the way ./run starts the app."
+    port = free_port()
+    env = {key: value for key, value in env.items() if key != "HOST"} | {"PORT": str(port)}
+    with running([sys.executable, "server.py"], cwd, env, port) as url:
+        yield url

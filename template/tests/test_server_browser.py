@@ -1,0 +1,126 @@
+"""A person's session in a real browser (Playwright driving Chromium) against the real server: todos and profiles,
+a reload, and not one request to another host. Saves a screenshot to $SCREENSHOT_DIR (else a temporary folder)."""
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from conftest import app_server
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (set CHROMIUM)")
+
+
+@pytest.fixture
+def browser_page(data_env):
+    from playwright.sync_api import sync_playwright
+
+    with app_server(data_env) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu",
+                                            "--disable-background-networking", "--disable-component-update"])
+        context = browser.new_context(base_url=url, viewport={"width": 1280, "height": 800})
+        context.requested = []
+        context.on("request", lambda request: context.requested.append(request.url))
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def test_a_person_uses_todos_and_profiles_in_the_browser(browser_page):
+    from playwright.sync_api import expect
+
+    page = browser_page
+    rows = page.locator("#todo-list > li")
+
+    def row(title: str):
+        return rows.filter(has=page.locator(".title", has_text=title))
+
+    def add(title: str):
+        page.get_by_label("New todo").fill(title)
+        page.get_by_label("New todo").press("Enter")
+        expect(row(title)).to_be_visible()
+        expect(page.get_by_label("New todo")).to_have_value("")
+
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/todos$"))
+    expect(rows).to_have_count(0)
+    for title in ("Draft the quarterly SEO report", "Check the crawl budget", "Buy milk",
+                  "Review redirects after the migration"):
+        add(title)
+
+    # A title of blanks: a visible message, no row.
+    page.get_by_label("New todo").fill("   ")
+    page.get_by_label("New todo").press("Enter")
+    expect(page.locator("#message")).to_have_text("A todo cannot be empty.")
+    expect(rows).to_have_count(4)
+
+    # Edit in place.
+    row("Buy milk").locator(".title").click()
+    page.locator("#todo-list form input[name=title]").fill("Buy oat milk")
+    page.get_by_role("button", name="Save").click()
+    expect(row("Buy oat milk")).to_be_visible()
+    expect(page.locator("#message")).to_be_empty()
+
+    # Toggle done.
+    row("Check the crawl budget").get_by_label("Done").check()
+    expect(row("Check the crawl budget")).to_have_class("row done")
+
+    # Drag the last todo to the top.
+    with page.expect_response(lambda response: response.url.endswith("/todos/order")) as reorder:
+        row("Review redirects").locator(".handle").drag_to(rows.first.locator(".handle"))
+    assert reorder.value.status == 200
+    order = ["Review redirects after the migration", "Draft the quarterly SEO report", "Check the crawl budget",
+             "Buy oat milk"]
+    expect(rows.locator(".title")).to_have_text(order)
+
+    # Delete.
+    row("Buy oat milk").get_by_role("button", name="Delete").click()
+    expect(row("Buy oat milk")).to_have_count(0)
+    order.remove("Buy oat milk")
+
+    # A second profile, with a list of its own.
+    page.locator("#profile-menu summary").click()
+    page.get_by_role("link", name="Manage profiles…").click()
+    page.get_by_label("New profile name").fill("Client: ACME")
+    page.get_by_role("button", name="Add profile").click()
+    acme = page.locator("#profiles li", has_text="Client: ACME")
+    acme.get_by_role("button", name="Switch").click()
+    expect(page.locator("#profile-menu summary")).to_contain_text("Client: ACME")
+    page.get_by_role("link", name="Todos").click()
+    expect(rows).to_have_count(0)
+    add("Audit ACME's hreflang tags")
+
+    # Back to the first profile from the header menu: its list as it was left.
+    page.locator("#profile-menu summary").click()
+    page.locator("#profile-menu").get_by_role("link", name="Default").click()
+    expect(page.locator("#profile-menu summary")).to_contain_text("Default")
+    expect(rows.locator(".title")).to_have_text(order)
+
+    # A reload shows the same state: order, done, profile.
+    page.reload()
+    expect(rows.locator(".title")).to_have_text(order)
+    expect(row("Check the crawl budget")).to_have_class("row done")
+    expect(row("Check the crawl budget").get_by_label("Done")).to_be_checked()
+    expect(page.locator("#profile-menu summary")).to_contain_text("Default")
+
+    screenshots = Path(os.environ.get("SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="screenshots-"))
+    screenshots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=screenshots / "todos.png")
+
+    # Deleting a profile asks first.
+    page.goto("/profiles")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#profiles li", has_text="Client: ACME").get_by_role("button", name="Delete").click()
+    expect(page.locator("#profiles li")).to_have_count(1)
+
+    hosts = {urlsplit(url).hostname for url in page.context.requested}
+    assert hosts == {"127.0.0.1"}, page.context.requested
