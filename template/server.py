@@ -24,6 +24,7 @@ from fastlite import NotFoundError, database
 from starlette.middleware.base import BaseHTTPMiddleware
 
 import config
+from chat import Chat
 
 # --- Logging: one line per request or action, in logs/ with rotation. Methods, paths and ids only: never form
 # values, query strings or headers, which may hold text a person typed or a key.
@@ -34,10 +35,18 @@ log_file = RotatingFileHandler(config.LOG_DIR / "app.log", maxBytes=1_000_000, b
 log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
 log.addHandler(log_file)
 
-# --- Database. fastlite's apswutils gives every SQLite connection apsw's best-practice hook: WAL, and a busy timeout
-# of 100 ms, set before the hook's own PRAGMA optimize. A second process writing at the same time (a notebook, a
-# script) needs longer: with 5 s as the hook's default, every connection waits that long from its first statement.
-apsw.bestpractice.connection_busy_timeout.__defaults__ = (5000,)
+# --- Database. fastlite (through apswutils) gives every SQLite connection apsw's best-practice hook: a 100 ms busy
+# timeout, then PRAGMA optimize, foreign keys, recursive triggers and WAL. A second process writing at the same time
+# (a notebook, a script, a second server) needs a longer wait, and PRAGMA optimize at connect can fail at once with
+# BusyError when several processes open the database together. So every connection gets this hook instead.
+def prepare_connection(connection: apsw.Connection):
+    connection.set_busy_timeout(5000)
+    connection.pragma("foreign_keys", True)
+    connection.pragma("recursive_triggers", True)
+    connection.pragma("journal_mode", "wal")
+
+
+apsw.connection_hooks[:] = [prepare_connection]
 db = database(config.DB_PATH)
 
 # Every core table, declared here; plugins declare theirs in their own TABLES.
@@ -126,15 +135,16 @@ SIDE_PANELS = []
 LISTENERS = []
 
 
-async def narrate(text: str):
-    "Tells every listener (the chat) what just happened, for the active profile."
+async def narrate(text: str, comment: bool = False):
+    """Tells every listener (the chat) what just happened, for the active profile; with comment=True the chat also
+    asks the LLM for a one-line remark on it."""
     profile_id = active_profile().id
-    for listener in LISTENERS: await listener(profile_id, text)
+    for listener in LISTENERS: await listener(profile_id, text, comment=comment)
 
 
 # --- Plugins: plugins/NNN_name.py, started in number order. plugins/README.md is the guide.
 PLUGIN_FILE = re.compile(r"(\d+)_\w+\.py")
-RESERVED = {"profiles", "static", "ws"}  # the core's own URLs
+RESERVED = {"profiles", "static", "ws", "chat"}  # the core's own URLs
 
 
 def plugin_files(folder) -> list:
@@ -229,6 +239,10 @@ app = FastHTML(hdrs=HEAD, default_hdrs=False, canonical=False, htmlkw={"lang": "
                exception_handlers={code: refused for code in (400, 404, 405, 409, 422)}
                                   | {NotFoundError: refused, OverflowError: refused})
 app.mount("/static", StaticFiles(directory=config.ROOT / "static"))
+chat = Chat(db, store, lambda: active_profile().id)
+chat.register(app)
+SIDE_PANELS.append(chat.panel)
+LISTENERS.append(chat.narrate)
 PLUGINS = load_plugins(config.ROOT / "plugins")
 
 
@@ -258,7 +272,9 @@ def page(title: str, *content, current: str | None = None):
     return (Title(f"{title} · {config.SETTINGS['name']}"),
             Header(Nav(Ul(Li(brand())), app_menu(current), Ul(Li(profile_menu())), cls="container")),
             Main(Div(Section(Div(id="message", role="status"), *content, cls="app"),
-                     *[Aside(panel()) for panel in SIDE_PANELS], cls="workspace"), cls="container"))
+                     *[Aside(panel()) for panel in SIDE_PANELS], cls="workspace"), cls="container"),
+            Footer(Small(f"{config.SETTINGS['name']} · {config.FLAVOUR} template {config.TEMPLATE_VERSION}"),
+                   cls="container"))
 
 
 def profile_row(profile):
@@ -355,6 +371,7 @@ def delete_profile(profile_id: int):
     if profiles.count == 1: raise Refused(409, "The last profile cannot be deleted: add another one first.")
     with db.conn:  # the profile and its rows in every app go together, or not at all
         for table in SCOPED: table.delete_where("profile_id = ?", [profile_id])
+        chat.messages.delete_where("profile_id = ?", [profile_id])
         profiles.delete(profile_id)
     log.info("profile %s deleted", profile_id)
     return changed_profiles()

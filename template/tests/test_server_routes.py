@@ -269,7 +269,7 @@ def test_side_panels_are_drawn_beside_every_page(client, server, monkeypatch):
 def test_apps_narrate_what_the_user_does_to_the_listeners(client, server, monkeypatch):
     heard = []
 
-    async def listener(profile_id, text): heard.append((profile_id, text))
+    async def listener(profile_id, text, comment=False): heard.append((profile_id, text))
 
     monkeypatch.setattr(server, "LISTENERS", [listener])
     todo = add_todo(client, "Call the plumber")
