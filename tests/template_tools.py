@@ -1,5 +1,7 @@
 """Helpers shared by the template's tests and scripts: the flavour matrix and rendering."""
 
+import os
+import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -34,3 +36,28 @@ def flavour_requirements() -> set[str]:
             for extra in project.get("optional-dependencies", {}).values():
                 requirements.update(extra)
     return requirements
+
+
+COMMITTER = {"GIT_AUTHOR_NAME": "Template tests", "GIT_AUTHOR_EMAIL": "tests@localhost",
+             "GIT_COMMITTER_NAME": "Template tests", "GIT_COMMITTER_EMAIL": "tests@localhost"}
+
+
+def commit_all(repo: Path, message: str) -> None:
+    """Commit everything in repo (git init first if needed), with a fixed identity so it works on any machine."""
+    if not (repo / ".git").exists():
+        git(repo, "init", "--quiet", "--initial-branch=main")
+    git(repo, "add", "--all")
+    subprocess.run(["git", "commit", "--quiet", "--allow-empty", "-m", message], cwd=repo, check=True,
+                   env=os.environ | COMMITTER)
+
+
+def snapshot(dst: Path) -> Path:
+    """A git repository in dst with the template as it is now, uncommitted changes included: tests that tag
+    releases of their own work on it, while the real working tree may change under them."""
+    for name in git(ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0"):
+        source = ROOT / name
+        if name and not name.startswith(".venv/") and source.is_file():
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dst / name)
+    commit_all(dst, "Template snapshot")
+    return dst
