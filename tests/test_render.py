@@ -1,8 +1,10 @@
 """copier.yml renders every flavour with the right files, and bad answers fail before anything is written."""
 
 import os
+import re
 import subprocess
 import sys
+import tomllib
 
 import pytest
 from copier.errors import CopierAnswersInterrupt
@@ -96,3 +98,14 @@ def test_copier_cli_copies_without_trust(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Botifython is ready" in result.stderr + result.stdout
     assert (dst / "server.py").exists()
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_every_declared_dependency_is_pinned_in_the_lock(flavour, tmp_path):
+    """scripts/lock must have been re-run after a dependency was added: ./run installs with the lock as constraints."""
+    fork = render(tmp_path, flavour=flavour)
+    project = tomllib.loads((fork / "pyproject.toml").read_text())["project"]
+    declared = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    pinned = {line.split("==")[0].lower() for line in (fork / "requirements.lock").read_text().splitlines()
+              if "==" in line}
+    assert {re.split(r"[<>=!~\[ ;]", r)[0].lower() for r in declared} - pinned == set()
