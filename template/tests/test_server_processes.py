@@ -117,9 +117,10 @@ def test_three_processes_write_6000_rows_into_one_database_at_once(data_env):
 
 
 
-def test_a_fork_adds_an_app_with_a_plugin_file_alone(fork_copy, data_env):
-    "The example in plugins/README.md, saved as plugins/500_notes.py; a plugin named xx_ is never loaded."
-    guide = (fork_copy / "plugins" / "README.md").read_text()
+@pytest.mark.parametrize("guide", ["plugins/README.md", "README.md"])
+def test_a_fork_adds_an_app_with_a_plugin_file_alone(guide, fork_copy, data_env):
+    "The example in the guide, saved as plugins/500_notes.py; a plugin named xx_ is never loaded."
+    guide = (fork_copy / guide).read_text()
     (fork_copy / "plugins" / "500_notes.py").write_text(re.search(r"```python\n(.*?)```", guide, re.S)[1])
     (fork_copy / "plugins" / "xx_off.py").write_text("raise SystemExit('a switched-off plugin was loaded')\n")
     with app_server(data_env, cwd=fork_copy) as url, httpx.Client(base_url=url) as client:
