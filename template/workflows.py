@@ -1,0 +1,392 @@
+"""Workflows: a plugin made of ordered steps, the way a notebook runs its cells one after the other.
+
+Template-owned: `copier update` keeps this file current. A fork writes its own workflows as plugins; the
+"Workflows" section of plugins/README.md has an example:
+
+    def setup(plugin):
+        Workflow(plugin, [Step("urls", "Paste the URLs", form=url_form, submit=read_urls, show=url_list),
+                          Step("check", "Check them", form=check_form, work=check_all, show=results)])
+
+Each run of a workflow is a row of the `pipeline` table: its key, its profile, the step it is at and, as JSON, the
+value each done step gave. Runs survive restarts: the page opens the run used last, at its open step. Steps chain
+with htmx: the open step's form posts, and the answer is the run drawn again with the next step open. Reverting to
+a done step opens it again, its last value still there for its form, and clears the steps after it.
+
+A step with `work` runs in the background: its form starts `work(run, job)` as an asyncio task of the server and
+the page stays usable. Every open tab of the profile sees its progress bar, pushed over the chat's WebSocket, and
+the chat tells when it starts and ends. It can be cancelled. One cut short by a restart shows as interrupted, to
+resume (with what it kept through `job.keep`) or cancel.
+"""
+
+import asyncio
+import inspect
+import json
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from functools import cache
+
+from fasthtml.common import *
+from fastlite import NotFoundError, Table
+
+TABLES = {"pipeline": dict(key=str, app=str, profile_id=int, step=str, state=str, job=str, created=str, used=str,
+                           pk="key")}
+KEY = re.compile(r"\d{8}-\d{6}-[0-9a-f]{4}")
+PUSH_EVERY = 0.1  # seconds between two pushes of a progress bar: a fast job would flood the tabs otherwise
+RUNNING = {}  # run key -> its Job at work in this process (asyncio itself keeps only weak references to tasks)
+
+CSS = """
+.run-bar { display: flex; gap: .5rem; align-items: center; margin-bottom: 1.25rem; }
+.run-bar select { flex: 1; margin: 0; }
+.run-bar button { width: auto; margin: 0; white-space: nowrap; }
+ol.steps { padding: 0; margin: 0; }
+ol.steps > li.step { list-style: none; margin-bottom: .75rem; padding: .9rem 1.1rem;
+                     border: 1px solid var(--pico-muted-border-color); border-radius: var(--pico-border-radius); }
+.step > header { display: flex; align-items: center; gap: .65rem; }
+.step > header button { margin: 0 0 0 auto; width: auto; padding: .2rem .7rem; font-size: .8rem; }
+.step-number { display: inline-grid; place-items: center; flex: none; width: 1.7rem; height: 1.7rem;
+               border-radius: 50%; font-size: .85rem; font-weight: 600; background: var(--pico-muted-border-color); }
+.step.done .step-number { background: var(--accent); color: #fff; }
+.step.open { border-color: var(--accent); box-shadow: 0 0 0 1px var(--accent); }
+.step.later { opacity: .55; }
+.step-body { margin-top: .9rem; }
+.step-body > :last-child, .step-body form > :last-child { margin-bottom: 0; }
+.step-body form button { width: auto; }
+.step-body table { font-size: .875rem; }
+.step-body .overflow-auto:not(:last-child) { margin-bottom: var(--pico-spacing); }
+.step-body .overflow-auto > table { margin-bottom: 0; }
+.step-body a[role=button] { padding: .35rem .9rem; font-size: .875rem; }
+.job progress { margin-bottom: .35rem; }
+.job small { color: var(--pico-muted-color); }
+.job + div button { width: auto; }
+"""
+
+
+@dataclass
+class Step:
+    """One step of a workflow. Each function gets the run (see Run) first.
+
+    id: the step's name in URLs and in the run's state. title: its heading.
+    form(run): the fields and the button of its form, shown while it is the open step; after a revert,
+        run.get(id) is its last value, to fill the form with.
+    show(run): how it looks once done; run[id] is its value.
+    submit(run, form): the step's value from the posted form (Starlette FormData: .get(name), .getlist(name)),
+        or raise plugin.Refused(422, "a sentence") and nothing is saved. May be async. Default: the form as a dict.
+    work(run, job): makes it a background step. An async function, started by the form; what it returns is the
+        step's value, and what submit returned is job.input. An exception fails the step with its message.
+    """
+    id: str
+    title: str
+    form: Callable
+    show: Callable
+    submit: Callable | None = None
+    work: Callable | None = None
+
+
+@dataclass
+class Run:
+    "One run of a workflow, as the pipeline table keeps it. run[step id] is a done step's value."
+    key: str
+    app: str
+    profile_id: int
+    step: str  # the open step's id; "" once every step is done
+    state: dict = field(default_factory=dict)  # step id -> its value
+    job: dict | None = None  # the open step's background job: {input, saved, status: working or failed, error}
+    created: str = ""  # empty until the first step is done: a new run is saved only then
+    used: str = ""
+
+    def __getitem__(self, step_id: str): return self.state[step_id]
+
+    def get(self, step_id: str, default=None): return self.state.get(step_id, default)
+
+    @classmethod
+    def from_row(cls, row: dict):
+        return cls(**row | {"state": json.loads(row["state"]), "job": json.loads(row["job"] or "null")})
+
+    def row(self) -> dict:
+        return asdict(self) | {"state": json.dumps(self.state), "job": json.dumps(self.job) if self.job else None}
+
+
+class Job:
+    """A background step at work, as its work function sees it: job.input is what the step's submit returned,
+    job.saved what job.keep kept before the app was restarted (empty on a first start)."""
+
+    def __init__(self, flow, run: Run, step: Step):
+        self.flow, self.run, self.step = flow, run, step
+        self.input, self.saved = run.job["input"], run.job["saved"]
+        self.done, self.total, self.message = 0, None, "Starting…"
+        self.changed, self.cancelled, self.task = asyncio.Event(), False, None
+
+    async def progress(self, done: int, total: int | None = None, message: str = ""):
+        "Moves the progress bar of every open tab (without a total it shows work going on); the message goes under it."
+        self.done, self.total, self.message = done, total, message
+        self.changed.set()
+
+    async def show_progress(self):
+        "Pushes the latest progress to every open tab of the profile, at most every PUSH_EVERY seconds."
+        while True:
+            await self.changed.wait()
+            self.changed.clear()
+            await self.flow.plugin.push(self.run.profile_id, progress_bar(self.run.key, self, hx_swap_oob="true"))
+            await asyncio.sleep(PUSH_EVERY)
+
+    async def keep(self, **values):
+        "Saves values for a resume after a restart: a remote job's address, say. They come back in job.saved."
+        self.saved.update(values)
+        self.flow.update(self.run, "job")
+
+
+@cache
+def pipeline(db, declare) -> Table:
+    """The pipeline table, declared with the core once per process (so a deleted profile's runs go with it).
+    The core scopes its own handle to the active profile before each request; a background step outlives its
+    request, and the active profile may change meanwhile, so the runs are read and written through a handle of
+    their own, by key, with the profile checked here."""
+    declare(TABLES)
+    return Table(db, "pipeline")
+
+
+def now() -> str: return datetime.now().isoformat()
+
+
+def progress_bar(key: str, job: Job, **attrs):
+    bar = Progress(value=job.done, max=job.total) if job.total else Progress()
+    return Div(bar, Small(job.message), id=f"job-{key}", cls="job", aria_live="polite", **attrs)
+
+
+def run_label(run: Run, steps: dict) -> str:
+    started = datetime.fromisoformat(run.created).strftime("%-d %b %Y, %H:%M")
+    if run.key in RUNNING: at = "at work"
+    elif run.job: at = "failed" if run.job["status"] == "failed" else "interrupted"
+    elif not run.step: at = "done"
+    else: at = f"step {list(steps).index(run.step) + 1} of {len(steps)}"
+    return f"{started} · {at}"
+
+
+class Workflow:
+    """Makes the plugin a workflow of these steps: its page, its routes under /NAME/runs, its runs in the pipeline
+    table. intro is drawn under the title (text or components)."""
+
+    def __init__(self, plugin, steps: list[Step], intro=None):
+        self.plugin, self.intro = plugin, intro
+        self.steps = {step.id: step for step in steps}
+        self.runs = pipeline(plugin.db, plugin.declare)
+        plugin.page(self.view)
+        self.routes()
+
+    # --- runs ---
+
+    def run(self, key: str) -> Run:
+        "A run of the active profile in this workflow; any other key is a 404 (for the plugin's own routes too)."
+        row = self.runs.get(key, default=None)
+        if row is None or (row["app"], row["profile_id"]) != (self.plugin.name, self.plugin.profile().id):
+            raise NotFoundError(key)
+        return Run.from_row(row)
+
+    def new_run(self, key: str | None = None) -> Run:
+        key = key or f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+        return Run(key, self.plugin.name, self.plugin.profile().id, step=next(iter(self.steps)))
+
+    def saved_runs(self) -> list[Run]:
+        "The active profile's runs, the one used last first, for the run picker: without their state (it may be big)."
+        rows = self.runs(select="key, app, profile_id, step, job, created, used", where="app = ? AND profile_id = ?",
+                         where_args=[self.plugin.name, self.plugin.profile().id], order_by="used DESC")
+        return [Run.from_row(row | {"state": "{}"}) for row in rows]
+
+    def last_run(self) -> Run:
+        "The run used last, else a new one: the run the page opens."
+        used_last = first(self.saved_runs())
+        return self.run(used_last.key) if used_last else self.new_run()
+
+    def save(self, run: Run):
+        run.created, run.used = run.created or now(), now()
+        self.runs.upsert(run.row())
+
+    def update(self, run: Run, *columns: str) -> bool:
+        "Writes some columns of a run; False when the run is gone (deleted with its profile, say)."
+        row = run.row()
+        try: self.runs.update({"key": run.key} | {column: row[column] for column in columns})
+        except NotFoundError: return False
+        return True
+
+    def after(self, step_id: str) -> str:
+        "The id of the step after this one; '' after the last."
+        ids = list(self.steps)
+        return ids[ids.index(step_id) + 1] if step_id != ids[-1] else ""
+
+    # --- background steps ---
+
+    def start(self, run: Run, step: Step, how: str = "started"):
+        job = RUNNING[run.key] = Job(self, run, step)
+        job.task = asyncio.create_task(self.work(job, how))
+
+    async def work(self, job: Job, how: str):
+        "Runs a background step to its end, keeps the outcome and tells every open tab of the profile."
+        run, step = job.run, job.step
+        showing = asyncio.create_task(job.show_progress())
+        try:
+            await self.plugin.narrate(f"{self.plugin.display_name}: “{step.title}” {how}.", profile_id=run.profile_id)
+            value = await step.work(run, job)
+        except asyncio.CancelledError:
+            if not job.cancelled: raise  # the app is stopping: the run stays at work, to resume after the restart
+            run.job, outcome = None, ("cancelled", ".")
+        except Exception as error:
+            self.plugin.log.warning("%s run %s: step %s failed (%s)", self.plugin.name, run.key, step.id,
+                                    type(error).__name__)
+            run.job |= {"status": "failed", "error": str(error) or type(error).__name__}
+            outcome = ("failed", f": {run.job['error']}")
+        else:
+            run.state[step.id], run.job, run.step = value, None, self.after(step.id)
+            outcome = ("done", f". {job.message}")
+        finally:
+            showing.cancel()
+            del RUNNING[run.key]
+        if not self.update(run, "state", "job", "step"): return
+        self.plugin.log.info("%s run %s: step %s %s", self.plugin.name, run.key, step.id, outcome[0])
+        await self.plugin.push(run.profile_id, self.run_view(run, hx_swap_oob="true"),
+                               Div(run_label(run, self.steps), hx_swap_oob=f"innerHTML:#option-{run.key}"))
+        await self.plugin.narrate(f"{self.plugin.display_name}: “{step.title}” {''.join(outcome)}",
+                                  profile_id=run.profile_id)
+
+    async def stop(self, key: str):
+        "Cancels the run's job in this process, if it has one, and waits until its end is kept."
+        if job := RUNNING.get(key):
+            job.cancelled = True
+            job.task.cancel()
+            await asyncio.wait({job.task})
+
+    # --- drawing ---
+
+    def view(self):
+        return Style(CSS), Hgroup(H2(self.plugin.display_name), self.intro), self.panel(self.last_run())
+
+    def panel(self, run: Run):
+        "The run picker and the run: what every action of the workflow answers with."
+        return Div(self.run_bar(run), self.run_view(run), id="workflow")
+
+    def run_bar(self, run: Run):
+        swap = dict(hx_target="#workflow", hx_swap="outerHTML")
+        options = [Option(run_label(saved, self.steps), value=saved.key, selected=saved.key == run.key,
+                          id=f"option-{saved.key}") for saved in self.saved_runs()]
+        if not run.created: options.insert(0, Option("New run", value="", selected=True, disabled=True))
+        return Div(Select(*options, name="run", aria_label="Run", hx_get=self.plugin.url("/runs"), **swap),
+                   Button("New run", hx_get=self.plugin.url("/new"), cls="secondary", **swap),
+                   Button("Delete run", hx_delete=self.plugin.url(f"/runs/{run.key}"), cls="outline secondary",
+                          hx_confirm="Delete this run and the values of its steps?", **swap) if run.created else None,
+                   cls="run-bar")
+
+    def run_view(self, run: Run, **attrs):
+        ids = list(self.steps)
+        at = ids.index(run.step) if run.step else len(ids)
+        return Div(Ol(*[self.step_view(run, step, n, at) for n, step in enumerate(self.steps.values())],
+                      cls="steps"), id=f"run-{run.key}", **attrs)
+
+    def step_view(self, run: Run, step: Step, n: int, at: int):
+        url = self.plugin.url(f"/runs/{run.key}/steps/{step.id}")
+        title = (Span(n + 1, cls="step-number"), Strong(step.title))
+        if n < at:
+            revert = Button("↶ Revert", hx_post=f"{url}/revert", hx_target="#workflow", hx_swap="outerHTML",
+                            title="Open this step again; the steps after it are cleared", cls="outline secondary")
+            return Li(Header(*title, None if run.key in RUNNING else revert), Div(step.show(run), cls="step-body"),
+                      cls="step done", id=f"step-{step.id}")
+        if n > at: return Li(Header(*title), cls="step later", id=f"step-{step.id}")
+        return Li(Header(*title), Div(self.open_step(run, step, url), cls="step-body"), cls="step open",
+                  id=f"step-{step.id}")
+
+    def open_step(self, run: Run, step: Step, url: str):
+        swap = dict(hx_target="#workflow", hx_swap="outerHTML")
+        cancel = Button("Cancel", hx_post=self.plugin.url(f"/runs/{run.key}/cancel"), cls="secondary", **swap)
+        if job := RUNNING.get(run.key): return progress_bar(run.key, job), Div(cancel)
+        if run.job and run.job["status"] == "working":  # kept as at work, yet no task has it: the app was stopped
+            return (P("Interrupted: the app stopped while this step was at work.", cls="problem"),
+                    Div(Button("Resume", hx_post=self.plugin.url(f"/runs/{run.key}/resume"), **swap), " ", cancel))
+        failure = P(run.job["error"], cls="problem") if run.job else None
+        return failure, Form(step.form(run), hx_post=url, hx_disabled_elt="find button", **swap)
+
+    # --- routes: each answers with the panel ---
+
+    def open_run_at(self, key: str, step_id: str) -> tuple[Run, Step]:
+        "The run whose open step this is, with the step: a new run for the first step; else a 404 or a 409."
+        unsaved = KEY.fullmatch(key) and self.runs.get(key, default=None) is None
+        run = self.new_run(key) if unsaved and step_id == next(iter(self.steps)) else self.run(key)
+        step = self.steps.get(step_id)
+        if step is None: raise NotFoundError(step_id)
+        if run.key in RUNNING or (run.job and run.job["status"] == "working"):
+            raise self.plugin.Refused(409, "This run is at work: wait for it, or cancel it.")
+        if run.step != step_id:
+            raise self.plugin.Refused(409, f"“{step.title}” is not the open step any more (another tab moved on?): "
+                                           "reload the page.")
+        return run, step
+
+    def routes(self):
+        # Every route is async, so it runs on the event loop with the background steps: between two awaits,
+        # nothing else reads or writes the runs.
+        plugin, Refused = self.plugin, self.plugin.Refused
+
+        @plugin.route("/new", methods="get")
+        async def new_run(): return self.panel(self.new_run())
+
+        @plugin.route("/runs", methods="get")
+        async def open_run(run: str):
+            chosen = self.run(run)
+            chosen.used = now()
+            self.update(chosen, "used")  # the run the page opens next time
+            return self.panel(chosen)
+
+        @plugin.route("/runs/{key}/steps/{step_id}", methods="post")
+        async def submit(request, key: str, step_id: str):
+            "The open step's form. The first step of a new run saves the run."
+            run, step = self.open_run_at(key, step_id)
+            form = await request.form()
+            value = step.submit(run, form) if step.submit else dict(form)
+            if inspect.isawaitable(value): value = await value
+            run, step = self.open_run_at(key, step_id)  # again: another request may have moved it on meanwhile
+            if step.work:
+                run.job = {"input": value, "saved": {}, "status": "working"}
+                self.save(run)
+                self.start(run, step)
+            else:
+                run.state[step_id], run.step, run.job = value, self.after(step_id), None
+                self.save(run)
+            plugin.log.info("%s run %s: step %s %s", plugin.name, key, step_id, "started" if step.work else "done")
+            return self.panel(run)
+
+        @plugin.route("/runs/{key}/steps/{step_id}/revert", methods="post")
+        async def revert(key: str, step_id: str):
+            run = self.run(key)
+            if step_id not in run.state: raise NotFoundError(step_id)
+            if run.key in RUNNING: raise Refused(409, "This run is at work: cancel it first.")
+            kept = list(self.steps)[:list(self.steps).index(step_id) + 1]
+            run.state = {done: value for done, value in run.state.items() if done in kept}
+            run.step, run.job = step_id, None
+            self.save(run)
+            plugin.log.info("%s run %s: reverted to step %s", plugin.name, key, step_id)
+            return self.panel(run)
+
+        @plugin.route("/runs/{key}/cancel", methods="post")
+        async def cancel(key: str):
+            "Stops a job at work; forgets a failed or interrupted one. The step's form shows again."
+            run = self.run(key)
+            if run.key in RUNNING: await self.stop(run.key)
+            elif run.job:
+                run.job = None
+                self.update(run, "job")
+            return self.panel(self.run(key))
+
+        @plugin.route("/runs/{key}/resume", methods="post")
+        async def resume(key: str):
+            run = self.run(key)
+            if run.key in RUNNING or not run.job or run.job["status"] != "working":
+                raise Refused(409, "There is nothing to resume in this run.")
+            self.start(run, self.steps[run.step], "resumed after a restart")
+            return self.panel(run)
+
+        @plugin.route("/runs/{key}", methods="delete")
+        async def delete_run(key: str):
+            run = self.run(key)
+            await self.stop(run.key)
+            self.runs.delete(run.key)
+            plugin.log.info("%s run %s deleted", plugin.name, key)
+            return self.panel(self.last_run())
