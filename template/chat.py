@@ -28,6 +28,7 @@ import uuid
 from collections import defaultdict
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import urlsplit
 
 import httpx
@@ -60,12 +61,18 @@ class Backend:
         self.url = url if "://" in url else f"http://{url}"  # OLLAMA_HOST is often written host:port
         self.default_model, self.timeout, self.headers = default_model, timeout, headers or {}
 
+    @cached_property
+    def tls(self):
+        "Made once: making it loads the CA certificates, some 20 ms that every reply's first token would wait for."
+        return httpx.create_ssl_context()
+
     @asynccontextmanager
     async def connection(self):
         "An HTTP client for one exchange, whose faults come out as LLMErrors."
         timeout = httpx.Timeout(self.timeout, connect=5)
         try:
-            async with httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=timeout) as client:
+            async with httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=timeout,
+                                         verify=self.tls) as client:
                 yield client
         except (httpx.ConnectError, httpx.ConnectTimeout):
             raise LLMError(self.unreachable()) from None
@@ -339,6 +346,10 @@ class Chat:
         if comment and listeners:
             self.launch(listeners, self.generate(profile, listeners, rid, COMMENT_REQUEST, keep_request=False))
 
+    async def push(self, profile: int, *parts):
+        "Sends out-of-band fragments to every open tab of the profile: a background job's progress bar, say."
+        await self.send(set(self.tabs[profile]), *parts)
+
     # --- the page and the routes ---
 
     def panel(self):
@@ -373,7 +384,7 @@ class Chat:
         except LLMError as error: names, fault = [], str(error)
         return model_picker(names, self.model, fault)
 
-    def choose_model(self, model: str):
+    async def choose_model(self, model: str):
         self.store["chat_model"] = model
 
     async def clear(self):

@@ -7,7 +7,9 @@ Reads top to bottom: logging, the database and its tables, the key-value store, 
 layout, the routes, and serving. `python server.py` serves on config.HOST:config.PORT; `uvicorn server:app` also works.
 """
 
+import functools
 import importlib.util
+import inspect
 import json
 import logging
 import re
@@ -21,7 +23,6 @@ import apsw.bestpractice
 import uvicorn
 from fasthtml.common import *
 from fastlite import NotFoundError, database
-from starlette.middleware.base import BaseHTTPMiddleware
 
 import config
 from chat import Chat
@@ -74,6 +75,12 @@ def declare(tables: dict) -> dict:
 profiles, store_table = declare(TABLES).values()
 
 
+def lookup(table, column: str, value):
+    """The first row whose column holds value, or None. Every request looks rows up this way, with one query:
+    fastlite's table[key] and table.get read the table's schema twice per call first, which costs more."""
+    return first(table(where=f"{column} = ?", where_args=[value], limit=1))
+
+
 # --- The key-value store: UI state that a restart must restore (the active profile, the last app, the model).
 class Store(MutableMapping):
     "A dict kept in a SQLite table. Values are stored as JSON, so they come back with their type."
@@ -81,8 +88,8 @@ class Store(MutableMapping):
     def __init__(self, table): self.table = table
 
     def __getitem__(self, key: str):
-        try: return json.loads(self.table[key].value)
-        except NotFoundError: raise KeyError(key) from None
+        if (row := lookup(self.table, "key", key)) is None: raise KeyError(key)
+        return json.loads(row.value)
 
     def __setitem__(self, key: str, value): self.table.upsert(dict(key=key, value=json.dumps(value)))
 
@@ -101,14 +108,14 @@ store = Store(store_table)
 # --- Profiles: each is a separate set of plugin data. The active one is kept in the store.
 def active_profile():
     "The profile the page shows: the one last chosen, else the first; the first run makes one."
-    chosen = profiles.get(store.get("active_profile", 0), default=None)
+    chosen = lookup(profiles, "id", store.get("active_profile", 0))
     if chosen is None:
         chosen = first(profiles(order_by="id", limit=1)) or profiles.insert(name="Default")
         store["active_profile"] = chosen.id
     return chosen
 
 
-def scope_to_active_profile():
+async def scope_to_active_profile():
     "Runs before every request: profile tables read and write the active profile's rows only (fastlite xtra)."
     profile_id = active_profile().id
     for table in SCOPED: table.xtra(profile_id=profile_id)
@@ -121,6 +128,17 @@ class Refused(HTTPException):
 MAX_TEXT = 1000
 
 
+def on_event_loop(handler):
+    """The handler as a coroutine function. FastHTML runs plain functions in worker threads, and apsw refuses a
+    connection that two threads enter at once (ThreadingViolationError: a 500) while the chat and background jobs
+    use it on the event loop. Every handler runs on the event loop, so the database is only ever used there."""
+    if inspect.iscoroutinefunction(handler): return handler
+
+    @functools.wraps(handler)  # FastHTML reads the parameters from the wrapped function's signature
+    async def run(*args, **kwargs): return handler(*args, **kwargs)
+    return run
+
+
 def require_text(text: str, what: str) -> str:
     "The text without surrounding blanks; empty or overlong text is Refused (422) and nothing is saved."
     text = (text or "").strip()
@@ -129,17 +147,25 @@ def require_text(text: str, what: str) -> str:
     return text
 
 
-# --- The chat seam. Panels are drawn beside the app on every page; narration listeners hear what the apps do.
-# chat.py plugs in by adding its panel function to SIDE_PANELS and its `async (profile_id, text)` to LISTENERS.
+# --- The chat seam. Panels are drawn beside the app on every page; narration listeners hear what the apps do;
+# pushers send fragments to the open pages of a profile. chat.py plugs in by adding its panel function to
+# SIDE_PANELS, its `async (profile_id, text)` to LISTENERS and its `async (profile_id, *fragments)` to PUSHERS.
 SIDE_PANELS = []
 LISTENERS = []
+PUSHERS = []
 
 
-async def narrate(text: str, comment: bool = False):
-    """Tells every listener (the chat) what just happened, for the active profile; with comment=True the chat also
-    asks the LLM for a one-line remark on it."""
-    profile_id = active_profile().id
+async def narrate(text: str, comment: bool = False, profile_id: int | None = None):
+    """Tells every listener (the chat) what just happened, for the active profile or the one given (a background
+    job's, which may not be the active one any more); with comment=True the chat also asks the LLM for a one-line
+    remark on it."""
+    if profile_id is None: profile_id = active_profile().id
     for listener in LISTENERS: await listener(profile_id, text, comment=comment)
+
+
+async def push(profile_id: int, *fragments):
+    "Swaps fragments into every open page of the profile, out of band (by their ids): a progress bar, say."
+    for pusher in PUSHERS: await pusher(profile_id, *fragments)
 
 
 # --- Plugins: plugins/NNN_name.py, started in number order. plugins/README.md is the guide.
@@ -157,7 +183,8 @@ class Plugin:
     "What the core gives a plugin's setup(plugin): see plugins/README.md."
     db, store, log, Refused = db, store, log, Refused
     profile = staticmethod(active_profile)
-    narrate = staticmethod(narrate)
+    narrate, push = staticmethod(narrate), staticmethod(push)
+    declare = staticmethod(declare)
     require_text = staticmethod(require_text)
 
     def __init__(self, module):
@@ -169,7 +196,7 @@ class Plugin:
 
     def route(self, path: str = "", methods=None):
         "Decorator: a route at /<name><path>, methods as in FastHTML (the function's name by default)."
-        return app.route(self.url(path), methods=methods)
+        return lambda handler: app.route(self.url(path), methods=methods)(on_event_loop(handler))
 
     def page(self, view):
         "Decorator: view() draws the plugin's main panel; the core serves it inside the page layout at /<name>."
@@ -199,12 +226,22 @@ def load_plugins(folder) -> dict:
 
 
 # --- The app. Every script and style is served from static/: the page asks no other host for anything.
-async def log_request(request, call_next):
-    started = time.perf_counter()
-    response = await call_next(request)
-    log.info("%s %s %s %.0fms", request.method, request.url.path, response.status_code,
-             (time.perf_counter() - started) * 1000)
-    return response
+class RequestLog:
+    "ASGI middleware: a log line per HTTP request once it is answered (starlette's BaseHTTPMiddleware costs far more)."
+
+    def __init__(self, app): self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http": return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), None
+
+        async def send_noting_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start": status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, send_noting_status)
+        log.info("%s %s %s %.0fms", scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000)
 
 
 def refused(request, error):
@@ -235,7 +272,7 @@ HEAD = (
 )
 app = FastHTML(hdrs=HEAD, default_hdrs=False, canonical=False, htmlkw={"lang": "en"},
                key_fname=str(config.ROOT / ".sesskey"), before=scope_to_active_profile,
-               middleware=[Middleware(BaseHTTPMiddleware, dispatch=log_request)],
+               middleware=[Middleware(RequestLog)],
                exception_handlers={code: refused for code in (400, 404, 405, 409, 422)}
                                   | {NotFoundError: refused, OverflowError: refused})
 app.mount("/static", StaticFiles(directory=config.ROOT / "static"))
@@ -243,6 +280,7 @@ chat = Chat(db, store, lambda: active_profile().id)
 chat.register(app)
 SIDE_PANELS.append(chat.panel)
 LISTENERS.append(chat.narrate)
+PUSHERS.append(chat.push)
 PLUGINS = load_plugins(config.ROOT / "plugins")
 
 
@@ -304,7 +342,7 @@ def changed_profiles():
 
 # --- Routes
 @app.get("/")
-def index():
+async def index():
     "The app used last, so a restart opens where the person left off."
     last = PLUGINS.get(store.get("last_app")) or first(PLUGINS.values())
     if last is None: return page("Apps", H2("No apps"), P("Add a plugin in plugins/ (see plugins/README.md)."))
@@ -312,8 +350,8 @@ def index():
 
 
 def plugin_page(plugin: Plugin):
-    def show():
-        store["last_app"] = plugin.name
+    async def show():
+        if store.get("last_app") != plugin.name: store["last_app"] = plugin.name  # no write on every page view
         return page(plugin.display_name, plugin.view(), current=plugin.name)
     return show
 
@@ -322,20 +360,20 @@ for plugin in PLUGINS.values(): app.get(plugin.url(), name=f"{plugin.name}_page"
 
 
 @app.get("/profiles")
-def profiles_page():
+async def profiles_page():
     return page("Profiles", Hgroup(H2("Profiles"), P("Each profile keeps its own data in every app.")),
                 profile_list())
 
 
 @app.post("/profiles")
-def add_profile(name: str):
+async def add_profile(name: str):
     profile = profiles.insert(name=require_text(name, "A profile name"))
     log.info("profile %s added", profile.id)
     return changed_profiles()
 
 
 @app.get("/profiles/{profile_id}/edit")
-def edit_profile(profile_id: int):
+async def edit_profile(profile_id: int):
     profile = profiles[profile_id]
     return Li(Form(Input(name="name", value=profile.name, aria_label="Profile name", autofocus=True, required=True),
                    Button("Save"), Button("Cancel", type="button", hx_get=f"/profiles/{profile_id}",
@@ -345,11 +383,11 @@ def edit_profile(profile_id: int):
 
 
 @app.get("/profiles/{profile_id}")
-def show_profile(profile_id: int): return profile_row(profiles[profile_id])
+async def show_profile(profile_id: int): return profile_row(profiles[profile_id])
 
 
 @app.put("/profiles/{profile_id}")
-def rename_profile(profile_id: int, name: str):
+async def rename_profile(profile_id: int, name: str):
     profile = profiles[profile_id]
     profile.name = require_text(name, "A profile name")
     profiles.update(profile)
@@ -358,7 +396,7 @@ def rename_profile(profile_id: int, name: str):
 
 
 @app.post("/profiles/{profile_id}/switch")
-def switch_profile(profile_id: int):
+async def switch_profile(profile_id: int):
     "Every app now shows this profile's data: the page reloads."
     store["active_profile"] = profiles[profile_id].id
     log.info("profile %s active", profile_id)
@@ -366,7 +404,7 @@ def switch_profile(profile_id: int):
 
 
 @app.delete("/profiles/{profile_id}")
-def delete_profile(profile_id: int):
+async def delete_profile(profile_id: int):
     profiles[profile_id]  # a 404 for an unknown id
     if profiles.count == 1: raise Refused(409, "The last profile cannot be deleted: add another one first.")
     with db.conn:  # the profile and its rows in every app go together, or not at all

@@ -1,0 +1,562 @@
+"""What the template and its forks cost, each figure measured against a baseline on this machine.
+
+`scripts/bench` writes BENCHMARKS.md. `scripts/bench --quick --output FILE` runs a few pairs of a smaller workload:
+CI runs it only to keep the bench working, its numbers are not for reading.
+
+Every figure is measured in pairs after a warm-up: a baseline run, then a subject run, so that both see the same
+state of the machine. The table gives the median of each side and the median of the per-pair ratios (or, for
+latencies, differences). Servers run in the rendered fork's environment, on free 127.0.0.1 ports, and are stopped
+at the end; requests per second come from wrk (apt-get install wrk), with keep-alive.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import urllib.error
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import copier
+import httpx
+import websockets
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from template_tools import FLAVOURS, ROOT, commit_all, git, render, snapshot  # noqa: E402
+
+
+@dataclass
+class Plan:
+    warmups: int  # unmeasured pairs first
+    runs: int  # measured pairs
+    setup_warmups: int
+    setup_runs: int
+    wrk_seconds: int
+    latency_tokens: int  # the reply the per-token latency is measured on
+    long_reply: int  # the reply the tokens per second are measured on
+    streams: int  # concurrent chat streams
+    stream_tokens: int
+    jupyter: bool  # the fork has JupyterLab (the default); without it the set-up installs far less
+
+
+FULL = Plan(warmups=1, runs=7, setup_warmups=1, setup_runs=3, wrk_seconds=5, latency_tokens=200, long_reply=2000,
+            streams=50, stream_tokens=100, jupyter=True)
+QUICK = Plan(warmups=0, runs=2, setup_warmups=0, setup_runs=1, wrk_seconds=1, latency_tokens=30, long_reply=300,
+             streams=10, stream_tokens=20, jupyter=False)
+
+OLD, NEW = "v1.0.0", "v1.0.1"  # the template releases a fork is updated between
+TOKEN_PACE = 0.01  # seconds between tokens where the pace matters: 100 tokens/s, a fast local model
+MODEL = "llama3.2"
+
+# The baseline template: copier.yml, one file, and the answers file that `copier update` needs.
+ONE_FILE_TEMPLATE = {
+    "copier.yml": "project_name:\n  type: str\n  default: Demo\n",
+    "README.md.jinja": "# {{ project_name }}\n",
+    "{{_copier_conf.answers_file}}.jinja": "{{ _copier_answers | to_nice_yaml }}",
+}
+
+BARE_APP = '''\
+"""A bare FastHTML app: one page showing the rows of one SQLite table."""
+import os
+import uvicorn
+from fasthtml.common import *
+
+app, rt, items, Item = fast_app(os.environ["DB"], items=dict(id=int, name=str, pk="id"))
+
+
+@rt("/")
+def get(): return Titled("Items", Ul(*[Li(item.name) for item in items()]))
+
+
+uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]))
+'''
+
+STAMPED_LLM = '''\
+"""The fork's fake Ollama, replying to a message ending in "COUNT PACE" with COUNT tokens sent PACE seconds apart.
+Each token is the time.monotonic() it was sent at (a clock every process shares), so a reader can tell how long it
+took to arrive."""
+import asyncio
+import os
+import sys
+import time
+
+import uvicorn
+
+sys.path.insert(0, "tests")
+from fake_ollama import FakeLLM
+
+
+class StampedLLM(FakeLLM):
+    def reply(self, messages):
+        count, pace = messages[-1]["content"].split()[-2:]
+        return [float(pace)] * int(count)
+
+    async def paced(self, paces, chunk, error, end):
+        for pace in paces:
+            await asyncio.sleep(pace)
+            yield chunk(f"{time.monotonic():.6f} ")
+        yield end()
+
+
+uvicorn.run(StampedLLM().app, host="127.0.0.1", port=int(os.environ["PORT"]), log_level="warning")
+'''
+STAMP = re.compile(r"(\d+\.\d{6}) ")
+
+
+# --- Measuring in pairs
+
+def pairs(baseline, subject, runs: int, warmups: int) -> tuple[list, list]:
+    "Calls baseline() then subject(), warmups times unmeasured, then runs times; returns both lists of results."
+    for _ in range(warmups): baseline(), subject()
+    results = [(baseline(), subject()) for _ in range(runs)]
+    return [b for b, _ in results], [s for _, s in results]
+
+
+def timed(action, *args, **kwargs) -> float:
+    started = time.perf_counter()
+    action(*args, **kwargs)
+    return time.perf_counter() - started
+
+
+@dataclass
+class Row:
+    figure: str
+    baseline: str
+    baseline_value: str
+    subject_value: str
+    compared: str  # the median of the per-pair ratios or differences
+    target: str
+    met: bool | None  # None: no target to meet
+
+
+def ratio(base: list, subject: list) -> float:
+    "The median of the per-pair ratios, subject / baseline."
+    return statistics.median(s / b for b, s in zip(base, subject))
+
+
+def ratio_row(figure, baseline, base, subject, unit, target, limit, higher_is_better=False) -> Row:
+    median = ratio(base, subject)
+    return Row(figure, baseline, unit(statistics.median(base)), unit(statistics.median(subject)), f"{median:.2f}x",
+               target, median >= limit if higher_is_better else median <= limit)
+
+
+def seconds(value): return f"{value:.2f} s"
+def millis(value): return f"{value * 1000:.1f} ms"
+def per_second(value): return f"{value:,.0f}/s"
+
+
+# --- Processes
+
+def run(command, **kwargs):
+    return subprocess.run([str(part) for part in command], check=True, capture_output=True, text=True, **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def server(command, cwd: Path, env: dict):
+    "A server on a free 127.0.0.1 port (its PORT variable) until the block ends; yields its process and base URL."
+    port = free_port()
+    log = tempfile.TemporaryFile("w+")
+    process = subprocess.Popen([str(part) for part in command], cwd=cwd, env=env | {"PORT": str(port)},
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield process, f"http://127.0.0.1:{port}"
+    except Exception:
+        log.seek(0)
+        print(f"{' '.join(map(str, command))} said:\n{log.read()[-3000:]}", file=sys.stderr)
+        raise
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(30)
+        log.close()
+
+
+def wait_for_200(url: str, process, timeout: float = 60):
+    "Polls url (following redirects) until it answers 200."
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200: return
+        except (ConnectionError, urllib.error.URLError):
+            pass  # not listening yet
+        if process.poll() is not None or time.monotonic() > deadline: raise RuntimeError(f"{url} never answered 200")
+        time.sleep(0.005)
+
+
+def start_to_200(command, cwd: Path, env: dict) -> float:
+    started = time.perf_counter()
+    with server(command, cwd, env) as (process, url):
+        wait_for_200(url + "/", process)
+        return time.perf_counter() - started
+
+
+def requests_per_second(url: str, seconds: int) -> tuple[float, int]:
+    "wrk with keep-alive (one thread, 10 connections): the requests per second and the count of failed answers."
+    out = run(["wrk", "-t1", "-c10", f"-d{seconds}s", url]).stdout
+    failed = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]), int(failed[1]) if failed else 0
+
+
+def peak_rss(pid: int) -> int:
+    "The process's peak resident set size, in bytes."
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) * 1024
+
+
+# --- The machine
+
+def machine() -> str:
+    cpu = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+    ram = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())[1]) / 1024 ** 2
+    system = platform.freedesktop_os_release().get("PRETTY_NAME", platform.system())
+    return (f"{cpu[1] if cpu else platform.processor()}, {os.cpu_count()} cores, {ram:.1f} GiB RAM, "
+            f"Python {platform.python_version()}, {system} (Linux {platform.release()})")
+
+
+# --- Copier: the template against a one-file template, both with releases OLD and NEW (one upstream change)
+
+def with_upstream_change(repo: Path, readme: Path) -> Path:
+    "Tags the repository OLD, appends a line to its README template and tags that NEW."
+    git(repo, "tag", OLD)
+    readme.write_text(readme.read_text() + "\nOne upstream change.\n")
+    commit_all(repo, "One upstream change")
+    git(repo, "tag", NEW)
+    return repo
+
+
+def one_file_template(repo: Path) -> Path:
+    for name, text in ONE_FILE_TEMPLATE.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    commit_all(repo, "One-file template")
+    return with_upstream_change(repo, repo / "README.md.jinja")
+
+
+class Scratch:
+    "Fresh folders in the bench's temporary directory."
+
+    def __init__(self, root: Path): self.root, self.count = root, 0
+
+    def __call__(self, name: str) -> Path:
+        self.count += 1
+        return self.root / f"{name}-{self.count}"
+
+
+def copy_time(fresh: Scratch, src: Path, **answers) -> float:
+    dst = fresh("copy")
+    took = timed(render, dst, src=src, vcs_ref=NEW, **answers)
+    shutil.rmtree(dst)
+    return took
+
+
+def update_time(fresh: Scratch, src: Path, **answers) -> float:
+    fork = render(fresh("update"), src=src, vcs_ref=OLD, **answers)
+    commit_all(fork, "A fork")
+    took = timed(copier.run_update, fork, vcs_ref=NEW, defaults=True, overwrite=True, conflict="inline", quiet=True)
+    if "One upstream change." not in (fork / "README.md").read_text(): raise RuntimeError(f"{fork} was not updated")
+    shutil.rmtree(fork)
+    return took
+
+
+def copier_rows(plan: Plan, fresh: Scratch, template: Path) -> list[Row]:
+    one_file = one_file_template(fresh("one-file"))
+    rows = []
+    for flavour in FLAVOURS:
+        for command, measure in (("copy", copy_time), ("update", update_time)):
+            print(f"copier {command}, {flavour} ...", file=sys.stderr)
+            base, subject = pairs(lambda: measure(fresh, one_file), lambda: measure(fresh, template, flavour=flavour),
+                                  plan.runs, plan.warmups)
+            figure = f"`copier {command}`{' with one upstream change' if command == 'update' else ''}, {flavour}"
+            rows.append(ratio_row(figure, "a one-file copier template", base, subject, seconds, "≤ 1.3x", 1.3))
+    return rows
+
+
+# --- Set-up of a fresh fork: ./run setup (uv) against pip, both into a new venv with a warm cache
+
+def pip_setup_time(fork: Path, venv: Path) -> float:
+    "What ./run setup installs, the pip way: the pyproject's dependencies and test extra, constrained by the lock."
+    project = tomllib.loads((fork / "pyproject.toml").read_text())["project"]
+    requirements = venv.parent / "requirements.txt"
+    requirements.write_text("\n".join(project["dependencies"] + project["optional-dependencies"]["test"]))
+    shutil.rmtree(venv, ignore_errors=True)
+    started = time.perf_counter()
+    run(["python3", "-m", "venv", venv])
+    run([venv / "bin/python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "-c", fork / "requirements.lock", "-r", requirements, "-r", fork / "requirements-local.txt"])
+    return time.perf_counter() - started
+
+
+def uv_setup_time(fork: Path) -> float:
+    shutil.rmtree(fork / ".venv", ignore_errors=True)
+    return timed(run, [fork / "run", "setup"], cwd=fork, env=os.environ | {"PYTHON": "python3"})  # pip's python
+
+
+def setup_rows(plan: Plan, fork: Path, fresh: Scratch) -> list[Row]:
+    print("fresh fork set-up, pip and uv ...", file=sys.stderr)
+    pip_venv = fresh("pip") / ".venv"
+    pip_venv.parent.mkdir()
+    base, subject = pairs(lambda: pip_setup_time(fork, pip_venv), lambda: uv_setup_time(fork),
+                          plan.setup_runs, plan.setup_warmups)
+    shutil.rmtree(pip_venv.parent)
+    uv_time = statistics.median(subject)
+    return [Row("fresh fork set-up: venv + install, warm cache (`./run setup`, uv)", "pip, the same requirements",
+                seconds(statistics.median(base)), seconds(uv_time), f"{ratio(base, subject):.2f}x", "≤ 30 s",
+                uv_time <= 30)]
+
+
+# --- The rendered server against a bare FastHTML app
+
+def server_rows(plan: Plan, fork: Path, env: dict, fresh: Scratch) -> list[Row]:
+    python = fork / ".venv/bin/python"
+    bare = fresh("bare-app")
+    bare.mkdir()
+    (bare / "bare_app.py").write_text(BARE_APP)
+    bare_env = os.environ | {"DB": str(bare / "bare.db")}
+    print("process start to first 200 ...", file=sys.stderr)
+    base, subject = pairs(lambda: start_to_200([python, "bare_app.py"], bare, bare_env),
+                          lambda: start_to_200([python, "server.py"], fork, env), plan.runs, plan.warmups)
+    rows = [ratio_row("rendered server: process start to first 200", "a bare FastHTML app", base, subject, seconds,
+                      "≤ 1.3x", 1.3)]
+    with server([python, "bare_app.py"], bare, bare_env) as (bare_process, bare_url), \
+         server([python, "server.py"], fork, env) as (fork_process, fork_url):
+        wait_for_200(bare_url + "/", bare_process)
+        wait_for_200(fork_url + "/", fork_process)
+        landing = urllib.request.urlopen(fork_url + "/").url  # where / leads: the app used last
+        rows.append(rate_row(plan, "`GET /` requests per second, keep-alive (a redirect to the app used last)",
+                             bare_url + "/", fork_url + "/", "≥ 0.8x", 0.8))
+        rows.append(rate_row(plan, f"`GET {urllib.parse.urlsplit(landing).path}` requests per second, keep-alive "
+                                   "(the page / leads to, for reference)", bare_url + "/", landing, "—", None))
+    return rows
+
+
+def rate_row(plan: Plan, figure: str, bare_url: str, url: str, target: str, limit: float | None) -> Row:
+    "Requests per second; any error answers are shown, and a subject with errors misses its target."
+    print(f"{figure} ...", file=sys.stderr)
+    base, subject = pairs(lambda: requests_per_second(bare_url, plan.wrk_seconds),
+                          lambda: requests_per_second(url, plan.wrk_seconds), plan.runs, plan.warmups)
+    median = ratio([rate for rate, _ in base], [rate for rate, _ in subject])
+    errors = sum(count for _, count in subject)
+    return Row(figure, "a bare FastHTML page doing one SQLite query", rate_and_errors(base), rate_and_errors(subject),
+               f"{median:.2f}x", target, None if limit is None else median >= limit and not errors)
+
+
+def rate_and_errors(results) -> str:
+    "The median rate, and how many answers of all the runs were errors (4xx or 5xx)."
+    rate = per_second(statistics.median(rate for rate, _ in results))
+    errors = sum(count for _, count in results)
+    return f"{rate}, {errors} error answers" if errors else rate
+
+
+# --- The chat against reading the fake Ollama directly
+
+@dataclass
+class Reading:
+    "One reply as its reader saw it."
+    first_token: float  # seconds from asking to the first token
+    latencies: list[float]  # per token: seconds from the LLM sending it to the reader having it
+    total: float  # seconds from asking to the end of the reply
+
+
+def percentile(values, n: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[n - 1]
+
+
+async def read_direct(client: httpx.AsyncClient, count: int, pace: float) -> Reading:
+    "Asks the fake Ollama itself, the way the chat does, and reads the NDJSON stream."
+    body = {"model": MODEL, "messages": [{"role": "user", "content": f"{count} {pace}"}], "stream": True}
+    asked, first, latencies = time.monotonic(), None, []
+    async with client.stream("POST", "/api/chat", json=body) as response:
+        async for line in response.aiter_lines():
+            chunk = json.loads(line)
+            if chunk["done"]: break
+            now = time.monotonic()
+            first = first or now
+            latencies.append(now - float(chunk["message"]["content"]))
+    if len(latencies) != count: raise RuntimeError(f"the direct reader got {len(latencies)} tokens of {count}")
+    return Reading(first - asked, latencies, time.monotonic() - asked)
+
+
+async def read_chat(ws, count: int, pace: float) -> Reading:
+    "Asks through the chat's WebSocket, as the page does, and reads the fragments until the reply is done."
+    asked, first, latencies = time.monotonic(), None, []
+    await ws.send(json.dumps({"msg": f"{count} {pace}"}))
+    while "assistant done" not in (frame := await ws.recv()):
+        now = time.monotonic()
+        stamps = STAMP.findall(frame)
+        first = first or (now if stamps else None)
+        latencies += [now - float(stamp) for stamp in stamps]
+    if "msg error" in frame or len(latencies) != count:
+        raise RuntimeError(f"the chat reader got {len(latencies)} tokens of {count}: {frame[:300]}")
+    return Reading(first - asked, latencies, time.monotonic() - asked)
+
+
+def ws_url(url: str) -> str: return url.replace("http://", "ws://", 1) + "/ws"
+
+
+async def chat_pairs(plan: Plan, llm_url: str, app_url: str) -> list[Row]:
+    async with httpx.AsyncClient(base_url=llm_url, timeout=60) as llm, \
+               httpx.AsyncClient(base_url=app_url, timeout=60) as app, \
+               websockets.connect(ws_url(app_url), max_size=None) as ws:
+
+        async def pairs_of(count: int, pace: float) -> list[tuple[Reading, Reading]]:
+            "Direct then through the chat; the chat's history is cleared first, so every request is the same size."
+            results = []
+            for run_number in range(plan.warmups + plan.runs):
+                direct = await read_direct(llm, count, pace)
+                (await app.post("/chat/clear")).raise_for_status()
+                chat = await read_chat(ws, count, pace)
+                if run_number >= plan.warmups: results.append((direct, chat))
+            return results
+
+        def difference_row(figure, results, value, target, limit) -> Row:
+            base, subject = [value(d) for d, _ in results], [value(c) for _, c in results]
+            added = statistics.median(s - b for b, s in zip(base, subject))
+            return Row(figure, "reading the fake Ollama directly", millis(statistics.median(base)),
+                       millis(statistics.median(subject)), f"{added * 1000:+.2f} ms", target,
+                       None if limit is None else added <= limit)
+
+        print("chat: time to first token ...", file=sys.stderr)
+        rows = [difference_row("chat: time to first token seen by a WebSocket client", await pairs_of(5, 0),
+                               lambda r: r.first_token, "≤ +5 ms", 0.005)]
+        print("chat: latency per token ...", file=sys.stderr)
+        paced = await pairs_of(plan.latency_tokens, TOKEN_PACE)
+        for n, target, limit in ((50, "≤ +1 ms", 0.001), (99, "—", None)):
+            rows.append(difference_row(f"chat: added latency per token, p{n} ({plan.latency_tokens} tokens, "
+                                       f"{1 / TOKEN_PACE:.0f} per second)", paced,
+                                       lambda r: percentile(r.latencies, n), target, limit))
+        print(f"chat: {plan.long_reply}-token reply ...", file=sys.stderr)
+        results = await pairs_of(plan.long_reply, 0)
+        base = [plan.long_reply / d.total for d, _ in results]
+        subject = [plan.long_reply / c.total for _, c in results]
+        rows.append(ratio_row(f"chat: {plan.long_reply:,}-token reply, tokens per second (as fast as the LLM sends)",
+                              "reading the fake Ollama directly", base, subject, per_second, "≥ 0.8x", 0.8,
+                              higher_is_better=True))
+        return rows
+
+
+async def concurrent_streams(plan: Plan, app_url: str, process) -> Row:
+    """plan.streams tabs ask at once, each in a profile of its own (a profile has one generation at a time, so the
+    streams of one profile queue by design); each reply is paced like a local model."""
+    pace = TOKEN_PACE * 2
+    async with httpx.AsyncClient(base_url=app_url, timeout=60) as app:
+        tabs = []
+        for n in range(plan.streams):
+            added = (await app.post("/profiles", data={"name": f"Stream {n}"})).raise_for_status()
+            profile = max(map(int, re.findall(r'id="profile-(\d+)"', added.text)))
+            (await app.post(f"/profiles/{profile}/switch")).raise_for_status()
+            tabs.append(await websockets.connect(ws_url(app_url), max_size=None))  # the tab takes the active profile
+    idle_rss = peak_rss(process.pid)
+    started = time.monotonic()
+    try:
+        results = await asyncio.gather(*[read_chat(ws, plan.stream_tokens, pace) for ws in tabs],
+                                       return_exceptions=True)
+    finally:
+        for ws in tabs: await ws.close()
+    took = time.monotonic() - started
+    readings = [r for r in results if isinstance(r, Reading)]
+    errors = [r for r in results if not isinstance(r, Reading)]
+    if errors: print(f"{len(errors)} streams failed, the first with: {errors[0]!r}", file=sys.stderr)
+    p99 = millis(percentile([t for r in readings for t in r.latencies], 99)) if readings else "—"
+    outcome = (f"{len(readings)}/{plan.streams} complete, {len(errors)} errors, in {took:.1f} s; p99 token latency "
+               f"{p99}; server peak RSS {peak_rss(process.pid) / 2 ** 20:.0f} MB ({idle_rss / 2 ** 20:.0f} MB before)")
+    return Row(f"{plan.streams} concurrent chat streams ({plan.stream_tokens} tokens each, {1 / pace:.0f} per second)",
+               "—", "—", outcome, "—", "0 errors, all complete; peak RSS reported",
+               not errors and len(readings) == plan.streams)
+
+
+# --- The report
+
+def report(plan: Plan, quick: bool, rows: list[Row]) -> str:
+    met = {True: "yes", False: "**no**", None: "—"}
+    lines = [
+        "# Benchmarks", "",
+        f"Measured by `scripts/bench{' --quick' if quick else ''}` on "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", "",
+        f"Machine: {machine()}.", "",
+        *(["**Quick mode**: a few pairs of a smaller workload, to keep the bench working; these numbers are not for "
+           "reading.", ""] if quick else []),
+        f"Each figure is measured in pairs, a baseline run then a subject run: {plan.warmups} unmeasured pair(s), "
+        f"then {plan.runs} (fork set-up: {plan.setup_warmups} and {plan.setup_runs}). Values are medians; "
+        "\"subject vs baseline\" is the median of the per-pair ratios (subject / baseline) or differences "
+        "(subject − baseline).", "",
+        "| figure | baseline | baseline value | subject value | subject vs baseline | target | met |",
+        "|---|---|---|---|---|---|---|",
+        *(f"| {r.figure} | {r.baseline} | {r.baseline_value} | {r.subject_value} | {r.compared} | {r.target} "
+          f"| {met[r.met]} |" for r in rows),
+        "", "How:", "",
+        "- copier: the template as it is now (uncommitted changes included) and the one-file template (copier.yml, "
+        "README.md.jinja and the answers file), each a git repository with two releases, through copier's API "
+        "(tests/template_tools.render). `copy` renders the newer release; `update` takes a committed fork of the "
+        "older one to the newer, whose one change is a line added to README.md.jinja.",
+        f"- The fork is pipulate{'' if plan.jupyter else ' without JupyterLab'}. Set-up: `./run setup` (a venv, "
+        "then uv installs pyproject.toml with its test extra, constrained by requirements.lock) against "
+        "`python -m venv` and `pip install` of the same requirements and constraints, both with their caches warm.",
+        "- Servers run in the fork's venv on 127.0.0.1: `python server.py` (uvicorn, one process) and a bare FastHTML "
+        "app (`fast_app` with one table, one page listing its rows, `uvicorn.run`). Start: from spawning the process "
+        "to the first 200 for `/`, redirects followed. Requests per second: `wrk -t1 -c10` (keep-alive) for "
+        f"{plan.wrk_seconds} s; error answers (4xx, 5xx) are counted.",
+        "- Chat: the fork's fake Ollama (tests/fake_ollama.py) stamps each token with the time it sent it. Directly: "
+        "one keep-alive httpx client streams /api/chat. Through the chat: a WebSocket client sends the message as "
+        "the page does and reads the fragments until the reply is done; its history is cleared before each run.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few pairs of a smaller workload, for CI")
+    parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md", help="default: BENCHMARKS.md")
+    args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    if not shutil.which("wrk"): sys.exit("scripts/bench needs wrk for requests per second: apt-get install wrk")
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        fresh = Scratch(Path(scratch))
+        template = snapshot(fresh("template"))
+        template = with_upstream_change(template, template / "template" / "README.md.jinja")
+        rows = copier_rows(plan, fresh, template)
+        fork = render(fresh("fork"), src=template, vcs_ref=NEW, flavour="pipulate", jupyter=plan.jupyter)
+        rows += setup_rows(plan, fork, fresh)
+
+        stamped_llm = fresh("llm") / "stamped_llm.py"
+        stamped_llm.parent.mkdir()
+        stamped_llm.write_text(STAMPED_LLM)
+        with server([fork / ".venv/bin/python", stamped_llm], fork, dict(os.environ)) as (llm, llm_url):
+            wait_for_200(llm_url + "/api/version", llm)
+            env = os.environ | {"HOST": "127.0.0.1", "DEV": "0", "LLM_BACKEND": "ollama", "OLLAMA_HOST": llm_url,
+                                "DATA_DIR": str(fresh("data")), "LOG_DIR": str(fresh("logs"))}
+            rows += server_rows(plan, fork, env, fresh)
+            with server([fork / ".venv/bin/python", "server.py"], fork, env) as (app, app_url):
+                wait_for_200(app_url + "/", app)
+                rows += asyncio.run(chat_pairs(plan, llm_url, app_url))
+                print("concurrent chat streams ...", file=sys.stderr)
+                rows.append(asyncio.run(concurrent_streams(plan, app_url, app)))
+
+    args.output.write_text(report(plan, args.quick, rows))
+    print(f"Wrote {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""scripts/bench keeps working: its quick mode writes every figure of the benchmark table, each with its numbers.
+The numbers themselves are not checked: they are for reading (BENCHMARKS.md), not pass or fail."""
+
+import re
+import subprocess
+
+from template_tools import FLAVOURS, ROOT
+
+FIGURES = [
+    *(f"`copier copy`, {flavour}" for flavour in FLAVOURS),
+    *(f"`copier update` with one upstream change, {flavour}" for flavour in FLAVOURS),
+    "fresh fork set-up",
+    "rendered server: process start to first 200",
+    "`GET /` requests per second",
+    "chat: time to first token",
+    "chat: added latency per token, p50",
+    "chat: added latency per token, p99",
+    "-token reply, tokens per second",
+]
+NUMBER = re.compile(r"\d")
+
+
+def table(markdown: str) -> list[dict]:
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]
+
+
+def committed_benchmarks() -> bytes | None:
+    path = ROOT / "BENCHMARKS.md"
+    return path.read_bytes() if path.exists() else None
+
+
+def test_quick_mode_writes_every_figure_with_numbers_to_its_output(tmp_path):
+    output = tmp_path / "BENCHMARKS.md"
+    before = committed_benchmarks()
+    result = subprocess.run([str(ROOT / "scripts/bench"), "--quick", "--output", str(output)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-5000:]
+    written = output.read_text()
+    assert re.search(r"on \d{4}-\d{2}-\d{2}", written)
+    assert re.search(r"Machine: .+, \d+ cores, [\d.]+ GiB RAM, Python 3\.\d+\.\d+, .+", written)
+    rows = table(written)
+    for figure in FIGURES:
+        row = next((row for row in rows if figure in row["figure"]), None)
+        assert row is not None, f"no row for {figure!r} in:\n{written}"
+        for column in ("baseline value", "subject value", "subject vs baseline"):
+            assert NUMBER.search(row[column]), f"{figure!r}: no number in {column!r}: {row}"
+    streams = next(row for row in rows if "concurrent chat streams" in row["figure"])
+    assert re.search(r"\d+/\d+ complete, \d+ errors, .*peak RSS \d+ MB", streams["subject value"]), streams
+    assert committed_benchmarks() == before, "the quick mode wrote over BENCHMARKS.md"
