@@ -2,6 +2,7 @@
 
 Every test runs on a throwaway database and log folder (DATA_DIR and LOG_DIR, which config.py reads), never on the
 fork's own data/ and logs/. Servers started here listen on 127.0.0.1 on a free port and are stopped after the test.
+The helpers the test modules share live here too; they import them with `from conftest import ...`.
 """
 
 import os
@@ -14,12 +15,18 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+
+from fake_ollama import FakeLLM
+from fake_ollama import running as running_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "data", "logs", ".sesskey", ".jupyter-token", "botify_token.txt",
                                     "__pycache__", ".pytest_cache")
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (set CHROMIUM)")
 
 
 def pytest_configure(config):
@@ -96,3 +103,62 @@ def app_server(env: dict, cwd: Path = ROOT):
     env = {key: value for key, value in env.items() if key != "HOST"} | {"PORT": str(port)}
     with running([sys.executable, "server.py"], cwd, env, port) as url:
         yield url
+
+
+@contextmanager
+def served(fake):
+    "Serves a fake's ASGI app in a thread until the block ends; yields the fake with its base URL in fake.url."
+    with running_in_thread(fake.app) as url:
+        fake.url = url
+        yield fake
+
+
+@pytest.fixture
+def fake():
+    "A fake LLM server that speaks the Ollama and OpenAI protocols. The Botify tests' own `fake` is the Botify API."
+    with served(FakeLLM()) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def browser():
+    "Headless Chromium under Playwright, kept from reaching out on its own (no background or update requests)."
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu",
+                                            "--disable-background-networking", "--disable-component-update"])
+        yield browser
+        browser.close()
+
+
+def record_requests(target):
+    "Keeps the URL of every request a page or browser context makes in target.requested."
+    target.requested = []
+    target.on("request", lambda request: target.requested.append(request.url))
+
+
+@contextmanager
+def page_at(browser, url: str, timeout: float = 10_000, **options):
+    "A page in a browser context of its own at base URL url, its requests kept in page.context.requested."
+    context = browser.new_context(base_url=url, viewport={"width": 1280, "height": 800}, **options)
+    record_requests(context)
+    page = context.new_page()
+    page.set_default_timeout(timeout)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def assert_only_local_requests(requested: list[str]):
+    "Fails unless there were requests and every one of them went to 127.0.0.1."
+    assert {urlsplit(url).hostname for url in requested} == {"127.0.0.1"}, requested
+
+
+def save_screenshot(page, name: str, **options):
+    "Saves a screenshot of the page as name in $SCREENSHOT_DIR (else in a temporary folder), for a person to look at."
+    screenshots = Path(os.environ.get("SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="screenshots-"))
+    screenshots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=screenshots / name, **options)

@@ -16,9 +16,8 @@ import httpx
 import pytest
 
 import botify
-from conftest import ROOT, app_server, free_port, running
+from conftest import ROOT, app_server, free_port, running, served
 from fake_botify import TOKEN, FakeBotify
-from fake_ollama import running as serving
 
 HX = {"HX-Request": "true"}
 PROJECT = {"owner": "acme-org", "slug": "example-shop", "name": "Example Shop"}
@@ -26,9 +25,8 @@ PROJECT = {"owner": "acme-org", "slug": "example-shop", "name": "Example Shop"}
 
 @pytest.fixture
 def fake():
-    fake = FakeBotify(step_delay=0.1)
-    with serving(fake.app) as url:
-        fake.url = url
+    "The fake Botify API, in place of conftest's fake LLM."
+    with served(FakeBotify(step_delay=0.1)) as fake:
         yield fake
 
 

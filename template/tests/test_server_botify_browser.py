@@ -3,42 +3,24 @@ connect with a token, export a crawl with visible progress, see the link and the
 unmasked, and the page asks no other host for anything. Saves botifython.png to $SCREENSHOT_DIR (else a temporary
 folder)."""
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
 import config
-from conftest import app_server
+from conftest import app_server, assert_only_local_requests, needs_chromium, page_at, save_screenshot, served
 from fake_botify import TOKEN, FakeBotify
-from fake_ollama import running
 
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (set CHROMIUM)")
+pytestmark = needs_chromium
 
 
 @pytest.fixture
-def browser_page(data_env, tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def browser_page(browser, data_env, tmp_path):
     fake = FakeBotify(step_delay=2)  # CREATED at the first poll, PROCESSING at the second (3 s on), then DONE
     env = data_env | {"BOTIFY_TOKEN_FILE": str(tmp_path / "botify_token.txt")}
-    with running(fake.app) as api, app_server(env | {"BOTIFY_API_URL": api}) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu",
-                                            "--disable-background-networking", "--disable-component-update"])
-        context = browser.new_context(base_url=url, viewport={"width": 1280, "height": 800}, accept_downloads=True)
-        context.requested = []
-        context.on("request", lambda request: context.requested.append(request.url))
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        try:
-            yield page
-        finally:
-            browser.close()
+    with (served(fake), app_server(env | {"BOTIFY_API_URL": fake.url}) as url,
+          page_at(browser, url, timeout=15_000, accept_downloads=True) as page):
+        yield page
 
 
 def test_a_person_connects_botify_and_exports_a_crawl(browser_page):
@@ -85,14 +67,11 @@ def test_a_person_connects_botify_and_exports_a_crawl(browser_page):
     expect(preview.locator("tbody tr")).to_have_count(10)
     expect(page.locator("#chat-log .note").last).to_contain_text("“Export” done. Exported 25 URLs")
 
-    screenshots = Path(os.environ.get("SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="screenshots-"))
-    screenshots.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=screenshots / "botifython.png", full_page=True)
+    save_screenshot(page, "botifython.png", full_page=True)
 
     with page.expect_download() as download:
         page.get_by_role("button", name="acme-org_example-shop_20250201-2_1000.csv").click()
     assert Path(download.value.path()).read_text().startswith("url,http_code,depth,")
     assert TOKEN not in page.content()
 
-    hosts = {urlsplit(url).hostname for url in page.context.requested}
-    assert hosts == {"127.0.0.1"}, page.context.requested
+    assert_only_local_requests(page.context.requested)

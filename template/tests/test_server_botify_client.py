@@ -9,15 +9,14 @@ import pytest
 
 import botify
 from botify import Botify, BotifyAuthError, BotifyError, BotifyJobFailed
+from conftest import free_port, served
 from fake_botify import TOKEN, FakeBotify
-from fake_ollama import running
 
 
 @pytest.fixture
 def fake():
-    fake = FakeBotify(step_delay=0.1)
-    with running(fake.app) as url:
-        fake.url = url
+    "The fake Botify API, in place of conftest's fake LLM."
+    with served(FakeBotify(step_delay=0.1)) as fake:
         yield fake
 
 
@@ -208,8 +207,6 @@ async def test_a_post_whose_answer_never_comes_is_not_sent_again(fake):
 
 @pytest.mark.asyncio
 async def test_an_unreachable_api_is_retried_then_a_clear_error(caplog):
-    from conftest import free_port
-
     caplog.set_level(logging.WARNING, logger="botify")
     base = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     async with Botify(TOKEN, base, retries=2, backoff=0.01) as client:

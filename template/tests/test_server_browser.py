@@ -1,38 +1,19 @@
 """A person's session in a real browser (Playwright driving Chromium) against the real server: todos and profiles,
 a reload, and not one request to another host. Saves a screenshot to $SCREENSHOT_DIR (else a temporary folder)."""
 
-import os
 import re
-import shutil
-import tempfile
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import app_server
+from conftest import app_server, assert_only_local_requests, needs_chromium, page_at, save_screenshot
 
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (set CHROMIUM)")
+pytestmark = needs_chromium
 
 
 @pytest.fixture
-def browser_page(data_env):
-    from playwright.sync_api import sync_playwright
-
-    with app_server(data_env) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu",
-                                            "--disable-background-networking", "--disable-component-update"])
-        context = browser.new_context(base_url=url, viewport={"width": 1280, "height": 800})
-        context.requested = []
-        context.on("request", lambda request: context.requested.append(request.url))
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        try:
-            yield page
-        finally:
-            browser.close()
+def browser_page(browser, data_env):
+    with app_server(data_env) as url, page_at(browser, url) as page:
+        yield page
 
 
 def test_a_person_uses_todos_and_profiles_in_the_browser(browser_page):
@@ -112,9 +93,7 @@ def test_a_person_uses_todos_and_profiles_in_the_browser(browser_page):
     expect(row("Check the crawl budget").get_by_label("Done")).to_be_checked()
     expect(page.locator("#profile-menu summary")).to_contain_text("Default")
 
-    screenshots = Path(os.environ.get("SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="screenshots-"))
-    screenshots.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=screenshots / "todos.png")
+    save_screenshot(page, "todos.png")
 
     # Deleting a profile asks first.
     page.goto("/profiles")
@@ -122,5 +101,4 @@ def test_a_person_uses_todos_and_profiles_in_the_browser(browser_page):
     page.locator("#profiles li", has_text="Client: ACME").get_by_role("button", name="Delete").click()
     expect(page.locator("#profiles li")).to_have_count(1)
 
-    hosts = {urlsplit(url).hostname for url in page.context.requested}
-    assert hosts == {"127.0.0.1"}, page.context.requested
+    assert_only_local_requests(page.context.requested)

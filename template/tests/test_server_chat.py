@@ -6,7 +6,6 @@ Starlette's TestClient or, for timing and many tabs, a real WebSocket client aga
 import asyncio
 import html
 import json
-import socket
 import time
 from contextlib import asynccontextmanager
 from html.parser import HTMLParser
@@ -23,17 +22,10 @@ from starlette.testclient import TestClient
 import chat as chat_module
 from chat import COMMENT_REQUEST, Ollama, OpenAICompatible, backend_from_env
 from chat_app import chat_app
-from fake_ollama import FakeLLM, running
+from conftest import free_port
+from fake_ollama import running
 
 SYSTEM = "You are the test assistant."
-
-
-@pytest.fixture
-def fake():
-    fake = FakeLLM()
-    with running(fake.app) as url:
-        fake.url = url
-        yield fake
 
 
 @pytest.fixture(params=["ollama", "openai"])
@@ -59,12 +51,6 @@ def app_url(app):
     "The app under uvicorn on a free port: its base URL."
     with running(app) as url:
         yield url
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def frame(msg) -> str:

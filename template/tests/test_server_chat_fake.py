@@ -6,16 +6,6 @@ import httpx
 import ollama
 import pytest
 
-from fake_ollama import FakeLLM, running
-
-
-@pytest.fixture
-def fake():
-    fake = FakeLLM()
-    with running(fake.app) as url:
-        fake.url = url
-        yield fake
-
 
 def test_lists_models_and_version(fake):
     assert [m.model for m in ollama.Client(host=fake.url).list().models] == ["llama3.2:latest", "qwen2.5:7b"]

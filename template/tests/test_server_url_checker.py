@@ -11,8 +11,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 import url_checker
-from conftest import ROOT, free_port
-from fake_ollama import running
+from conftest import ROOT, free_port, served
 from url_checker import UrlCheck, check_urls, parse_url_list, write_csv
 
 NOTEBOOK = ROOT / "notebooks" / "url_checker.ipynb"
@@ -46,9 +45,7 @@ class LocalSite:
 
 @pytest.fixture(scope="module")
 def site():
-    site = LocalSite()
-    with running(site.app) as url:
-        site.url = url
+    with served(LocalSite()) as site:
         yield site
 
 

@@ -16,8 +16,7 @@ import httpx
 import pytest
 import websockets
 
-from conftest import app_server, free_port
-from fake_ollama import running
+from conftest import app_server, free_port, served
 from local_site import LocalSite
 
 HX = {"HX-Request": "true"}
@@ -25,9 +24,7 @@ HX = {"HX-Request": "true"}
 
 @pytest.fixture(scope="module")
 def site_server():
-    site = LocalSite()
-    with running(site.app) as url:
-        site.url = url
+    with served(LocalSite()) as site:
         yield site
 
 

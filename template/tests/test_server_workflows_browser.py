@@ -2,48 +2,27 @@
 site: paste, check with live progress while the rest of the app stays usable, results, CSV download, revert; and not
 one request to another host. Saves a screenshot to $SCREENSHOT_DIR (else a temporary folder)."""
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import app_server
-from fake_ollama import running
+from conftest import app_server, assert_only_local_requests, needs_chromium, page_at, save_screenshot, served
 from local_site import LocalSite
 
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (set CHROMIUM)")
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def site():
-    site = LocalSite()
-    with running(site.app) as url:
-        site.url = url
+    with served(LocalSite()) as site:
         yield site
         site.release.set()
 
 
 @pytest.fixture
-def browser_page(data_env):
-    from playwright.sync_api import sync_playwright
-
-    with app_server(data_env) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu",
-                                            "--disable-background-networking", "--disable-component-update"])
-        context = browser.new_context(base_url=url, viewport={"width": 1280, "height": 800}, accept_downloads=True)
-        context.requested = []
-        context.on("request", lambda request: context.requested.append(request.url))
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        try:
-            yield page
-        finally:
-            browser.close()
+def browser_page(browser, data_env):
+    with app_server(data_env) as url, page_at(browser, url, accept_downloads=True) as page:
+        yield page
 
 
 def test_a_person_checks_urls_with_live_progress(browser_page, site):
@@ -90,9 +69,7 @@ def test_a_person_checks_urls_with_live_progress(browser_page, site):
     lines = Path(download.value.path()).read_text().splitlines()
     assert lines[0] == "url,status,final_url,title,seconds,error" and len(lines) == 5
 
-    screenshots = Path(os.environ.get("SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="screenshots-"))
-    screenshots.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=screenshots / "url-checker.png", full_page=True)
+    save_screenshot(page, "url-checker.png", full_page=True)
 
     # Revert to the first step: its form comes back filled, the check is cleared.
     page.locator("#step-urls").get_by_role("button", name="Revert").click()
@@ -103,5 +80,4 @@ def test_a_person_checks_urls_with_live_progress(browser_page, site):
     page.reload()
     expect(page.get_by_label("URLs, one per line")).to_be_visible()
 
-    hosts = {urlsplit(url).hostname for url in page.context.requested}
-    assert hosts == {"127.0.0.1"}, page.context.requested
+    assert_only_local_requests(page.context.requested)
