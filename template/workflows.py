@@ -176,6 +176,17 @@ class Workflow:
         plugin.page(self.view)
         self.routes()
 
+    def serve_csv(self, step_id: str, folder, missing: str):
+        """Adds GET /NAME/runs/{key}/csv: the CSV whose name the step keeps as "csv" in its value, from folder. The
+        name comes from the run, so nothing outside folder can be asked for; missing is the 404's sentence."""
+        @self.plugin.route("/runs/{key}/csv", methods="get")
+        async def download(key: str):
+            saved = self.run(key).get(step_id)
+            path = folder / saved["csv"] if saved else None
+            if path is None or path.resolve().parent != folder.resolve() or not path.is_file():
+                raise self.plugin.Refused(404, missing)
+            return FileResponse(path, filename=path.name, media_type="text/csv")
+
     # --- runs ---
 
     def run(self, key: str) -> Run:

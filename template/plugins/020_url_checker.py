@@ -118,11 +118,4 @@ def setup(plugin):
         Step("check", "Check them", form=check_form, submit=read_settings, work=check_all, show=results),
     ], intro=P("Status, redirect target, title and response time of every URL in a list, checked at once."))
 
-    @plugin.route("/runs/{key}/csv", methods="get")
-    async def download(key: str):
-        "A run's CSV; the name comes from the run, so nothing outside data/url_checks can be asked for."
-        checked = flow.run(key).get("check")
-        path = CHECKS_DIR / checked["csv"] if checked else None
-        if path is None or path.resolve().parent != CHECKS_DIR.resolve() or not path.is_file():
-            raise plugin.Refused(404, "This run has no CSV in data/url_checks: check its URLs first.")
-        return FileResponse(path, filename=path.name, media_type="text/csv")
+    flow.serve_csv("check", CHECKS_DIR, "This run has no CSV in data/url_checks: check its URLs first.")

@@ -196,11 +196,4 @@ def setup(plugin):
                                chosen) for a in found],
                       name="analysis", aria_label="Analysis", required=True)
 
-    @plugin.route("/runs/{key}/csv", methods="get")
-    async def download(key: str):
-        "A run's export; the name comes from the run, so nothing outside data/downloads can be asked for."
-        export = flow.run(key).get("export")
-        path = DOWNLOADS / export["csv"] if export else None
-        if path is None or path.resolve().parent != DOWNLOADS.resolve() or not path.is_file():
-            raise plugin.Refused(404, "This run has no export in data/downloads: export first.")
-        return FileResponse(path, filename=path.name, media_type="text/csv")
+    flow.serve_csv("export", DOWNLOADS, "This run has no export in data/downloads: export first.")
