@@ -3,6 +3,7 @@
 import os
 import shutil
 import subprocess
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -26,8 +27,6 @@ def git(cwd: Path, *args: str) -> str:
 
 def flavour_requirements() -> set[str]:
     """Every requirement any flavour declares, test extras included (scripts/lock pins these)."""
-    import tempfile
-
     requirements = set()
     for flavour in FLAVOURS:
         with tempfile.TemporaryDirectory() as tmp:
