@@ -1,14 +1,16 @@
-# The dev shell for working on this template: `nix develop` in the repository.
+# The dev shell for working on this template: `nix develop` anywhere in the repository (a stock Nix needs
+# `nix --extra-experimental-features 'nix-command flakes' develop`, see README.md).
 # It gives Nix's Python, git and nixfmt, then scripts/_bootstrap puts the template's pinned tools (copier, pytest,
 # uv) in .venv and on PATH, the same ones scripts/test uses; on Linux also Chromium for the forks' browser tests.
 {
   description = "A Copier template for local-first apps: darwinix, pipulate and botifython forks";
 
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.11";
 
   outputs = { self, nixpkgs }:
     let
-      systems = [ "x86_64-linux" "aarch64-linux" "x86_64-darwin" "aarch64-darwin" ];
+      # nixpkgs 26.11 has no x86_64-darwin (Intel Macs).
+      systems = [ "x86_64-linux" "aarch64-linux" "aarch64-darwin" ];
 
       shellFor = pkgs:
         let
@@ -28,7 +30,11 @@
               export LD_LIBRARY_PATH=${lib.makeLibraryPath [ stdenv.cc.cc.lib pkgs.zlib ]}''${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
               export CHROMIUM=${pkgs.chromium}/bin/chromium
             ''}
-            source "$(git rev-parse --show-toplevel)/scripts/_bootstrap"
+            if template=$(git rev-parse --show-toplevel 2>/dev/null) && [ -f "$template/scripts/_bootstrap" ]; then
+              source "$template/scripts/_bootstrap"
+            else
+              echo "This shell started outside the template's repository, so scripts/_bootstrap did not run: start it from the repository." >&2
+            fi
           '';
         };
     in
