@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from template_tools import FLAVOURS, QUESTIONS, ROOT, commit_all, render
+from template_tools import FLAVOURS, QUESTIONS, ROOT, commit_all, git, render
 
 NIX = ROOT / "scripts" / "nix"
 STUB = ROOT / "tests" / "nixpkgs-stub"
@@ -443,3 +443,12 @@ def test_shell_asks_for_an_uncommitted_lock_to_be_committed(forks, tmp_path):
     result, _, _ = run_hook(forks("darwinix"), "dev", tmp_path)
     assert "flake.lock" not in result.stderr
 
+
+def test_uncommitted_lock_does_not_block_an_update(forks, tmp_path):
+    fork = commit_all_but_the_lock(copy_of(forks("darwinix"), tmp_path))
+    # PYTHON=false stops the update at its set-up, right after the clean-tree check this is about.
+    result = subprocess.run(["./run", "update"], cwd=fork, env=os.environ | {"PYTHON": "false"},
+                            capture_output=True, text=True, timeout=60)
+    assert "Refusing to update" not in result.stderr, result.stderr
+    assert git(fork, "status", "--porcelain") == ""
+    assert git(fork, "show", "--name-only", "--format=", "HEAD").split() == ["flake.lock"]
