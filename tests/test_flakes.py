@@ -387,8 +387,10 @@ def test_gpu_without_a_driver_found_says_what_to_set(forks, tmp_path, gpu_bin):
 IGNORED_BASH = re.compile(r"^error \(ignored\): .*bashInteractive.*\n", re.MULTILINE)
 
 
-def develop(*args, cwd, env=FLAKES):
-    result = nix(*args, env=env, cwd=cwd)
+def develop(*args, cwd, tmp_path, env=FLAKES):
+    # nix develop leaves its temporary directories behind (it becomes the shell), so they go in tmp_path.
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    result = nix(*args, env=env | {"TMPDIR": str(tmp_path / "tmp")}, cwd=cwd)
     return result, IGNORED_BASH.sub("", result.stderr)
 
 
@@ -402,23 +404,23 @@ def test_readme_first_command_starts_the_shell_on_a_stock_nix(forks, tmp_path):
     command = readme_first_command(fork)
     assert command == "nix --extra-experimental-features 'nix-command flakes' develop"
     project = logging_project(fork, tmp_path / "project")
-    result, stderr = develop(*shlex.split(command)[1:], "-c", "true", cwd=project, env=STOCK)
+    result, stderr = develop(*shlex.split(command)[1:], "-c", "true", cwd=project, tmp_path=tmp_path, env=STOCK)
     assert result.returncode == 0, stderr
     assert "warning" not in stderr and "error" not in stderr, stderr
     assert calls(project) == ["run setup", "python -c import numpy", "run start"]
     # Without the flag, a stock Nix stops at once: the README's flag is what makes the first command work.
-    refused, _ = develop("develop", "-c", "true", cwd=project, env=STOCK)
+    refused, _ = develop("develop", "-c", "true", cwd=project, tmp_path=tmp_path, env=STOCK)
     assert "experimental Nix feature 'nix-command' is disabled" in refused.stderr
 
 
 def test_nix_develop_of_the_project_works_from_its_subdirectories_only(forks, tmp_path):
     project = logging_project(forks("pipulate"), tmp_path / "project")
     (project / "notebooks").mkdir()
-    result, stderr = develop("develop", f"path:{project}", "-c", "true", cwd=project / "notebooks")
+    result, stderr = develop("develop", f"path:{project}", "-c", "true", cwd=project / "notebooks", tmp_path=tmp_path)
     assert result.returncode == 0, stderr
     assert calls(project) == ["run setup", "run start"]
     (tmp_path / "elsewhere").mkdir()
-    result, stderr = develop("develop", f"path:{project}", "-c", "true", cwd=tmp_path / "elsewhere")
+    result, stderr = develop("develop", f"path:{project}", "-c", "true", cwd=tmp_path / "elsewhere", tmp_path=tmp_path)
     assert result.returncode == 0, stderr
     assert calls(project) == ["run setup", "run start"]  # nothing more
     assert "outside the project" in stderr
