@@ -270,11 +270,14 @@ HEAD = (
     Script(src="/static/vendor/htmx.min.js"), Script(src="/static/vendor/ws.js"),
     Script(src="/static/vendor/Sortable.min.js"), Script(src="/static/app.js"),
 )
-app = FastHTML(hdrs=HEAD, default_hdrs=False, canonical=False, htmlkw={"lang": "en"},
-               key_fname=str(config.ROOT / ".sesskey"), before=scope_to_active_profile,
-               middleware=[Middleware(RequestLog)],
-               exception_handlers={code: refused for code in (400, 404, 405, 409, 422)}
-                                  | {NotFoundError: refused, OverflowError: refused})
+# DEV=1 (`./run dev`): FastHTML's live reload, a script in every page that keeps a WebSocket open to /live-reload
+# and reloads the page once the server is back after a restart (see the end of this file). Off otherwise.
+App = FastHTMLWithLiveReload if config.DEV else FastHTML
+app = App(hdrs=HEAD, default_hdrs=False, canonical=False, htmlkw={"lang": "en"},
+          key_fname=str(config.ROOT / ".sesskey"), before=scope_to_active_profile,
+          middleware=[Middleware(RequestLog)],
+          exception_handlers={code: refused for code in (400, 404, 405, 409, 422)}
+                             | {NotFoundError: refused, OverflowError: refused})
 app.mount("/static", StaticFiles(directory=config.ROOT / "static"))
 chat = Chat(db, store, lambda: active_profile().id)
 chat.register(app)
@@ -415,6 +418,14 @@ async def delete_profile(profile_id: int):
     return changed_profiles()
 
 
+# What `./run dev` watches: saving any of these restarts the server, and the open pages reload when it is back.
+DEV_RELOAD = ["*.py", "settings.toml", "prompts/*", "static/*", "static/*/*"]
+
 if __name__ == "__main__":
-    # Serve this module's app as it is; live reload (DEV=1, `./run dev`) needs the import string instead.
-    uvicorn.run("server:app" if config.DEV else app, host=config.HOST, port=config.PORT, reload=config.DEV)
+    if config.DEV:
+        # uvicorn's reloader serves from a fresh process, which runs this file again as __main__ first (the way
+        # multiprocessing starts one): "__main__:app" is that app, where "server:app" would make a second one.
+        uvicorn.run("__main__:app", host=config.HOST, port=config.PORT, reload=True,
+                    reload_dirs=[str(config.ROOT)], reload_includes=DEV_RELOAD)
+    else:
+        uvicorn.run(app, host=config.HOST, port=config.PORT)
