@@ -115,12 +115,32 @@ class Backend:
                     if chunk := self.chunk_text(line): yield chunk
 
 
+def in_wsl(proc_version) -> bool:
+    "Whether this Linux runs inside WSL (1 or 2): the kernel version in proc_version names Microsoft."
+    try:
+        with open(proc_version) as kernel: return "microsoft" in kernel.read().lower()
+    except OSError: return False
+
+
 class Ollama(Backend):
     "Ollama's native API: /api/tags lists models, /api/chat streams NDJSON lines until one says done."
     name, api, setting = "Ollama", "Ollama's API", "OLLAMA_HOST"
     models_path, chat_path = "/api/tags", "/api/chat"
 
+    proc_version = "/proc/version"  # where Linux names its kernel, and WSL's names Microsoft
+
     def unreachable(self):
+        if in_wsl(self.proc_version):
+            return (f"Ollama is not answering at {self.url}. This app runs inside WSL, where an Ollama running on "
+                    "Windows cannot be reached at 127.0.0.1:11434 under WSL's default NAT networking, even while it "
+                    "runs. Three ways out:\n"
+                    "- run Ollama inside WSL: `curl -fsSL https://ollama.com/install.sh | sh`, then "
+                    f"`ollama run {self.default_model}` (and `ollama serve` if the installer could not start it);\n"
+                    "- or turn on WSL's mirrored networking: `networkingMode=mirrored` under [wsl2] in "
+                    "%UserProfile%\\.wslconfig, then `wsl --shutdown` in Windows;\n"
+                    "- or set OLLAMA_HOST to the Windows host, http://ADDRESS:11434 with the gateway address that "
+                    "`ip route show default` names, and have Ollama on Windows listen beyond loopback: set "
+                    "OLLAMA_HOST=0.0.0.0 there and restart it.")
         return (f"Ollama is not running at {self.url}. Start it with `ollama serve` (get it from https://ollama.com), "
                 "or set OLLAMA_HOST to where it runs.")
 
