@@ -56,7 +56,7 @@ def test_the_page_reloads_itself_under_dev_only(browser, fork_copy, data_env, tm
         expect(normal.get_by_role("heading")).to_have_text("Hello")
         assert normal.evaluate("window.unreloaded") is True
         assert "live-reload" not in normal.content() and "live-reload" in dev.content()
-        with pytest.raises(InvalidStatus):
-            websockets.sync.client.connect(reload_socket(normal_url), open_timeout=30)
+        with pytest.raises(InvalidStatus), websockets.sync.client.connect(reload_socket(normal_url), open_timeout=30):
+            pass
         assert_only_local_requests(dev.context.requested + normal.context.requested + sockets)
         assert reload_socket(dev_url) in sockets
