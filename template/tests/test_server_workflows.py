@@ -77,10 +77,12 @@ def finished(client, step: str = "check") -> str:
 
 
 def results(page: str) -> list[tuple[str, str]]:
-    "(status, url) of each row of the results table."
-    table = page[page.index('class="striped url-results"'):]
-    return [(status, html.unescape(url).strip()) for status, url in
-            re.findall(r'<mark class="[^"]*">(\w+)</mark>\s*</td>\s*<td>\s*([^<]*)', table)]
+    "(every answer of the chain, url) of each row of the results table."
+    table = page[page.index('id="urls-rows"'):]
+    table = table[table.index("<tbody>"):table.index("</tbody>")]
+    return [(" → ".join(re.findall(r"<mark[^>]*>(\w+)</mark>", row)),
+             html.unescape(re.sub(r"<[^>]+>|\s", "", re.search(r'<span class="address">(.*?)</span>', row, re.S)[1])))
+            for row in table.split("<tr>")[1:]]
 
 
 def rows(db) -> list[dict]:
@@ -99,19 +101,22 @@ def test_each_step_is_kept_as_json_under_the_run_key_of_the_profile(server, clie
     answer = submit(client, key, "urls", text=f"{site.url}/page/1\nnot a url\n{site.url}/missing\n")
     assert answer.status_code == 200
     assert (step_state(answer.text, "urls"), step_state(answer.text, "check")) == ("done", "open")
-    assert "<strong>2 URLs</strong> to check." in answer.text and "Not a URL, skipped: not a url" in answer.text
+    assert "<strong>2 URLs</strong> to check." in answer.text
+    assert "Not a URL, skipped: “not a url” (it has spaces in it)" in html.unescape(answer.text)
     assert "Check 2 URLs" in answer.text  # the next step's form, chained into the answer
     [row] = rows(server.db)
     assert (row["key"], row["app"], row["profile_id"], row["step"], row["job"]) == (
         key, "url_checker", server.active_profile().id, "check", None)
     assert row["state"] == {"urls": {"text": f"{site.url}/page/1\nnot a url\n{site.url}/missing\n",
-                                     "urls": [f"{site.url}/page/1", f"{site.url}/missing"], "invalid": ["not a url"]}}
+                                     "urls": [f"{site.url}/page/1", f"{site.url}/missing"],
+                                     "invalid": [["not a url", "it has spaces in it"]]}}
 
 
 def test_bad_input_is_refused_in_the_page_and_nothing_is_saved(server, client, site):
     key = new_run(client)
-    answer = submit(client, key, "urls", text="no urls here\n")
+    answer = submit(client, key, "urls", text="no urls here\nnope\n")
     assert answer.status_code == 422 and "No URLs there" in answer.text
+    assert "“nope”: there is no dot in the host" in html.unescape(answer.text)
     assert answer.headers["HX-Retarget"] == "#message" and rows(server.db) == []
     assert submit(client, key, "check", concurrency="1", timeout="1").status_code == 404  # no such run yet
     submit(client, key, "urls", text=f"{site.url}/page/1")
@@ -130,21 +135,22 @@ def test_checking_gives_a_results_table_and_a_csv_under_data(server, live, site)
     working = submit(live, key, "check", concurrency="2", timeout="5")
     assert f'id="job-{key}"' in working.text and ">Cancel</button>" in working.text
     page = finished(live)
-    assert results(page) == [("200", urls[0]), ("200", urls[1]), ("404", urls[2]), ("failed", urls[3])]
-    assert f"→ {site.url}/page/1" in page and "Page 1" in page and "ConnectError" in page
-    assert "Checked 4 URLs: 2 answered 2xx, 1 redirected, 1 answered 4xx or 5xx, 1 failed." in page
+    assert results(page) == [("200", urls[0]), ("301 → 200", urls[1]), ("404", urls[2]), ("failed", urls[3])]
+    assert "Page 1" in page and "ConnectError" in page
+    assert "Checked 4 URLs: 1 answered 2xx, 1 redirected, 1 ended in 4xx or 5xx, 1 failed." in page
 
     download = live.get(f"/url_checker/runs/{key}/csv")
     assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
     assert download.headers["content-disposition"] == f'attachment; filename="{key}.csv"'
     table = list(csv.DictReader(io.StringIO(download.text)))
-    assert [(r["url"], r["status"], r["final_url"], r["title"]) for r in table[:3]] == [
-        (urls[0], "200", urls[0], "Page 1"), (urls[1], "200", f"{site.url}/page/1", "Page 1"),
-        (urls[2], "404", urls[2], "Not found")]
+    assert [(r["url"], r["status"], r["redirects"], r["final_url"], r["final_status"], r["title"])
+            for r in table[:3]] == [
+        (urls[0], "200", "0", urls[0], "200", "Page 1"), (urls[1], "301", "1", f"{site.url}/page/1", "200", "Page 1"),
+        (urls[2], "404", "0", urls[2], "404", "Not found")]
     assert (server.config.DATA_DIR / "url_checks" / f"{key}.csv").read_bytes() == download.content
     assert notes(server)[-2:] == ["URL checker: “Check them” started.",
-                                  "URL checker: “Check them” done. Checked 4 URLs: 2 answered 2xx, 1 redirected, "
-                                  "1 answered 4xx or 5xx, 1 failed."]
+                                  "URL checker: “Check them” done. Checked 4 URLs: 1 answered 2xx, 1 redirected, "
+                                  "1 ended in 4xx or 5xx, 1 failed."]
 
 
 def test_the_csv_route_serves_only_a_run_csv(live, site):
@@ -304,7 +310,7 @@ def test_a_run_is_where_it_was_after_a_restart_and_an_interrupted_step_resumes(d
     assert history == ["URL checker: “Check them” started.",
                        "URL checker: “Check them” resumed after a restart.",
                        "URL checker: “Check them” done. Checked 2 URLs: 2 answered 2xx, 0 redirected, "
-                       "0 answered 4xx or 5xx, 0 failed."]
+                       "0 ended in 4xx or 5xx, 0 failed."]
 
 
 def test_a_fork_adds_a_workflow_with_a_plugin_file_alone(fork_copy, data_env, site):
@@ -321,3 +327,27 @@ def test_a_fork_adds_a_workflow_with_a_plugin_file_alone(fork_copy, data_env, si
         client.post(f"/robots/runs/{key}/steps/fetch")
         page = page_when(client, "/robots", lambda page: "It answered 200" in page)
         assert "Disallow: /private/" in page
+
+
+def test_the_results_table_sorts_filters_and_pages_on_the_server(live, site):
+    urls = [f"{site.url}/page/{n}" for n in range(60)] + [f"{site.url}/old", f"{site.url}/missing"]
+    key = new_run(live)
+    submit(live, key, "urls", text="\n".join(urls))
+    submit(live, key, "check", concurrency="10", timeout="5")
+    first = finished(live)
+    assert [url for _, url in results(first)] == urls[:50]  # the first page, in the order pasted
+    assert "1–50 of 62" in first
+
+    def rows(**query) -> list[tuple[str, str]]:
+        answer = live.get(f"/url_checker/runs/{key}/rows", params=query, headers=HX)
+        assert answer.status_code == 200
+        return results(answer.text)
+
+    assert [url for _, url in rows(page=2)] == urls[50:]
+    assert rows(sort="status", desc="1")[:2] == [("404", urls[-1]), ("301 → 200", urls[-2])]
+    assert rows(outcome="3xx") == [("301 → 200", urls[-2])]
+    assert rows(q="page/5") == [("200", urls[5])] + [("200", urls[n]) for n in range(50, 60)]
+    assert rows(q="nothing like it") == [] and "No rows match." in live.get(
+        f"/url_checker/runs/{key}/rows", params={"q": "nothing like it"}).text
+    assert [url for _, url in rows(page=99)] == urls[50:]  # past the end: the last page
+    assert live.get(f"/url_checker/runs/{key}/rows", params={"sort": "nonsense"}).status_code == 200

@@ -37,7 +37,7 @@ def test_a_person_checks_urls_with_live_progress(browser_page, site):
     page.get_by_label("URLs, one per line").fill("\n".join(urls[:3] + ["not a url", urls[3]]))
     page.get_by_role("button", name="Next").click()
     expect(page.locator("#step-urls")).to_contain_text("4 URLs to check.")
-    expect(page.locator("#step-urls")).to_contain_text("Not a URL, skipped: not a url")
+    expect(page.locator("#step-urls")).to_contain_text("Not a URL, skipped: “not a url” (it has spaces in it)")
     page.get_by_label("URLs at a time").fill("1")
     page.get_by_role("button", name="Check 4 URLs").click()
 
@@ -58,7 +58,7 @@ def test_a_person_checks_urls_with_live_progress(browser_page, site):
     site.release.set()  # the results arrive without a reload
     rows = page.locator("#step-check tbody tr")
     expect(rows).to_have_count(4)
-    expect(rows.locator("mark")).to_have_text(["200", "200", "404", "200"])
+    expect(rows.locator("mark")).to_have_text(["200", "301", "200", "404", "200"])
     expect(rows.nth(1)).to_contain_text(f"→ {site.url}/page/1")
     expect(rows.nth(3)).to_contain_text("Held 1")
     expect(page.locator("#chat-log .note").last).to_contain_text("“Check them” done. Checked 4 URLs")
@@ -67,7 +67,7 @@ def test_a_person_checks_urls_with_live_progress(browser_page, site):
         page.get_by_role("button", name="Download the CSV").click()
     assert download.value.suggested_filename.endswith(".csv")
     lines = Path(download.value.path()).read_text().splitlines()
-    assert lines[0] == "url,status,final_url,title,seconds,error" and len(lines) == 5
+    assert lines[0] == "url,status,redirects,chain,final_url,final_status,title,seconds,flag,error" and len(lines) == 5
 
     save_screenshot(page, "url-checker.png", full_page=True)
 

@@ -1,0 +1,166 @@
+"""A results table people explore: sorted, filtered and paged on the server, redrawn by htmx.
+
+Template-owned. A plugin gives the columns and the filters, reads the table's View from the request, fetches the
+rows that view asks for (from SQLite, or a list), and draws `controls(...)` once and `rows(...)` for every answer:
+
+    view = View.read(request.query_params, COLUMNS, FILTERS, default_sort="url")
+    found, total = my_rows(view)  # the rows of view.page, and how many match in all
+    return explore.rows("pages", url, view, COLUMNS, FILTERS, found, total)
+
+The controls (a search box and a select per filter) are a form that keeps the sort and the page in hidden fields;
+each answer swaps the rows in and updates those fields out of band, so typing in the search box is never
+interrupted. Column headers sort (a second click reverses), the pager moves, a filter goes back to the first page.
+"""
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from fasthtml.common import *
+
+PAGE_SIZE = 50
+
+
+@dataclass
+class Column:
+    id: str  # the sort key, and the field of a row the default cell shows
+    label: str
+    cell: Callable | None = None  # row -> what the cell shows (default: the row's field)
+    sortable: bool = True
+    numeric: bool = False  # right-aligned; sorted largest first on the first click
+    cls: str | None = None  # of its cells
+
+
+@dataclass
+class Filter:
+    id: str  # the query parameter
+    label: str  # the select's label, and its "all" choice
+    choices: dict[str, str]  # value -> label
+
+
+@dataclass
+class View:
+    "What the person asked to see: a search, the filters' values, the sort and the page."
+    sort: str
+    descending: bool = False
+    page: int = 1
+    search: str = ""
+    filters: dict = field(default_factory=dict)  # filter id -> the chosen value (only those chosen)
+
+    @classmethod
+    def read(cls, query, columns: list[Column], filters: list[Filter], default_sort: str, descending=False):
+        """The view a request's query parameters ask for; anything unknown falls back to the defaults (the default
+        sort may be an order no column shows, such as the order the rows came in)."""
+        sortable = {column.id for column in columns if column.sortable} | {default_sort}
+        sort = query.get("sort") if query.get("sort") in sortable else default_sort
+        try: page = max(1, int(query.get("page") or 1))
+        except ValueError: page = 1
+        chosen = {f.id: query[f.id] for f in filters if query.get(f.id) in f.choices}
+        descending = query.get("desc") == "1" if "desc" in query else descending
+        return cls(sort, descending, page, (query.get("q") or "").strip()[:200], chosen)
+
+    @property
+    def offset(self) -> int: return (self.page - 1) * PAGE_SIZE
+
+    def fit(self, total: int) -> "View":
+        "The view on a page that exists, for total matching rows."
+        return replace(self, page=min(self.page, max(1, -(-total // PAGE_SIZE))))
+
+    def params(self, **changes) -> dict:
+        "The query parameters of this view, with changes: for links that keep everything else."
+        view = replace(self, **changes)
+        return ({"sort": view.sort, "desc": int(view.descending), "page": view.page, "q": view.search}
+                | view.filters)
+
+
+def address(url: str):
+    "A URL that may wrap after its slashes (a break opportunity, no added character), never inside a word."
+    parts = url.split("/")
+    return Span(*[piece for part in parts[:-1] for piece in (part + "/", Wbr())], parts[-1], cls="address")
+
+
+def state(name: str, view: View, **attrs):
+    "The hidden fields that carry the sort and the page with the form."
+    return (Input(type="hidden", name="sort", value=view.sort, id=f"{name}-sort", **attrs),
+            Input(type="hidden", name="desc", value=int(view.descending), id=f"{name}-desc", **attrs),
+            Input(type="hidden", name="page", value=view.page, id=f"{name}-page", **attrs))
+
+
+def filter_select(name: str, view: View, choice: Filter, **attrs):
+    return Select(Option(choice.label, value=""),
+                  *[Option(label, value=value, selected=view.filters.get(choice.id) == value)
+                    for value, label in choice.choices.items()],
+                  name=choice.id, aria_label=choice.label, id=f"{name}-{choice.id}", **attrs)
+
+
+def controls(name: str, url: str, view: View, filters: list[Filter], placeholder: str = "Search"):
+    "The search box and the filters: they redraw the rows as the person types or chooses, from the first page."
+    return Form(Input(type="search", name="q", value=view.search, placeholder=placeholder, aria_label=placeholder),
+                *[filter_select(name, view, choice) for choice in filters],
+                *state(name, view),
+                hx_get=url, hx_target=f"#{name}-rows", hx_swap="outerHTML", hx_vals='{"page": 1}',
+                hx_trigger="input changed delay:300ms from:find input, change, submit", id=f"{name}-view",
+                cls="explore-controls", role="search")
+
+
+def header(name: str, url: str, view: View, column: Column):
+    if not column.sortable: return Th(column.label, scope="col")
+    sorted_here = view.sort == column.id
+    descending = not view.descending if sorted_here else column.numeric
+    arrow = ("▼" if view.descending else "▲") if sorted_here else ""
+    return Th(Button(column.label, Span(arrow, aria_hidden="true"), type="button", cls="sort",
+                     hx_get=url, hx_include=f"#{name}-view", hx_target=f"#{name}-rows", hx_swap="outerHTML",
+                     hx_vals=json.dumps({"sort": column.id, "desc": int(descending), "page": 1})),
+              scope="col", cls="numeric" if column.numeric else None,
+              aria_sort=("descending" if view.descending else "ascending") if sorted_here else None)
+
+
+def cell(column: Column, row):
+    shown = column.cell(row) if column.cell else (row.get(column.id) if isinstance(row, dict)
+                                                  else getattr(row, column.id))
+    return Td("" if shown is None else shown, cls="numeric" if column.numeric else column.cls)
+
+
+def pager(name: str, url: str, view: View, total: int):
+    last = max(1, -(-total // PAGE_SIZE))
+    def go(page: int, label: str):
+        return Button(label, type="button", cls="outline secondary", disabled=not 1 <= page <= last or page == view.page,
+                      hx_get=url, hx_include=f"#{name}-view", hx_target=f"#{name}-rows", hx_swap="outerHTML",
+                      hx_vals=json.dumps({"page": page}))
+    shown = (f"{view.offset + 1:,}–{min(view.offset + PAGE_SIZE, total):,} of {total:,}" if total
+             else "No rows match.")
+    return Nav(go(1, "« First"), go(view.page - 1, "‹ Previous"), Small(shown, aria_live="polite"),
+               go(view.page + 1, "Next ›"), go(last, "Last »"), cls="pager")
+
+
+def rows(name: str, url: str, view: View, columns: list[Column], filters: list[Filter], found, total: int,
+         extra=None, **attrs):
+    """The table of the rows found (one page of them, total in all), its pager, and the form's fields updated out
+    of band. extra goes under the pager (download links for this view, say); attrs go on the rows' element
+    (hx_trigger="every 2s" with hx_get and hx_include keeps it live while the rows are still coming)."""
+    return Div(Div(Table(Thead(Tr(*[header(name, url, view, column) for column in columns])),
+                         Tbody(*[Tr(*[cell(column, row) for column in columns]) for row in found]),
+                         cls="striped explore"),
+                   cls="overflow-auto"),
+               pager(name, url, view, total), extra,
+               *state(name, view, hx_swap_oob="true"),
+               *[filter_select(name, view, choice, hx_swap_oob="true") for choice in filters],
+               id=f"{name}-rows", **attrs)
+
+
+CSS = """
+.explore-controls { display: flex; flex-wrap: wrap; gap: .5rem; margin-bottom: .75rem; }
+.explore-controls input[type=search] { flex: 2 1 14rem; margin: 0; }
+.explore-controls select { flex: 1 1 10rem; width: auto; margin: 0; }
+table.explore td { vertical-align: top; overflow-wrap: break-word; hyphens: none; }
+table.explore td.url { min-width: 14rem; max-width: 28rem; }
+table.explore td.url a, table.explore td.url span.address { word-break: normal; overflow-wrap: anywhere; }
+table.explore .numeric { text-align: right; white-space: nowrap; }
+table.explore th { white-space: nowrap; }
+table.explore th button.sort { all: unset; cursor: pointer; font-weight: 600; }
+table.explore th button.sort:focus-visible { outline: 2px solid var(--accent); }
+table.explore th button.sort span { margin-left: .25rem; font-size: .7rem; }
+.pager { display: flex; flex-wrap: wrap; align-items: center; gap: .4rem; margin-top: .5rem; }
+.pager button { width: auto; margin: 0; padding: .2rem .6rem; font-size: .8rem; }
+.pager small { margin: 0 .5rem; color: var(--pico-muted-color); }
+"""
