@@ -12,10 +12,10 @@ second try). The API token lives in botify_token.txt (mode 0600, gitignored) and
 """
 
 import asyncio
+import csv
 import gzip
 import logging
 import os
-import shutil
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 import config
+from exports import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -308,5 +309,7 @@ class Botify:
 
 
 def gunzip(source: Path, target: Path):
-    with gzip.open(source, "rb") as packed, target.open("wb") as unpacked:
-        shutil.copyfileobj(packed, unpacked)
+    "Unpacks an export row by row, every cell made safe to open in a spreadsheet (see exports.py)."
+    with gzip.open(source, "rt", encoding="utf-8", errors="replace", newline="") as packed:
+        rows = csv.reader(packed)
+        write_csv(target, next(rows, []), rows)

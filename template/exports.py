@@ -37,13 +37,6 @@ def write_csv(path: Path, header: list[str], rows) -> Path:
     return path
 
 
-def safe_csv_copy(source: Path, target: Path) -> Path:
-    "Copies a CSV made elsewhere (a Botify export, say) row by row, every cell made safe."
-    with source.open(newline="", encoding="utf-8", errors="replace") as file:
-        reader = csv.reader(file)
-        return write_csv(target, next(reader, []), reader)
-
-
 def write_xlsx(path: Path, sheets: dict[str, tuple[list[str], object]]) -> Path:
     """Writes an Excel workbook, one sheet per entry {sheet name: (header, rows)}, in openpyxl's write-only mode
     (rows go to disk as they come, so memory stays flat at any row count); returns the path."""

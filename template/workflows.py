@@ -59,6 +59,12 @@ ol.steps > li.step { list-style: none; margin-bottom: .75rem; padding: .9rem 1.1
 .step-body .overflow-auto > table { margin-bottom: 0; }
 .step-body a[role=button] { padding: .35rem .9rem; font-size: .875rem; }
 .job progress { margin-bottom: .35rem; }
+/* Work without a share done yet (a remote job being prepared): stripes that move, still for reduced motion. */
+.job progress:indeterminate { background: repeating-linear-gradient(-45deg, var(--accent) 0 .6rem,
+    color-mix(in srgb, var(--accent) 35%, var(--pico-progress-background-color)) .6rem 1.2rem);
+    background-size: 3.4rem 100%; animation: job-busy .8s linear infinite; }
+@keyframes job-busy { to { background-position: 3.4rem 0; } }
+@media (prefers-reduced-motion: reduce) { .job progress:indeterminate { animation: none; } }
 .job small { color: var(--pico-muted-color); }
 .job + div button { width: auto; }
 """

