@@ -82,6 +82,7 @@ class Step:
         or raise plugin.Refused(422, "a sentence") and nothing is saved. May be async. Default: the form as a dict.
     work(run, job): makes it a background step. An async function, started by the form; what it returns is the
         step's value, and what submit returned is job.input. An exception fails the step with its message.
+    watch(run): what a background step shows under its progress bar while at work (its results so far, say).
     """
     id: str
     title: str
@@ -89,6 +90,7 @@ class Step:
     show: Callable
     submit: Callable | None = None
     work: Callable | None = None
+    watch: Callable | None = None
 
 
 @dataclass
@@ -315,7 +317,7 @@ class Workflow:
     def open_step(self, run: Run, step: Step, url: str):
         swap = dict(hx_target="#workflow", hx_swap="outerHTML")
         cancel = Button("Cancel", hx_post=self.plugin.url(f"/runs/{run.key}/cancel"), cls="secondary", **swap)
-        if job := RUNNING.get(run.key): return progress_bar(run.key, job), Div(cancel)
+        if job := RUNNING.get(run.key): return progress_bar(run.key, job), Div(cancel), step.watch and step.watch(run)
         if run.job and run.job["status"] == "working":  # kept as at work, yet no task has it: the app was stopped
             return (P("Interrupted: the app stopped while this step was at work.", cls="problem"),
                     Div(Button("Resume", hx_post=self.plugin.url(f"/runs/{run.key}/resume"), **swap), " ", cancel))

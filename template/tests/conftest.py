@@ -72,8 +72,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(command: list[str], cwd: Path, env: dict, port: int, timeout: float = 60):
-    "Runs a server until the block ends; yields its base URL once it accepts connections."
+def running_process(command: list[str], cwd: Path, env: dict, port: int, timeout: float = 60):
+    "Runs a server until the block ends; yields its process, with its base URL in .url, once it accepts connections."
     log = tempfile.TemporaryFile("w+")
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
@@ -88,7 +88,8 @@ def running(command: list[str], cwd: Path, env: dict, port: int, timeout: float 
                     log.seek(0)
                     pytest.fail(f"{' '.join(command)} did not start:\n{log.read()}")
                 time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+        process.url = f"http://127.0.0.1:{port}"
+        yield process
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -97,12 +98,26 @@ def running(command: list[str], cwd: Path, env: dict, port: int, timeout: float 
 
 
 @contextmanager
-def app_server(env: dict, cwd: Path = ROOT):
-    "`python server.py` on a free port, with the default HOST: the way ./run starts the app."
+def running(command: list[str], cwd: Path, env: dict, port: int, timeout: float = 60):
+    "Runs a server until the block ends; yields its base URL once it accepts connections."
+    with running_process(command, cwd, env, port, timeout) as process:
+        yield process.url
+
+
+@contextmanager
+def app_process(env: dict, cwd: Path = ROOT):
+    "`python server.py` on a free port, with the default HOST: the way ./run starts the app. Yields its process."
     port = free_port()
     env = {key: value for key, value in env.items() if key != "HOST"} | {"PORT": str(port)}
-    with running([sys.executable, "server.py"], cwd, env, port) as url:
-        yield url
+    with running_process([sys.executable, "server.py"], cwd, env, port) as process:
+        yield process
+
+
+@contextmanager
+def app_server(env: dict, cwd: Path = ROOT):
+    "`python server.py` on a free port, with the default HOST: the way ./run starts the app. Yields its base URL."
+    with app_process(env, cwd) as process:
+        yield process.url
 
 
 @contextmanager

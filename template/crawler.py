@@ -1,0 +1,589 @@
+"""Crawls a site and audits it, the way an SEO crawler does, into a SQLite file of its own.
+
+Plain Python over httpx, shared by the Site crawl workflow and notebooks/site_crawl.ipynb:
+
+    crawl = Crawl(CRAWLS_DIR / "example.db", Settings(start="https://example.com/", max_pages=500))
+    await crawl.run(on_progress=show)  # show(progress) after every page; run() again resumes where it stopped
+    crawl.findings()                   # [(Finding, how many pages)]
+    pandas.read_sql("SELECT * FROM page", crawl.db)
+
+How it goes: from the start URL and/or the site's sitemaps (a sitemap index and gzipped sitemaps included), page by
+page within the same site (host and port), breadth first, to a depth and a page limit. robots.txt is fetched first
+and obeyed for the user agent chosen (protego, the parser Scrapy uses), Crawl-delay included. At most `concurrency`
+requests are out at once, each request to a host waits `delay` seconds after the one before, each has a timeout
+and reads at most `max_size` bytes. Redirects are not followed blindly: each hop is a page of its own, with its
+code, so a chain or a loop is the walk from one page to the next (chain()).
+
+Every URL is a row of the `page` table the moment it is found, with its state: queued (the frontier), sitemap
+(found in a sitemap only: fetched after the links), done, blocked (robots.txt), beyond (deeper than the limit).
+A page's results, its links and the in-link counts they raise are written in one transaction, so a crawl stopped
+at any moment (a cancel, a restart, kill -9) resumes from the frontier in the file and fetches nothing twice.
+Memory stays flat however large the site: only the pages at work are held.
+
+HTML is parsed with selectolax (Lexbor, an HTML5 parser: the same tree a browser builds), one page at a time in a
+thread of the crawl's own, so a huge page never stalls the app; sitemaps with the standard library's streaming XML
+parser (expat refuses entity bombs), gzip unpacked with a cap.
+"""
+
+import asyncio
+import gzip
+import json
+import re
+import sqlite3
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from xml.etree.ElementTree import ParseError, XMLPullParser
+
+import httpx
+from protego import Protego
+from selectolax.lexbor import LexborHTMLParser
+
+import config
+from exports import write_csv, write_xlsx
+from url_checker import REDIRECT_CODES, normal_url, redirect_target
+
+CRAWLS_DIR = config.DATA_DIR / "crawls"
+USER_AGENT = f"Mozilla/5.0 (compatible; {config.SLUG}-crawler/1.0)"
+SITEMAP_LIMIT = 50 * 1024 * 1024  # bytes of one sitemap, unpacked: the sitemaps.org limit
+SITEMAP_FILES = 200  # sitemaps read from one index (and its nested indexes) at most
+SITEMAP_URLS = 100_000  # URLs taken from the sitemaps at most
+MAX_URL = 2048  # characters: longer links are left alone
+SLOW = 1.0  # seconds: a page slower than this is a finding
+PROGRESS_EVERY = 0.25  # seconds between two progress reports
+
+
+@dataclass
+class Settings:
+    start: str = ""  # the URL to start from; may be empty when there are sitemaps
+    sitemaps: list[str] = field(default_factory=list)  # sitemap (or sitemap index) URLs
+    robots_sitemaps: bool = True  # also the sitemaps robots.txt lists (or /sitemap.xml when it lists none)
+    max_pages: int = 500  # pages fetched at most (robots.txt-blocked ones are not fetched, so not counted)
+    max_depth: int = 10  # clicks from the start
+    concurrency: int = 4  # requests at once
+    delay: float = 0.25  # seconds between two requests to a host (robots.txt's Crawl-delay may ask for more)
+    timeout: float = 10  # seconds for a page, body included
+    max_size: int = 5 * 1024 * 1024  # bytes read of a page; the rest is left, and the page flagged
+    user_agent: str = USER_AGENT  # sent with every request, and the one robots.txt is read for
+
+    def __post_init__(self):
+        if self.start: self.start = normal_url(self.start)
+        self.sitemaps = [normal_url(url) for url in self.sitemaps]
+        if not (self.start or self.sitemaps): raise ValueError("give a start URL, a sitemap, or both")
+
+    @property
+    def site(self) -> httpx.URL:
+        "The site crawled: the start URL's host and port, else the first sitemap's."
+        return httpx.URL(self.start or self.sitemaps[0])
+
+
+@dataclass
+class Progress:
+    done: int = 0  # pages fetched
+    queued: int = 0  # found and still to fetch
+    errors: int = 0  # fetched pages that failed or answered 4xx/5xx
+    blocked: int = 0  # by robots.txt
+    last: str = ""  # the page fetched last, with its status
+
+    def __str__(self):
+        return (f"{self.done:,} pages crawled, {self.queued:,} queued, {self.errors:,} errors"
+                + (f", {self.blocked:,} blocked by robots.txt" if self.blocked else "")
+                + (f" · {self.last}" if self.last else ""))
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS crawl (id INTEGER PRIMARY KEY CHECK (id = 1), settings TEXT NOT NULL, status TEXT NOT NULL,
+    started TEXT, finished TEXT, seeded INTEGER NOT NULL DEFAULT 0, note TEXT);
+CREATE TABLE IF NOT EXISTS page (
+    id INTEGER PRIMARY KEY, url TEXT NOT NULL UNIQUE, state TEXT NOT NULL, depth INTEGER, found_on INTEGER,
+    in_sitemap INTEGER NOT NULL DEFAULT 0, status INTEGER, error TEXT, redirect_to TEXT, content_type TEXT,
+    html INTEGER NOT NULL DEFAULT 0, size INTEGER, truncated INTEGER NOT NULL DEFAULT 0, seconds REAL, title TEXT,
+    description TEXT, canonical TEXT, meta_robots TEXT, x_robots_tag TEXT, h1_count INTEGER, h1 TEXT,
+    hreflang TEXT, words INTEGER, outlinks INTEGER, external_links INTEGER, inlinks INTEGER NOT NULL DEFAULT 0,
+    indexable INTEGER, not_indexable_why TEXT, crawled TEXT);
+CREATE TABLE IF NOT EXISTS link (source INTEGER NOT NULL, target INTEGER NOT NULL, PRIMARY KEY (source, target))
+    WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS link_target ON link (target);
+CREATE INDEX IF NOT EXISTS page_frontier ON page (state, depth, id);
+CREATE INDEX IF NOT EXISTS page_status ON page (status);
+CREATE INDEX IF NOT EXISTS page_title ON page (title);
+CREATE INDEX IF NOT EXISTS page_description ON page (description);
+CREATE INDEX IF NOT EXISTS page_depth ON page (depth);
+CREATE INDEX IF NOT EXISTS page_inlinks ON page (inlinks);
+CREATE INDEX IF NOT EXISTS page_seconds ON page (seconds);
+CREATE INDEX IF NOT EXISTS page_words ON page (words);
+"""
+CRAWLED = "state IN ('done', 'blocked')"
+HTML_200 = "state = 'done' AND status = 200 AND html = 1"
+REDIRECTS = f"status IN ({', '.join(map(str, sorted(REDIRECT_CODES)))})"
+PENDING = ("queued", "sitemap")
+
+
+@dataclass
+class Finding:
+    id: str
+    label: str
+    where: str  # an SQL condition on page
+    level: str = "warning"  # error, warning or notice
+    why: str = ""
+
+
+FINDINGS = [
+    Finding("broken", "Broken pages (4xx, 5xx or no answer)", "state = 'done' AND (status >= 400 OR status IS NULL)",
+            "error", "Links to them lead nowhere: fix the links or the pages."),
+    Finding("redirect_chain", "Redirect chains and loops",
+            f"{REDIRECTS} AND redirect_to IN (SELECT url FROM page WHERE {REDIRECTS})", "error",
+            "Each extra hop costs a round trip, and a loop never ends: link to the last URL."),
+    Finding("redirect", "Redirects", REDIRECTS, "notice", "Links to them cost a hop: link to where they lead."),
+    Finding("missing_title", "Missing titles", f"{HTML_200} AND coalesce(title, '') = ''", "error"),
+    Finding("duplicate_title", "Duplicate titles", f"{HTML_200} AND title IN (SELECT title FROM page WHERE "
+            f"{HTML_200} AND title != '' GROUP BY title HAVING count(*) > 1)", "warning",
+            "Pages with the same title compete with each other in search results."),
+    Finding("missing_description", "Missing meta descriptions", f"{HTML_200} AND coalesce(description, '') = ''"),
+    Finding("duplicate_description", "Duplicate meta descriptions", f"{HTML_200} AND description IN (SELECT "
+            f"description FROM page WHERE {HTML_200} AND description != '' GROUP BY description HAVING count(*) > 1)"),
+    Finding("missing_h1", "Missing h1", f"{HTML_200} AND h1_count = 0", "notice"),
+    Finding("multiple_h1", "More than one h1", f"{HTML_200} AND h1_count > 1", "notice"),
+    Finding("not_indexable", "Non-indexable pages (answer 200)", f"{HTML_200} AND indexable = 0", "warning",
+            "noindex, or a canonical that points elsewhere: search engines will not index them."),
+    Finding("canonical_elsewhere", "Canonical pointing elsewhere", "canonical IS NOT NULL AND canonical != url",
+            "notice"),
+    Finding("sitemap_orphan", "In the sitemap, linked from nowhere", "in_sitemap = 1 AND inlinks = 0 AND "
+            f"{CRAWLED}", "warning", "Nothing on the site links to them: link them, or drop them from the sitemap."),
+    Finding("blocked", "Blocked by robots.txt", "state = 'blocked'", "notice"),
+    Finding("slow", f"Slow pages (over {SLOW:g} s)", f"state = 'done' AND seconds > {SLOW}", "warning"),
+    Finding("truncated", "Pages larger than the size cap", "truncated = 1", "warning"),
+]
+FINDING = {finding.id: finding for finding in FINDINGS}
+
+# The page table's columns for CSV and Excel, in order.
+EXPORT_COLUMNS = ["url", "status", "redirect_to", "depth", "title", "description", "h1_count", "h1", "canonical",
+                  "meta_robots", "x_robots_tag", "indexable", "not_indexable_why", "hreflang", "words", "inlinks",
+                  "outlinks", "external_links", "in_sitemap", "content_type", "size", "truncated", "seconds", "error",
+                  "state", "crawled"]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    "A connection to a crawl's file, rows as sqlite3.Row; WAL, so the app reads it while the crawl writes."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=5, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode = wal")
+    db.execute("PRAGMA synchronous = normal")
+    db.executescript(SCHEMA)
+    return db
+
+
+def in_site(url: httpx.URL, site: httpx.URL) -> bool:
+    return url.scheme in ("http", "https") and url.host == site.host and url.port == site.port
+
+
+def absolute(href: str, base: httpx.URL) -> httpx.URL | None:
+    "A link's URL, made absolute and without its #fragment; None for mailto:, javascript: and broken links."
+    href = href.strip()
+    if not href or len(href) > MAX_URL or href.startswith("#"): return None
+    try:
+        url = base.join(href)
+    except (httpx.InvalidURL, ValueError):
+        return None
+    return url.copy_with(fragment=None) if url.scheme in ("http", "https") and url.host else None
+
+
+@dataclass
+class Parsed:
+    "What a page says about itself."
+    title: str | None = None
+    description: str | None = None
+    canonical: str | None = None
+    meta_robots: str | None = None
+    h1: list[str] = field(default_factory=list)
+    hreflang: list[str] = field(default_factory=list)  # "lang url"
+    words: int = 0
+    links: list[tuple[str, bool]] = field(default_factory=list)  # (absolute URL, followed)
+
+
+def attribute(node, name: str) -> str | None:
+    return node.attributes.get(name) if node is not None else None
+
+
+def parse_page(body: bytes, encoding: str, url: str) -> Parsed:
+    "The SEO facts of an HTML page: run in the crawl's parsing thread."
+    try: text = body.decode(encoding, errors="replace")
+    except LookupError: text = body.decode("utf-8", errors="replace")
+    tree = LexborHTMLParser(text)
+    title = tree.css_first("title")
+    base = httpx.URL(url)
+    if (base_href := attribute(tree.css_first("base[href]"), "href")) and (found := absolute(base_href, base)):
+        base = found
+    canonical = attribute(tree.css_first("link[rel~=canonical i][href]"), "href")
+    canonical_url = absolute(canonical, base) if canonical else None
+    robots = attribute(tree.css_first("meta[name=robots i]"), "content")
+    follow = "nofollow" not in (robots or "").lower() and "none" not in (robots or "").lower()
+    links = []
+    for anchor in tree.css("a[href], area[href]"):
+        if target := absolute(anchor.attributes.get("href") or "", base):
+            links.append((str(target), follow and "nofollow" not in (anchor.attributes.get("rel") or "").lower()))
+    words = 0
+    if tree.body is not None:
+        for hidden in tree.body.css("script, style, noscript, template, svg"): hidden.decompose()
+        words = len(tree.body.text(separator=" ").split())
+    return Parsed(
+        title=" ".join(title.text().split()) if title is not None else None,
+        description=" ".join((attribute(tree.css_first("meta[name=description i]"), "content") or "").split())
+        or None,
+        canonical=str(canonical_url) if canonical_url else None,
+        meta_robots=robots,
+        h1=[" ".join(h1.text(separator=" ").split()) for h1 in tree.css("h1")],
+        hreflang=[f"{link.attributes.get('hreflang')} {link.attributes.get('href')}"
+                  for link in tree.css("link[rel~=alternate i][hreflang][href]")],
+        words=words, links=links)
+
+
+def noindex(directives: str | None) -> bool:
+    return bool(directives) and bool(re.search(r"\b(noindex|none)\b", directives.lower()))
+
+
+def indexability(url: str, status: int | None, html: bool, meta_robots, x_robots_tag, canonical) -> str:
+    "Why search engines would not index the page; empty when they would."
+    if status != 200: return f"HTTP {status}" if status else "no answer"
+    if not html: return "not HTML"
+    if noindex(meta_robots): return "noindex in the meta robots tag"
+    if noindex(x_robots_tag): return "noindex in the X-Robots-Tag header"
+    if canonical and canonical != url: return "canonical points elsewhere"
+    return ""
+
+
+class Crawl:
+    """One crawl, kept in its own SQLite file. Crawl(path, settings) starts one in a new file (the settings are
+    kept in it); Crawl(path) opens the one there, to resume or read."""
+
+    def __init__(self, path: Path, settings: Settings | None = None):
+        self.path, self.db = Path(path), connect(Path(path))
+        kept = self.db.execute("SELECT settings FROM crawl").fetchone()
+        if kept is None:
+            if settings is None: raise FileNotFoundError(f"no crawl in {path}")
+            self.db.execute("INSERT INTO crawl (id, settings, status) VALUES (1, ?, 'new')",
+                            [json.dumps(asdict(settings))])
+        self.settings = Settings(**json.loads(kept["settings"])) if kept else settings
+        self.site = self.settings.site
+        self.robots: dict[str, Protego | None] = {}  # origin -> its rules (None: it has none)
+        self.next_request: dict[str, float] = {}  # host -> when its next request may start (time.monotonic)
+        self.stopping = False
+
+    def close(self): self.db.close()
+
+    # --- the crawl's record
+    @property
+    def status(self) -> str:
+        "new, crawling, done (every page within the limits), stopped (by stop()) or limit (at max_pages)."
+        return self.db.execute("SELECT status FROM crawl").fetchone()["status"]
+
+    def record(self, **columns):
+        self.db.execute(f"UPDATE crawl SET {', '.join(f'{name} = ?' for name in columns)}", list(columns.values()))
+
+    def progress(self, last: str = "") -> Progress:
+        counts = dict(self.db.execute("SELECT state, count(*) FROM page GROUP BY state").fetchall())
+        errors = self.db.execute("SELECT count(*) FROM page WHERE state = 'done' AND "
+                                 "(status >= 400 OR status IS NULL)").fetchone()[0]
+        return Progress(counts.get("done", 0), sum(counts.get(state, 0) for state in PENDING), errors,
+                        counts.get("blocked", 0), last)
+
+    # --- running
+    def stop(self):
+        "Ends the crawl after the pages at work: what is crawled stays, the rest stays queued."
+        self.stopping = True
+
+    async def run(self, on_progress=None):
+        """Crawls until the frontier is empty, the page limit is reached or stop() is called; resumes a crawl the
+        file already has. on_progress, an async function, gets a Progress after every page."""
+        settings = self.settings
+        self.record(status="crawling", started=self.db.execute("SELECT started FROM crawl").fetchone()[0]
+                    or datetime.now().isoformat(timespec="seconds"))
+        limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
+        parser = ThreadPoolExecutor(1, thread_name_prefix="crawl-parse")  # one page parsed at a time
+        try:
+            async with httpx.AsyncClient(headers={"User-Agent": settings.user_agent}, limits=limits,
+                                         timeout=settings.timeout, follow_redirects=False) as client:
+                self.client, self.parser = client, parser
+                if not self.db.execute("SELECT seeded FROM crawl").fetchone()[0]: await self.seed()
+                ended = await self.crawl(on_progress)
+        finally:
+            parser.shutdown(wait=False, cancel_futures=True)
+        self.record(status=ended, finished=datetime.now().isoformat(timespec="seconds"))
+        return self.progress()
+
+    async def crawl(self, on_progress) -> str:
+        "Fetches the frontier, breadth first, with at most `concurrency` pages at work; returns how it ended."
+        at_work: dict[asyncio.Task, int] = {}
+        fetched, told = self.progress().done, 0.0
+        try:
+            while True:
+                room = min(self.settings.concurrency - len(at_work), self.settings.max_pages - fetched - len(at_work))
+                if room > 0 and not self.stopping:
+                    for row in self.next_pages(room, list(at_work.values())):
+                        at_work[asyncio.create_task(self.visit(row["id"], row["url"], row["depth"]))] = row["id"]
+                if not at_work:
+                    if self.stopping: return "stopped"
+                    if fetched >= self.settings.max_pages: return "limit"
+                    if self.promote_sitemap_pages(): continue
+                    return "done"
+                finished, _ = await asyncio.wait(at_work, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    del at_work[task]
+                    last = task.result()
+                    fetched += bool(last)
+                # Counting the pages costs a query: the progress is told at most every PROGRESS_EVERY seconds.
+                if on_progress and time.monotonic() - told >= PROGRESS_EVERY:
+                    await on_progress(self.progress(last))
+                    told = time.monotonic()
+        finally:
+            for task in at_work: task.cancel()
+            if at_work: await asyncio.wait(at_work)
+
+    def next_pages(self, count: int, at_work: list[int]) -> list[sqlite3.Row]:
+        marks = ", ".join("?" * len(at_work))
+        return self.db.execute(f"SELECT id, url, depth FROM page WHERE state = 'queued' AND id NOT IN ({marks}) "
+                               "ORDER BY depth, id LIMIT ?", [*at_work, count]).fetchall()
+
+    def promote_sitemap_pages(self) -> bool:
+        "Once the links are all followed, the pages only the sitemaps name are next. False when there are none."
+        return self.db.execute("UPDATE page SET state = 'queued' WHERE state = 'sitemap'").rowcount > 0
+
+    # --- robots.txt and politeness
+    async def rules(self, url: httpx.URL) -> Protego | None:
+        "The robots.txt rules of the URL's origin, fetched once; a missing or failing robots.txt allows everything."
+        origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
+        if origin not in self.robots:
+            self.robots[origin] = None
+            try:
+                await self.wait_turn(url.host)
+                response = await self.client.get(f"{origin}/robots.txt")
+                if response.status_code == 200: self.robots[origin] = Protego.parse(response.text[:500_000])
+            except httpx.HTTPError:
+                pass
+        return self.robots[origin]
+
+    async def wait_turn(self, host: str):
+        "Waits until a request to the host may start: `delay` (or robots.txt's Crawl-delay) after the one before."
+        rules = self.robots.get(f"{self.site.scheme}://{self.site.netloc.decode('ascii')}")
+        delay = max(self.settings.delay, (rules.crawl_delay(self.settings.user_agent) or 0) if rules else 0)
+        now = time.monotonic()
+        start = max(now, self.next_request.get(host, now))
+        self.next_request[host] = start + delay
+        if start > now: await asyncio.sleep(start - now)
+
+    # --- seeding: the start URL and the sitemaps
+    async def seed(self):
+        start, settings = self.settings.start, self.settings
+        if start: self.add_urls([start], depth=0, state="queued")
+        sitemaps = list(settings.sitemaps)
+        if settings.robots_sitemaps and not sitemaps:
+            rules = await self.rules(self.site)
+            sitemaps = [url for url in (rules.sitemaps if rules else [])] or [str(self.site.join("/sitemap.xml"))]
+        found = 0
+        for url in await self.sitemap_urls(sitemaps):
+            found += 1
+            self.add_urls([url], depth=None if start else 0, state="sitemap" if start else "queued", in_sitemap=True)
+        self.record(seeded=1, note=f"{found:,} URLs in the sitemaps" if found else None)
+
+    async def sitemap_urls(self, sitemaps: list[str]) -> list[str]:
+        "The page URLs of these sitemaps within the site, nested indexes followed; unreadable sitemaps are skipped."
+        pages, seen, todo = {}, set(), list(sitemaps)
+        while todo and len(seen) < SITEMAP_FILES and len(pages) < SITEMAP_URLS:
+            url = todo.pop(0)
+            if url in seen: continue
+            seen.add(url)
+            try: kind, locations = await self.read_sitemap(url)
+            except (httpx.HTTPError, ValueError, ParseError, EOFError, OSError, zlib.error):
+                continue
+            found = [target for location in locations if (target := absolute(location, httpx.URL(url)))]
+            if kind == "sitemapindex": todo += map(str, found)
+            else: pages.update((str(target), None) for target in found if in_site(target, self.site))
+        return list(pages)[:SITEMAP_URLS]
+
+    async def read_sitemap(self, url: str) -> tuple[str, list[str]]:
+        "(urlset or sitemapindex, the <loc>s) of one sitemap, plain or gzipped, read as it streams in."
+        await self.wait_turn(httpx.URL(url).host)
+        async with asyncio.timeout(self.settings.timeout * 3), self.client.stream("GET", url) as response:
+            if response.status_code != 200: raise ValueError(f"HTTP {response.status_code}")
+            xml, unpack, size, locations, root = XMLPullParser(events=("start", "end")), None, 0, [], None
+            async for chunk in response.aiter_bytes():
+                if unpack is None and size == 0 and chunk[:2] == b"\x1f\x8b": unpack = zlib.decompressobj(31)
+                data = unpack.decompress(chunk, SITEMAP_LIMIT) if unpack else chunk
+                size += len(data)
+                if size > SITEMAP_LIMIT: raise ValueError("sitemap too large")
+                xml.feed(data)
+                for event, element in xml.read_events():
+                    tag = element.tag.rsplit("}", 1)[-1]
+                    if event == "start":
+                        root = root or tag
+                    elif tag == "loc" and element.text:
+                        locations.append(element.text.strip())
+                    elif tag in ("url", "sitemap"):
+                        element.clear()
+            xml.close()
+        return root or "urlset", locations
+
+    # --- one page
+    def add_urls(self, urls, depth: int | None, state: str, found_on: int | None = None, in_sitemap=False):
+        """Adds URLs to the frontier, or brings a known one nearer: a URL seen only in a sitemap, or past the depth
+        limit, is queued once a link leads to it within the limit."""
+        self.db.executemany(
+            "INSERT INTO page (url, depth, state, found_on, in_sitemap) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (url) DO UPDATE SET in_sitemap = max(in_sitemap, excluded.in_sitemap), "
+            "depth = CASE WHEN excluded.state = 'queued' AND (state IN ('sitemap', 'beyond') OR "
+            "  (state = 'queued' AND excluded.depth < depth)) THEN excluded.depth ELSE depth END, "
+            "found_on = CASE WHEN excluded.state = 'queued' AND state IN ('sitemap', 'beyond') "
+            "  THEN excluded.found_on ELSE found_on END, "
+            "state = CASE WHEN excluded.state = 'queued' AND state IN ('sitemap', 'beyond') THEN 'queued' "
+            "  ELSE state END",
+            [(url, depth, state, found_on, int(in_sitemap)) for url in urls])
+
+    async def visit(self, page_id: int, url: str, depth: int) -> str:
+        "Fetches one queued page (unless robots.txt forbids it) and keeps what it found; returns 'url status'."
+        target = httpx.URL(url)
+        rules = await self.rules(target)
+        if rules is not None and not rules.can_fetch(url, self.settings.user_agent):
+            self.db.execute("UPDATE page SET state = 'blocked', not_indexable_why = 'blocked by robots.txt', "
+                            "indexable = 0 WHERE id = ?", [page_id])
+            return ""
+        await self.wait_turn(target.host)
+        found = await self.fetch(url)
+        parsed = await asyncio.get_running_loop().run_in_executor(
+            self.parser, parse_page, found.pop("body"), found.pop("encoding"), url) if found["html"] else None
+        self.keep(page_id, url, depth, found, parsed)
+        return f"{url} ({found['status'] or found['error']})"
+
+    async def fetch(self, url: str) -> dict:
+        "The answer to one GET, its body (HTML only) read up to max_size bytes; a failure is in 'error'."
+        found = {"status": None, "error": None, "redirect_to": None, "content_type": None, "html": False,
+                 "size": None, "truncated": False, "x_robots_tag": None, "body": b"", "encoding": "utf-8"}
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.settings.timeout), self.client.stream("GET", url) as response:
+                content_type = response.headers.get("content-type", "")
+                found |= {"status": response.status_code, "redirect_to": redirect_target(response),
+                          "content_type": content_type.split(";")[0].strip() or None,
+                          "x_robots_tag": ", ".join(response.headers.get_list("x-robots-tag")) or None,
+                          "encoding": response.charset_encoding or "utf-8"}
+                length = response.headers.get("content-length")
+                found["size"] = int(length) if length and length.isdigit() else None
+                if "html" in content_type and found["redirect_to"] is None:
+                    found["html"] = True
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) >= self.settings.max_size:
+                            found["truncated"] = True
+                            break
+                    found["body"], found["size"] = bytes(body[:self.settings.max_size]), found["size"] or len(body)
+        except TimeoutError:
+            found["error"] = f"Timed out after {self.settings.timeout:g} s"
+        except httpx.HTTPError as error:
+            found["error"] = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        found["seconds"] = round(time.perf_counter() - started, 3)
+        return found
+
+    def keep(self, page_id: int, url: str, depth: int, found: dict, parsed: Parsed | None):
+        "A fetched page's results, the URLs it leads to and its links, in one transaction."
+        parsed = parsed or Parsed()
+        internal, external = {}, set()
+        for link, followed in parsed.links:
+            if link == url: continue
+            if in_site(httpx.URL(link), self.site): internal[link] = internal.get(link, False) or followed
+            else: external.add(link)
+        why = indexability(url, found["status"], found["html"], parsed.meta_robots, found["x_robots_tag"],
+                           parsed.canonical) if found["error"] is None else found["error"]
+        with self.db:  # BEGIN ... COMMIT: all of it or, if anything fails, none of it
+            self.db.execute("BEGIN")
+            if found["redirect_to"] and in_site(httpx.URL(found["redirect_to"]), self.site):
+                self.add_urls([found["redirect_to"]], depth, "queued", page_id)  # a hop is no click: same depth
+            # A page only a sitemap names has no depth (no click leads to it), nor do the pages it links to.
+            below = None if depth is None else depth + 1
+            within = depth is None or depth < self.settings.max_depth
+            followed = [link for link, follow in internal.items() if follow]
+            self.add_urls(followed, below, "queued" if within else "beyond", page_id)
+            self.add_urls([link for link, follow in internal.items() if not follow], below, "beyond", page_id)
+            self.link(page_id, list(internal))
+            self.db.execute(
+                "UPDATE page SET state = 'done', status = ?, error = ?, redirect_to = ?, content_type = ?, html = ?, "
+                "size = ?, truncated = ?, seconds = ?, title = ?, description = ?, canonical = ?, meta_robots = ?, "
+                "x_robots_tag = ?, h1_count = ?, h1 = ?, hreflang = ?, words = ?, outlinks = ?, external_links = ?, "
+                "indexable = ?, not_indexable_why = ?, crawled = ? WHERE id = ?",
+                [found["status"], found["error"], found["redirect_to"], found["content_type"], int(found["html"]),
+                 found["size"], int(found["truncated"]), found["seconds"], parsed.title, parsed.description,
+                 parsed.canonical, parsed.meta_robots, found["x_robots_tag"],
+                 len(parsed.h1) if found["html"] else None, " | ".join(parsed.h1) or None,
+                 "\n".join(parsed.hreflang) or None, parsed.words if found["html"] else None, len(internal),
+                 len(external), int(not why), why or None, datetime.now().isoformat(timespec="seconds"), page_id])
+
+    def link(self, source: int, urls: list[str]):
+        "Keeps the links from source to these known URLs; each new one raises its target's in-link count."
+        for start in range(0, len(urls), 500):
+            chunk = urls[start:start + 500]
+            targets = [row[0] for row in self.db.execute(
+                f"SELECT id FROM page WHERE url IN ({', '.join('?' * len(chunk))})", chunk)]
+            new = [target for target in targets
+                   if self.db.execute("INSERT OR IGNORE INTO link VALUES (?, ?)", [source, target]).rowcount]
+            self.db.executemany("UPDATE page SET inlinks = inlinks + 1 WHERE id = ?", [(target,) for target in new])
+
+    # --- reading the results
+    def findings(self) -> list[tuple[Finding, int]]:
+        "Every finding with the count of its pages (zeros included), in the order of FINDINGS."
+        return [(finding, self.db.execute(f"SELECT count(*) FROM page WHERE {finding.where}").fetchone()[0])
+                for finding in FINDINGS]
+
+    def chain(self, url: str) -> list[tuple[str, int | None]]:
+        "The redirect chain from url: (url, status) per hop; it stops at a page that is no redirect, or at a loop."
+        hops, seen = [], set()
+        while url and url not in seen:
+            seen.add(url)
+            row = self.db.execute("SELECT status, redirect_to FROM page WHERE url = ?", [url]).fetchone()
+            hops.append((url, row["status"] if row else None))
+            url = row["redirect_to"] if row else None
+        if url: hops.append((url, "loop"))
+        return hops
+
+    def linked_from(self, url: str, limit: int = 10) -> list[str]:
+        "The pages that link to url (the first `limit`)."
+        return [row[0] for row in self.db.execute(
+            "SELECT s.url FROM page t JOIN link l ON l.target = t.id JOIN page s ON s.id = l.source "
+            "WHERE t.url = ? ORDER BY s.depth, s.id LIMIT ?", [url, limit])]
+
+    def counts(self, column: str, where: str = CRAWLED) -> list[tuple]:
+        "(value, pages) for a column, for charts: status codes, depths."
+        return self.db.execute(f"SELECT {column}, count(*) FROM page WHERE {where} GROUP BY 1 ORDER BY 1").fetchall()
+
+    def broken_links(self):
+        "(linking page, broken URL, its status or error) for every link to a broken page."
+        return self.db.execute(
+            "SELECT s.url, t.url, coalesce(t.status, t.error) FROM page t JOIN link l ON l.target = t.id "
+            "JOIN page s ON s.id = l.source WHERE t.state = 'done' AND (t.status >= 400 OR t.status IS NULL) "
+            "ORDER BY t.url, s.url")
+
+    def redirect_chains(self):
+        "(URL, redirects, the chain as text, final URL, final status) for every redirecting page."
+        for row in self.db.execute(f"SELECT url FROM page WHERE {REDIRECTS} ORDER BY url"):
+            hops = self.chain(row["url"])
+            yield (row["url"], len(hops) - 1, " → ".join(f"{status} {url}" for url, status in hops),
+                   hops[-1][0], hops[-1][1])
+
+    def export_rows(self, where: str = CRAWLED, args=(), order: str = "id"):
+        return self.db.execute(f"SELECT {', '.join(EXPORT_COLUMNS)} FROM page WHERE {where} ORDER BY {order}", args)
+
+    def write_csv(self, path: Path, where: str = CRAWLED, args=(), order: str = "id") -> Path:
+        "The pages (those matching where) as a CSV, every cell safe to open in a spreadsheet."
+        return write_csv(path, EXPORT_COLUMNS, self.export_rows(where, args, order))
+
+    def write_xlsx(self, path: Path) -> Path:
+        "The crawl as an Excel workbook: its pages, its findings, its broken links and its redirect chains."
+        return write_xlsx(path, {
+            "Pages": (EXPORT_COLUMNS, self.export_rows()),
+            "Findings": (["finding", "pages", "level", "why"],
+                         [(finding.label, count, finding.level, finding.why) for finding, count in self.findings()]),
+            "Broken links": (["linking page", "broken URL", "status or error"], self.broken_links()),
+            "Redirect chains": (["URL", "redirects", "chain", "final URL", "final status"], self.redirect_chains()),
+        })

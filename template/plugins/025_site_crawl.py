@@ -1,0 +1,398 @@
+"""Site crawl: crawl a site and audit it, then explore its pages, findings and charts; CSV and Excel downloads.
+
+A workflow (see workflows.py) over crawler.py, made from the starter notebook notebooks/site_crawl.ipynb: both
+crawl through the same code into data/crawls/<run>.db, a SQLite file per crawl that the notebook can read too. The
+crawl runs in the background with its progress and its pages so far on the page; Stop keeps what is crawled, Cancel
+drops it; a crawl cut short by a restart resumes from its frontier in that file.
+"""
+
+import asyncio
+import json
+from urllib.parse import urlencode
+
+from fasthtml.common import *
+from fasthtml.svg import G, Rect, Svg, Text
+
+import explore
+from crawler import CRAWLED, CRAWLS_DIR, FINDING, FINDINGS, REDIRECTS, USER_AGENT, Crawl, Settings
+from explore import Column, Filter, View, address
+from url_checker import normal_url
+from workflows import Step, Workflow
+
+NAME = "site_crawl"
+DISPLAY_NAME = "Site crawl"
+AT_WORK: dict[str, Crawl] = {}  # run key -> its crawl at work in this process, for Stop
+LIMITS = {"max_pages": (1, 100_000), "max_depth": (0, 100), "concurrency": (1, 20), "delay": (0, 60),
+          "timeout": (1, 120), "max_size_mb": (0.1, 50)}
+SHOW = {"2xx": "status BETWEEN 200 AND 299", "3xx": "status BETWEEN 300 AND 399", "4xx": "status BETWEEN 400 AND 499",
+        "5xx": "status >= 500", "failed": "state = 'done' AND status IS NULL", "blocked": "state = 'blocked'",
+        "pending": "state IN ('queued', 'sitemap')", "beyond": "state = 'beyond'"}
+SHOW_LABELS = {"2xx": "2xx", "3xx": "3xx redirects", "4xx": "4xx", "5xx": "5xx", "failed": "no answer",
+               "blocked": "blocked by robots.txt", "pending": "not crawled yet", "beyond": "deeper than the limit"}
+LINKED_FROM = "(SELECT group_concat(url, ' ') FROM (SELECT s.url FROM link l JOIN page s ON s.id = l.source " \
+              "WHERE l.target = page.id ORDER BY s.depth, s.id LIMIT 3)) AS linked_from"
+CSS = """
+.crawl mark { padding: .1rem .45rem; border-radius: 1rem; font-size: .8rem; font-weight: 600; white-space: nowrap; }
+.crawl .s2 { background: #d7f5dd; color: #14532d; } .crawl .s3 { background: #dbeafe; color: #1e3a8a; }
+.crawl .s4, .crawl .s5, .crawl .failed { background: #fde2e1; color: #7f1d1d; }
+.crawl .blocked, .crawl .pending { background: #eceff4; color: #374151; }
+.crawl td small { display: block; color: var(--pico-muted-color); }
+.findings { display: grid; grid-template-columns: repeat(auto-fill, minmax(15rem, 1fr)); gap: .35rem .75rem;
+            padding: 0; margin-bottom: 1rem; }
+.findings li { list-style: none; display: flex; justify-content: space-between; align-items: center; gap: .5rem;
+               font-size: .875rem; border-bottom: 1px solid var(--pico-muted-border-color); padding: .2rem 0; }
+.findings button { width: auto; margin: 0; padding: .05rem .6rem; font-size: .8rem; border-radius: 1rem; }
+.findings .error button { background: #b42318; border-color: #b42318; }
+.findings .warning button { background: #b54708; border-color: #b54708; }
+.findings .notice button { background: #475467; border-color: #475467; }
+.findings .none { color: var(--pico-muted-color); }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(13rem, 1fr)); gap: 1rem; margin-bottom: 1rem; }
+.charts figure { margin: 0; } .charts figcaption { font-size: .8rem; font-weight: 600; margin-bottom: .25rem; }
+.charts svg { width: 100%; height: auto; font: 11px system-ui, sans-serif; }
+.charts svg text { fill: var(--pico-color); } .charts svg rect { fill: var(--accent); }
+.page-detail th { width: 11rem; font-weight: 600; } .page-detail td { overflow-wrap: anywhere; }
+.downloads { display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; margin-top: .75rem; }
+"""
+
+
+def plural(n: int, word: str) -> str: return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def crawl_file(key: str): return CRAWLS_DIR / f"{key}.db"
+
+
+def open_crawl(key: str) -> Crawl:
+    path = crawl_file(key)
+    if not path.exists(): raise FileNotFoundError(path)
+    return Crawl(path)
+
+
+# --- The pages table
+def status_cell(row):
+    if row["state"] in ("blocked", "pending", "queued", "sitemap", "beyond"):
+        label = {"blocked": "blocked"}.get(row["state"], "not crawled")
+        return Mark(label, cls="blocked" if row["state"] == "blocked" else "pending")
+    if row["status"] is None: return Mark("failed", cls="failed", title=row["error"])
+    return Mark(row["status"], cls=f"s{row['status'] // 100}")
+
+
+def url_cell(row):
+    moved = Small("→ ", address(row["redirect_to"])) if row["redirect_to"] else None
+    linked = Small("Linked from ", *[(address(url), " ") for url in row["linked_from"].split(" ")]) \
+        if row["linked_from"] else None
+    return (A(address(row["url"]), href="#", hx_get=f"{row['detail']}", hx_target="closest tr", hx_swap="afterend",
+              title="Everything about this page"), moved, linked, Small(row["error"]) if row["error"] else None)
+
+
+def number(column: str, unit: str = ""):
+    return lambda row: None if row[column] is None else f"{row[column]:,}{unit}"
+
+
+COLUMNS = [
+    Column("url", "URL", url_cell, cls="url"),
+    Column("status", "Status", status_cell),
+    Column("title", "Title", lambda row: row["title"]),
+    Column("depth", "Depth", number("depth"), numeric=True),
+    Column("inlinks", "In-links", number("inlinks"), numeric=True),
+    Column("outlinks", "Out-links", number("outlinks"), numeric=True),
+    Column("words", "Words", number("words"), numeric=True),
+    Column("seconds", "Time", lambda row: None if row["seconds"] is None else f"{row['seconds']:.2f} s",
+           numeric=True),
+]
+FILTERS = [Filter("show", "Every crawled page", SHOW_LABELS),
+           Filter("finding", "Any finding", {finding.id: finding.label for finding in FINDINGS})]
+
+
+def condition(view: View) -> tuple[str, list]:
+    "The SQL condition (and its arguments) of the pages a view shows."
+    where = [SHOW.get(view.filters.get("show"), CRAWLED)]
+    if finding := view.filters.get("finding"): where.append(FINDING[finding].where)
+    args = []
+    if view.search:
+        pattern = "%" + view.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append("(url LIKE ? ESCAPE '\\' OR title LIKE ? ESCAPE '\\')")
+        args += [pattern, pattern]
+    return " AND ".join(f"({part})" for part in where), args
+
+
+def order(view: View) -> str:
+    return f"{view.sort} {'DESC' if view.descending else 'ASC'} NULLS LAST, id"
+
+
+def pages(crawl: Crawl, key: str, view: View) -> tuple[list[dict], int, View]:
+    "One page of the rows the view asks for, how many match in all, and the view fitted to them."
+    where, args = condition(view)
+    total = crawl.db.execute(f"SELECT count(*) FROM page WHERE {where}", args).fetchone()[0]
+    view = view.fit(total)
+    linked = LINKED_FROM if view.filters.get("finding") in ("broken", "redirect", "redirect_chain") else \
+        "NULL AS linked_from"
+    found = crawl.db.execute(f"SELECT id, url, state, status, error, redirect_to, title, depth, inlinks, outlinks, "
+                             f"words, seconds, {linked} FROM page WHERE {where} ORDER BY {order(view)} "
+                             f"LIMIT {explore.PAGE_SIZE} OFFSET {view.offset}", args).fetchall()
+    return [dict(row) | {"detail": f"/{NAME}/runs/{key}/pages/{row['id']}"} for row in found], total, view
+
+
+def downloads(key: str, view: View):
+    query = urlencode({k: v for k, v in view.params().items() if k not in ("page",)})
+    return Div(A("CSV of these pages", href=f"/{NAME}/runs/{key}/pages.csv?{query}", download=True,
+                 role="button", cls="outline"),
+               A("Excel workbook", href=f"/{NAME}/runs/{key}/crawl.xlsx", download=True, role="button",
+                 cls="outline"),
+               Small("The workbook has every page, the findings, the broken links and the redirect chains."),
+               cls="downloads")
+
+
+def page_rows(key: str, view: View, live: bool = False):
+    "The rows fragment; while the crawl is at work it asks again every 2 seconds."
+    url = f"/{NAME}/runs/{key}/pages"
+    try: crawl = open_crawl(key)
+    except FileNotFoundError: return Div(P("No pages yet."), id="pages-rows")
+    try: found, total, view = pages(crawl, key, view)
+    finally: crawl.close()
+    poll = dict(hx_get=url, hx_include="#pages-view", hx_trigger="every 2s", hx_swap="outerHTML") if live else {}
+    return explore.rows("pages", url, view, COLUMNS, FILTERS, found, total,
+                        extra=None if live else downloads(key, view), cls="crawl", **poll)
+
+
+def explorer(key: str, view: View, live: bool = False):
+    return (explore.controls("pages", f"/{NAME}/runs/{key}/pages", view, FILTERS, "Search the URLs and titles"),
+            page_rows(key, view, live))
+
+
+# --- Findings and charts
+def findings_list(key: str, crawl: Crawl):
+    def item(finding, count):
+        if not count: return Li(Span(finding.label), Span("0", cls="none"), cls=finding.level)
+        return Li(Span(finding.label, title=finding.why or None),
+                  Button(f"{count:,}", type="button", title=f"Show these {plural(count, 'page')}",
+                         hx_get=f"/{NAME}/runs/{key}/pages", hx_target="#pages-rows", hx_swap="outerHTML",
+                         hx_include="#pages-view",
+                         hx_vals=json.dumps({"finding": finding.id, "show": "", "page": 1})),
+                  cls=finding.level)
+    return Ul(*[item(finding, count) for finding, count in crawl.findings()], cls="findings")
+
+
+def bar_chart(caption: str, bars: list[tuple[str, int]]):
+    "Horizontal bars, drawn as SVG on the server: a label, a bar as long as its share of the largest, the count."
+    height, top = 18, max((count for _, count in bars), default=0) or 1
+    return Figure(Figcaption(caption),
+                  Svg(*[G(Title(f"{label}: {plural(count, 'page')}"),
+                          Text(label, x=0, y=n * height + 13),
+                          Rect(x=62, y=n * height + 3, width=max(1, 150 * count / top), height=height - 6, rx=2),
+                          Text(f"{count:,}", x=66 + 150 * count / top, y=n * height + 13))
+                        for n, (label, count) in enumerate(bars)],
+                      viewBox=f"0 0 250 {max(1, len(bars)) * height}", role="img", aria_label=caption))
+
+
+TIMES = [(0.1, "< 0.1 s"), (0.25, "< 0.25 s"), (0.5, "< 0.5 s"), (1, "< 1 s"), (2, "< 2 s"), (float("inf"), "≥ 2 s")]
+
+
+def charts(crawl: Crawl):
+    statuses = [(str(status) if status is not None else "failed", count)
+                for status, count in crawl.counts("status", "state = 'done'")]
+    blocked = crawl.db.execute("SELECT count(*) FROM page WHERE state = 'blocked'").fetchone()[0]
+    depths = [(str(depth) if depth is not None else "sitemap", count) for depth, count in crawl.counts("depth")]
+    buckets = dict.fromkeys((label for _, label in TIMES), 0)
+    for seconds, count in crawl.counts("seconds", "state = 'done' AND seconds IS NOT NULL"):
+        buckets[next(label for limit, label in TIMES if seconds < limit)] += count
+    return Div(bar_chart("Status codes", statuses + ([("blocked", blocked)] if blocked else [])),
+               bar_chart("Depth (clicks from the start)", depths),
+               bar_chart("Response times", [(label, count) for label, count in buckets.items() if count]),
+               cls="charts")
+
+
+def page_detail(crawl: Crawl, row, columns: int):
+    "Everything about one page, as a table row under its row."
+    chain = crawl.chain(row["url"]) if row["redirect_to"] else []
+    facts = [("Redirect chain", " → ".join(f"{status} {url}" for url, status in chain)),
+             ("Canonical", row["canonical"]), ("Meta robots", row["meta_robots"]),
+             ("X-Robots-Tag", row["x_robots_tag"]),
+             ("Indexable", None if row["indexable"] is None else "yes" if row["indexable"]
+              else f"no: {row['not_indexable_why']}"),
+             ("Meta description", row["description"]),
+             ("h1", f"{row['h1_count']}: {row['h1'] or ''}" if row["h1_count"] is not None else None),
+             ("hreflang", row["hreflang"]), ("Content type", row["content_type"]),
+             ("Size", f"{row['size']:,} bytes{' (read up to the cap)' if row['truncated'] else ''}"
+              if row["size"] is not None else None),
+             ("External links", row["external_links"]), ("In the sitemap", "yes" if row["in_sitemap"] else None),
+             ("Linked from", ", ".join(crawl.linked_from(row["url"])) or None), ("Crawled", row["crawled"])]
+    return Tr(Td(Table(*[Tr(Th(label, scope="row"), Td(value)) for label, value in facts if value not in (None, "")],
+                       cls="page-detail"), colspan=columns))
+
+
+# --- Step 1: what to crawl
+def site_form(run):
+    chosen = run.get("site") or {"start": "", "sitemaps": [], "robots_sitemaps": True}
+    return (Label("Start URL", Input(name="start", value=chosen["start"], placeholder="https://example.com/")),
+            Label("Sitemaps (optional, one a line: a sitemap index or .xml.gz works too)",
+                  Textarea("\n".join(chosen["sitemaps"]), name="sitemaps", rows=2,
+                           placeholder="https://example.com/sitemap.xml")),
+            Label(Input(type="checkbox", name="robots_sitemaps", value="1", checked=chosen["robots_sitemaps"]),
+                  "Also the sitemaps robots.txt lists (or /sitemap.xml), to find the pages nothing links to"),
+            Button("Next"))
+
+
+def site_shown(run):
+    site = run["site"]
+    return P(Strong(site["start"] or site["sitemaps"][0]), Br(),
+             Small(", ".join(filter(None, [f"sitemaps: {', '.join(site['sitemaps'])}" if site["sitemaps"] else "",
+                                          "with the sitemaps in robots.txt" if site["robots_sitemaps"] else ""]))))
+
+
+# --- Step 2: the crawl, in the background
+def crawl_form(run):
+    chosen = run.get("crawl") or {"max_pages": 500, "max_depth": 10, "concurrency": 4, "delay": 0.25,
+                                  "timeout": 10, "max_size_mb": 5, "user_agent": USER_AGENT}
+    def number_field(name, label, step="1"):
+        low, high = LIMITS[name]
+        return Label(label, Input(type="number", name=name, value=chosen[name], min=low, max=high, step=step,
+                                  required=True))
+    return (Div(number_field("max_pages", "Pages at most"), number_field("max_depth", "Depth at most (clicks)"),
+                number_field("concurrency", "Requests at once"), cls="grid"),
+            Div(number_field("delay", "Seconds between requests", "any"),
+                number_field("timeout", "Timeout per page (s)", "any"),
+                number_field("max_size_mb", "Page size cap (MB)", "any"), cls="grid"),
+            Label("User agent (sent, and the one robots.txt is read for)",
+                  Input(name="user_agent", value=chosen["user_agent"], required=True)),
+            Button("Start the crawl"))
+
+
+def watch(run):
+    "While the crawl is at work: Stop (keeping what is crawled) and the pages so far."
+    return (Style(explore.CSS + CSS),
+            Button("Stop and keep the pages so far", hx_post=f"/{NAME}/runs/{run.key}/stop", hx_swap="none",
+                   cls="outline"),
+            *explorer(run.key, View("id"), live=True))
+
+
+def results(run):
+    done = run["crawl"]
+    try: crawl = open_crawl(run.key)
+    except FileNotFoundError: return P("The crawl's file is gone from data/crawls/: crawl again.", cls="problem")
+    try:
+        return (Style(explore.CSS + CSS),
+                P(done["summary"]), findings_list(run.key, crawl), charts(crawl),
+                *explorer(run.key, View("id")))
+    finally:
+        crawl.close()
+
+
+ENDINGS = {"done": "every page within the limits", "limit": "stopped at the page limit",
+           "stopped": "stopped before the end"}
+
+
+def setup(plugin):
+    def read_site(run, form):
+        def url(text):
+            try: return normal_url(text)
+            except ValueError as why: raise plugin.Refused(422, f"“{text}” is not a URL: {why}.") from None
+        start = (form.get("start") or "").strip()
+        sitemaps = [url(line) for line in (form.get("sitemaps") or "").split() if line.strip()][:20]
+        if not start and not sitemaps: raise plugin.Refused(422, "Give a start URL, a sitemap, or both.")
+        return {"start": url(start) if start else "", "sitemaps": sitemaps,
+                "robots_sitemaps": form.get("robots_sitemaps") == "1"}
+
+    def read_settings(run, form):
+        chosen = {}
+        for name, (low, high) in LIMITS.items():
+            try: value = float(form.get(name, ""))
+            except ValueError: raise plugin.Refused(422, f"{name.replace('_', ' ')} must be a number.") from None
+            if not low <= value <= high:
+                raise plugin.Refused(422, f"{name.replace('_', ' ').capitalize()} goes from {low:g} to {high:g}.")
+            chosen[name] = value if name in ("delay", "timeout", "max_size_mb") else int(value)
+        agent = " ".join((form.get("user_agent") or "").split())
+        if not 1 <= len(agent) <= 300: raise plugin.Refused(422, "Give a user agent of up to 300 characters.")
+        return chosen | {"user_agent": agent}
+
+    async def crawl_site(run, job):
+        site, chosen = run["site"], job.input
+        if not job.saved.get("file"):  # a first start: a fresh file (a resume carries on with the one there)
+            for old in CRAWLS_DIR.glob(f"{run.key}.db*"): old.unlink()
+            Crawl(crawl_file(run.key), Settings(
+                start=site["start"], sitemaps=site["sitemaps"], robots_sitemaps=site["robots_sitemaps"],
+                max_pages=chosen["max_pages"], max_depth=chosen["max_depth"], concurrency=chosen["concurrency"],
+                delay=chosen["delay"], timeout=chosen["timeout"], max_size=int(chosen["max_size_mb"] * 1024 * 1024),
+                user_agent=chosen["user_agent"])).close()
+            await job.keep(file=crawl_file(run.key).name)
+        crawl = AT_WORK[run.key] = open_crawl(run.key)
+
+        async def show(progress):
+            await job.progress(progress.done, progress.done + progress.queued, str(progress))
+
+        try:
+            await show(crawl.progress())
+            final = await crawl.run(show)
+            status = crawl.status
+        finally:
+            del AT_WORK[run.key]
+            crawl.close()
+        summary = (f"Crawled {plural(final.done, 'page')} of {crawl.site.host} ({ENDINGS[status]}): "
+                   f"{plural(final.errors, 'error')}, {final.blocked:,} blocked by robots.txt, "
+                   f"{final.queued:,} left in the queue.")
+        await job.progress(final.done, final.done, summary)
+        return chosen | {"summary": summary, "status": status}
+
+    flow = Workflow(plugin, [
+        Step("site", "What to crawl", form=site_form, submit=read_site, show=site_shown),
+        Step("crawl", "Crawl and audit it", form=crawl_form, submit=read_settings, work=crawl_site, show=results,
+             watch=watch),
+    ], intro=P("Crawls a site as a search engine would, within its robots.txt, and audits every page: status and "
+               "redirect chains, titles, descriptions, canonicals, indexability, h1, hreflang, words, links."))
+
+    def sweep():
+        "Deletes the crawl files of runs that are gone (deleted, or with their profile)."
+        kept = {row["key"] for row in flow.runs(select="key", where="app = ?", where_args=[NAME])}
+        for path in CRAWLS_DIR.glob("*.db"):
+            if path.stem not in kept and path.stem not in AT_WORK:
+                for part in CRAWLS_DIR.glob(f"{path.stem}.db*"): part.unlink(missing_ok=True)
+
+    sweep()
+
+    async def export(key: str, write):
+        "write(crawl) in a worker thread, on a connection of its own: a run's crawl as a file to download."
+        flow.run(key)  # a 404 for another profile's run
+        if not crawl_file(key).exists(): raise plugin.Refused(404, "This run has no crawl yet: start it first.")
+
+        def written():
+            crawl = open_crawl(key)
+            try: return write(crawl)
+            finally: crawl.close()
+        return await asyncio.to_thread(written)
+
+    @plugin.route("/runs/{key}/pages", methods="get")
+    async def rows(request, key: str):
+        flow.run(key)
+        view = View.read(request.query_params, COLUMNS, FILTERS, default_sort="id")
+        return page_rows(key, view, live=key in AT_WORK)
+
+    @plugin.route("/runs/{key}/pages/{page_id}", methods="get")
+    async def detail(key: str, page_id: int):
+        flow.run(key)
+        if not crawl_file(key).exists(): raise plugin.Refused(404, "This run has no crawl yet: start it first.")
+        crawl = open_crawl(key)
+        try:
+            row = crawl.db.execute("SELECT * FROM page WHERE id = ?", [page_id]).fetchone()
+            if row is None: raise plugin.Refused(404, "No such page in this crawl.")
+            return page_detail(crawl, row, len(COLUMNS))
+        finally:
+            crawl.close()
+
+    @plugin.route("/runs/{key}/pages.csv", methods="get")
+    async def csv_download(request, key: str):
+        view = View.read(request.query_params, COLUMNS, FILTERS, default_sort="id")
+        where, args = condition(view)
+        path = await export(key, lambda crawl: crawl.write_csv(CRAWLS_DIR / f"{key}.csv", where, args, order(view)))
+        return FileResponse(path, filename=f"crawl-{key}.csv", media_type="text/csv")
+
+    @plugin.route("/runs/{key}/crawl.xlsx", methods="get")
+    async def xlsx_download(key: str):
+        path = await export(key, lambda crawl: crawl.write_xlsx(CRAWLS_DIR / f"{key}.xlsx"))
+        return FileResponse(path, filename=f"crawl-{key}.xlsx",
+                            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+    @plugin.route("/runs/{key}/stop", methods="post")
+    async def stop(key: str):
+        flow.run(key)
+        if crawl := AT_WORK.get(key): crawl.stop()
+        else: raise plugin.Refused(409, "This crawl is not at work.")
+        return ""
