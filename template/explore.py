@@ -14,6 +14,7 @@ interrupted. Column headers sort (a second click reverses), the pager moves, a f
 
 import json
 from collections.abc import Callable
+from html import escape
 from dataclasses import dataclass, field, replace
 
 from fasthtml.common import *
@@ -74,9 +75,9 @@ class View:
 
 
 def address(url: str):
-    "A URL that may wrap after its slashes (a break opportunity, no added character), never inside a word."
-    parts = url.split("/")
-    return Span(*[piece for part in parts[:-1] for piece in (part + "/", Wbr())], parts[-1], cls="address")
+    """A URL that may wrap after its slashes (a <wbr> break opportunity, no added character), never inside a word.
+    Written as markup directly: a table has hundreds of them, and a component per piece costs far more to draw."""
+    return NotStr(f'<span class="address">{"/<wbr>".join(map(escape, url.split("/")))}</span>')
 
 
 def state(name: str, view: View, **attrs):
@@ -99,7 +100,7 @@ def controls(name: str, url: str, view: View, filters: list[Filter], placeholder
                 *[filter_select(name, view, choice) for choice in filters],
                 *state(name, view),
                 hx_get=url, hx_target=f"#{name}-rows", hx_swap="outerHTML", hx_vals='{"page": 1}',
-                hx_trigger="input changed delay:300ms from:find input, change, submit", id=f"{name}-view",
+                hx_trigger="input delay:300ms, submit", id=f"{name}-view",  # not change: it comes on blur too
                 cls="explore-controls", role="search")
 
 
@@ -115,10 +116,25 @@ def header(name: str, url: str, view: View, column: Column):
               aria_sort=("descending" if view.descending else "ascending") if sorted_here else None)
 
 
-def cell(column: Column, row):
-    shown = column.cell(row) if column.cell else (row.get(column.id) if isinstance(row, dict)
-                                                  else getattr(row, column.id))
-    return Td("" if shown is None else shown, cls="numeric" if column.numeric else column.cls)
+def markup(shown) -> str:
+    "What a cell shows, as HTML: text escaped, components drawn, tuples joined, None as nothing."
+    if shown is None: return ""
+    if isinstance(shown, tuple | list): return "".join(map(markup, shown))
+    if isinstance(shown, str): return escape(shown)
+    return to_xml(shown) if isinstance(shown, FT) else str(shown)  # NotStr is markup already
+
+
+def table_row(columns: list[Column], row) -> NotStr:
+    """One row of the table, written as markup: a page of rows is hundreds of cells, and drawing each as a
+    component costs far more than the query that found them."""
+    cells = []
+    for column in columns:
+        shown = column.cell(row) if column.cell else (row.get(column.id) if isinstance(row, dict)
+                                                      else getattr(row, column.id))
+        cls = "numeric" if column.numeric else column.cls
+        attribute = f' class="{cls}"' if cls else ""
+        cells.append(f"<td{attribute}>{markup(shown)}</td>")
+    return NotStr(f"<tr>{''.join(cells)}</tr>")
 
 
 def pager(name: str, url: str, view: View, total: int):
@@ -134,26 +150,29 @@ def pager(name: str, url: str, view: View, total: int):
 
 
 def rows(name: str, url: str, view: View, columns: list[Column], filters: list[Filter], found, total: int,
-         extra=None, **attrs):
-    """The table of the rows found (one page of them, total in all), its pager, and the form's fields updated out
-    of band. extra goes under the pager (download links for this view, say); attrs go on the rows' element
-    (hx_trigger="every 2s" with hx_get and hx_include keeps it live while the rows are still coming)."""
+         extra=None, answer: bool = True, **attrs):
+    """The table of the rows found (one page of them, total in all) and its pager; as the answer to a request
+    (answer=True) also the form's fields, updated out of band. extra goes under the pager (download links for this
+    view, say); attrs go on the rows' element (hx_trigger="every 2s" with hx_get and hx_include keeps it live
+    while the rows are still coming)."""
+    follow = [*state(name, view, hx_swap_oob="true"),
+              *[filter_select(name, view, choice, hx_swap_oob="true") for choice in filters]] if answer else []
     return Div(Div(Table(Thead(Tr(*[header(name, url, view, column) for column in columns])),
-                         Tbody(*[Tr(*[cell(column, row) for column in columns]) for row in found]),
+                         Tbody(*[table_row(columns, row) for row in found]),
                          cls="striped explore"),
                    cls="overflow-auto"),
-               pager(name, url, view, total), extra,
-               *state(name, view, hx_swap_oob="true"),
-               *[filter_select(name, view, choice, hx_swap_oob="true") for choice in filters],
-               id=f"{name}-rows", **attrs)
+               pager(name, url, view, total), extra, *follow, id=f"{name}-rows", **attrs)
 
 
 CSS = """
 .explore-controls { display: flex; flex-wrap: wrap; gap: .5rem; margin-bottom: .75rem; }
 .explore-controls input[type=search] { flex: 2 1 14rem; margin: 0; }
 .explore-controls select { flex: 1 1 10rem; width: auto; margin: 0; }
+table.explore { font-size: .8rem; }
+table.explore :is(th, td) { padding: .35rem .45rem; }
 table.explore td { vertical-align: top; overflow-wrap: break-word; hyphens: none; }
-table.explore td.url { min-width: 14rem; max-width: 28rem; }
+table.explore td.url { min-width: 7rem; max-width: 20rem; }
+table.explore td.numeric, table.explore th.numeric { width: 1%; }
 table.explore td.url a, table.explore td.url span.address { word-break: normal; overflow-wrap: anywhere; }
 table.explore .numeric { text-align: right; white-space: nowrap; }
 table.explore th { white-space: nowrap; }

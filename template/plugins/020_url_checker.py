@@ -97,11 +97,12 @@ def matching(results: list[UrlCheck], view: View) -> list[UrlCheck]:
     return sorted(found, key=SORT_KEYS[view.sort], reverse=view.descending)
 
 
-def results_rows(run, view: View):
+def results_rows(run, view: View, answer: bool = False):
     found = matching(checked(run), view)
     view = view.fit(len(found))
     return explore.rows("urls", f"/{NAME}/runs/{run.key}/rows", view, COLUMNS, FILTERS,
-                        found[view.offset:view.offset + explore.PAGE_SIZE], len(found), cls="url-results")
+                        found[view.offset:view.offset + explore.PAGE_SIZE], len(found), answer=answer,
+                        cls="url-results")
 
 
 # --- Step 1: the URLs
@@ -190,4 +191,4 @@ def setup(plugin):
     async def rows(request, key: str):
         run = flow.run(key)
         if "check" not in run.state: raise plugin.Refused(404, "This run has no results yet: check its URLs first.")
-        return results_rows(run, View.read(request.query_params, COLUMNS, FILTERS, default_sort="checked"))
+        return results_rows(run, View.read(request.query_params, COLUMNS, FILTERS, default_sort="checked"), answer=True)

@@ -8,6 +8,7 @@ drops it; a crawl cut short by a restart resumes from its frontier in that file.
 
 import asyncio
 import json
+from html import escape
 from urllib.parse import urlencode
 
 from fasthtml.common import *
@@ -68,20 +69,35 @@ def open_crawl(key: str) -> Crawl:
 
 
 # --- The pages table
+# The cells are written as markup: a page of the table is hundreds of them (see explore.table_row).
+def mark(text, cls: str, title: str | None = None) -> NotStr:
+    hint = f' title="{escape(title)}"' if title else ""
+    return NotStr(f'<mark class="{cls}"{hint}>{escape(str(text))}</mark>')
+
+
 def status_cell(row):
-    if row["state"] in ("blocked", "pending", "queued", "sitemap", "beyond"):
-        label = {"blocked": "blocked"}.get(row["state"], "not crawled")
-        return Mark(label, cls="blocked" if row["state"] == "blocked" else "pending")
-    if row["status"] is None: return Mark("failed", cls="failed", title=row["error"])
-    return Mark(row["status"], cls=f"s{row['status'] // 100}")
+    if row["state"] == "blocked": return mark("blocked", "blocked")
+    if row["state"] != "done": return mark("not crawled", "pending")
+    if row["status"] is None: return mark("failed", "failed", row["error"])
+    return mark(row["status"], f"s{row['status'] // 100}")
+
+
+def within(url: str, origin: str) -> str:
+    "A URL of the site as its path (every row shares the host), any other URL whole."
+    return url.removeprefix(origin) or "/" if url.startswith(origin + "/") or url == origin else url
+
+
+def small(*parts) -> str: return f"<small>{''.join(map(str, parts))}</small>"
 
 
 def url_cell(row):
-    moved = Small("→ ", address(row["redirect_to"])) if row["redirect_to"] else None
-    linked = Small("Linked from ", *[(address(url), " ") for url in row["linked_from"].split(" ")]) \
-        if row["linked_from"] else None
-    return (A(address(row["url"]), href="#", hx_get=f"{row['detail']}", hx_target="closest tr", hx_swap="afterend",
-              title="Everything about this page"), moved, linked, Small(row["error"]) if row["error"] else None)
+    origin, url = row["origin"], escape(row["url"])
+    link = (f'<a href="#" hx-get="{row["detail"]}" hx-target="closest tr" hx-swap="afterend" title="{url}" '
+            f'aria-label="{url}: everything about this page">{address(within(row["url"], origin))}</a>')
+    moved = small("→ ", address(within(row["redirect_to"], origin))) if row["redirect_to"] else ""
+    linked = small("Linked from ", " ".join(str(address(within(source, origin)))
+                                            for source in row["linked_from"].split(" "))) if row["linked_from"] else ""
+    return NotStr(link + moved + linked + (small(escape(row["error"])) if row["error"] else ""))
 
 
 def number(column: str, unit: str = ""):
@@ -129,7 +145,9 @@ def pages(crawl: Crawl, key: str, view: View) -> tuple[list[dict], int, View]:
     found = crawl.db.execute(f"SELECT id, url, state, status, error, redirect_to, title, depth, inlinks, outlinks, "
                              f"words, seconds, {linked} FROM page WHERE {where} ORDER BY {order(view)} "
                              f"LIMIT {explore.PAGE_SIZE} OFFSET {view.offset}", args).fetchall()
-    return [dict(row) | {"detail": f"/{NAME}/runs/{key}/pages/{row['id']}"} for row in found], total, view
+    origin = f"{crawl.site.scheme}://{crawl.site.netloc.decode('ascii')}"
+    return [dict(row) | {"detail": f"/{NAME}/runs/{key}/pages/{row['id']}", "origin": origin}
+            for row in found], total, view
 
 
 def downloads(key: str, view: View):
@@ -142,16 +160,16 @@ def downloads(key: str, view: View):
                cls="downloads")
 
 
-def page_rows(key: str, view: View, live: bool = False):
-    "The rows fragment; while the crawl is at work it asks again every 2 seconds."
+def page_rows(key: str, view: View, live: bool = False, answer: bool = False):
+    "The rows fragment (answer: to a request of its own); while the crawl is at work it asks again every 2 seconds."
     url = f"/{NAME}/runs/{key}/pages"
+    poll = dict(hx_get=url, hx_include="#pages-view", hx_trigger="every 2s", hx_swap="outerHTML") if live else {}
     try: crawl = open_crawl(key)
-    except FileNotFoundError: return Div(P("No pages yet."), id="pages-rows")
+    except FileNotFoundError: return Div(P("No pages yet."), id="pages-rows", **poll)
     try: found, total, view = pages(crawl, key, view)
     finally: crawl.close()
-    poll = dict(hx_get=url, hx_include="#pages-view", hx_trigger="every 2s", hx_swap="outerHTML") if live else {}
-    return explore.rows("pages", url, view, COLUMNS, FILTERS, found, total,
-                        extra=None if live else downloads(key, view), cls="crawl", **poll)
+    return explore.rows("pages", url, view, COLUMNS, FILTERS, found, total, extra=None if live else downloads(key, view),
+                        answer=answer, cls="crawl", **poll)
 
 
 def explorer(key: str, view: View, live: bool = False):
@@ -184,6 +202,7 @@ def bar_chart(caption: str, bars: list[tuple[str, int]]):
                       viewBox=f"0 0 250 {max(1, len(bars)) * height}", role="img", aria_label=caption))
 
 
+DEEP = 10  # depths from here on share a bar
 TIMES = [(0.1, "< 0.1 s"), (0.25, "< 0.25 s"), (0.5, "< 0.5 s"), (1, "< 1 s"), (2, "< 2 s"), (float("inf"), "≥ 2 s")]
 
 
@@ -191,12 +210,15 @@ def charts(crawl: Crawl):
     statuses = [(str(status) if status is not None else "failed", count)
                 for status, count in crawl.counts("status", "state = 'done'")]
     blocked = crawl.db.execute("SELECT count(*) FROM page WHERE state = 'blocked'").fetchone()[0]
-    depths = [(str(depth) if depth is not None else "sitemap", count) for depth, count in crawl.counts("depth")]
+    depths = {}
+    for depth, count in crawl.counts("depth"):  # deep ones together, so the chart stays short
+        label = "sitemap" if depth is None else str(depth) if depth < DEEP else f"{DEEP}+"
+        depths[label] = depths.get(label, 0) + count
     buckets = dict.fromkeys((label for _, label in TIMES), 0)
     for seconds, count in crawl.counts("seconds", "state = 'done' AND seconds IS NOT NULL"):
         buckets[next(label for limit, label in TIMES if seconds < limit)] += count
     return Div(bar_chart("Status codes", statuses + ([("blocked", blocked)] if blocked else [])),
-               bar_chart("Depth (clicks from the start)", depths),
+               bar_chart("Depth (clicks from the start)", list(depths.items())),
                bar_chart("Response times", [(label, count) for label, count in buckets.items() if count]),
                cls="charts")
 
@@ -363,7 +385,7 @@ def setup(plugin):
     async def rows(request, key: str):
         flow.run(key)
         view = View.read(request.query_params, COLUMNS, FILTERS, default_sort="id")
-        return page_rows(key, view, live=key in AT_WORK)
+        return page_rows(key, view, live=key in AT_WORK, answer=True)
 
     @plugin.route("/runs/{key}/pages/{page_id}", methods="get")
     async def detail(key: str, page_id: int):
