@@ -143,7 +143,7 @@ class Job:
     async def keep(self, **values):
         "Saves values for a resume after a restart: a remote job's address, say. They come back in job.saved."
         self.saved.update(values)
-        self.flow.update(self.run, "job")
+        self.flow.runs.update(self.run, "job")
 
 
 @cache
@@ -173,6 +173,57 @@ def run_label(run: Run, steps: dict) -> str:
     return f"{started} · {at}"
 
 
+class Runs:
+    """One workflow's runs in the pipeline table, as the active profile sees them: another profile's run, or
+    another app's, is a 404 (for the plugin's own routes too)."""
+
+    def __init__(self, plugin, first_step: str):
+        self.plugin, self.first_step = plugin, first_step
+        self.table = pipeline(plugin.db, plugin.declare)
+
+    def get(self, key: str) -> Run:
+        row = self.table.get(key, default=None)
+        if row is None or (row["app"], row["profile_id"]) != (self.plugin.name, self.plugin.profile().id):
+            raise NotFoundError(key)
+        return Run.from_row(row)
+
+    def saved(self, key: str) -> bool:
+        "Whether a run (of any app or profile) is in the table under this key."
+        return self.table.get(key, default=None) is not None
+
+    def new(self, key: str | None = None) -> Run:
+        key = key or f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+        return Run(key, self.plugin.name, self.plugin.profile().id, step=self.first_step)
+
+    def listed(self) -> list[Run]:
+        "The active profile's runs, the one used last first, for the run picker: without their state (it may be big)."
+        rows = self.table(select="key, app, profile_id, step, job, created, used", where="app = ? AND profile_id = ?",
+                          where_args=[self.plugin.name, self.plugin.profile().id], order_by="used DESC")
+        return [Run.from_row(row | {"state": "{}"}) for row in rows]
+
+    def keys(self) -> set[str]:
+        "The keys of this app's runs, every profile's: for files kept per run, to tell which are still wanted."
+        return {row["key"] for row in self.table(select="key", where="app = ?", where_args=[self.plugin.name])}
+
+    def last(self) -> Run:
+        "The run used last, else a new one: the run the page opens."
+        used_last = first(self.listed())
+        return self.get(used_last.key) if used_last else self.new()
+
+    def save(self, run: Run):
+        run.created, run.used = run.created or now(), now()
+        self.table.upsert(run.row())
+
+    def update(self, run: Run, *columns: str) -> bool:
+        "Writes some columns of a run; False when the run is gone (deleted with its profile, say)."
+        row = run.row()
+        try: self.table.update({"key": run.key} | {column: row[column] for column in columns})
+        except NotFoundError: return False
+        return True
+
+    def delete(self, run: Run): self.table.delete(run.key)
+
+
 class Workflow:
     """Makes the plugin a workflow of these steps: its page, its routes under /NAME/runs, its runs in the pipeline
     table. intro is drawn under the title (text or components)."""
@@ -180,7 +231,8 @@ class Workflow:
     def __init__(self, plugin, steps: list[Step], intro=None):
         self.plugin, self.intro = plugin, intro
         self.steps = {step.id: step for step in steps}
-        self.runs = pipeline(plugin.db, plugin.declare)
+        self.runs = Runs(plugin, steps[0].id)
+        self.run = self.runs.get  # flow.run(key): a run of the active profile, else a 404
         plugin.page(self.view)
         self.routes()
 
@@ -194,41 +246,6 @@ class Workflow:
             if path is None or path.resolve().parent != folder.resolve() or not path.is_file():
                 raise self.plugin.Refused(404, missing)
             return FileResponse(path, filename=path.name, media_type="text/csv")
-
-    # --- runs ---
-
-    def run(self, key: str) -> Run:
-        "A run of the active profile in this workflow; any other key is a 404 (for the plugin's own routes too)."
-        row = self.runs.get(key, default=None)
-        if row is None or (row["app"], row["profile_id"]) != (self.plugin.name, self.plugin.profile().id):
-            raise NotFoundError(key)
-        return Run.from_row(row)
-
-    def new_run(self, key: str | None = None) -> Run:
-        key = key or f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-        return Run(key, self.plugin.name, self.plugin.profile().id, step=next(iter(self.steps)))
-
-    def saved_runs(self) -> list[Run]:
-        "The active profile's runs, the one used last first, for the run picker: without their state (it may be big)."
-        rows = self.runs(select="key, app, profile_id, step, job, created, used", where="app = ? AND profile_id = ?",
-                         where_args=[self.plugin.name, self.plugin.profile().id], order_by="used DESC")
-        return [Run.from_row(row | {"state": "{}"}) for row in rows]
-
-    def last_run(self) -> Run:
-        "The run used last, else a new one: the run the page opens."
-        used_last = first(self.saved_runs())
-        return self.run(used_last.key) if used_last else self.new_run()
-
-    def save(self, run: Run):
-        run.created, run.used = run.created or now(), now()
-        self.runs.upsert(run.row())
-
-    def update(self, run: Run, *columns: str) -> bool:
-        "Writes some columns of a run; False when the run is gone (deleted with its profile, say)."
-        row = run.row()
-        try: self.runs.update({"key": run.key} | {column: row[column] for column in columns})
-        except NotFoundError: return False
-        return True
 
     def after(self, step_id: str) -> str:
         "The id of the step after this one; '' after the last."
@@ -262,7 +279,7 @@ class Workflow:
         finally:
             showing.cancel()
             del RUNNING[run.key]
-        if not self.update(run, "state", "job", "step"): return
+        if not self.runs.update(run, "state", "job", "step"): return
         self.plugin.log.info("%s run %s: step %s %s", self.plugin.name, run.key, step.id, outcome[0])
         await self.plugin.push(run.profile_id, self.run_view(run, hx_swap_oob="true"),
                                Div(run_label(run, self.steps), hx_swap_oob=f"innerHTML:#option-{run.key}"))
@@ -279,7 +296,7 @@ class Workflow:
     # --- drawing ---
 
     def view(self):
-        return Style(CSS), Hgroup(H2(self.plugin.display_name), self.intro), self.panel(self.last_run())
+        return Style(CSS), Hgroup(H2(self.plugin.display_name), self.intro), self.panel(self.runs.last())
 
     def panel(self, run: Run):
         "The run picker and the run: what every action of the workflow answers with."
@@ -288,7 +305,7 @@ class Workflow:
     def run_bar(self, run: Run):
         swap = dict(hx_target="#workflow", hx_swap="outerHTML")
         options = [Option(run_label(saved, self.steps), value=saved.key, selected=saved.key == run.key,
-                          id=f"option-{saved.key}") for saved in self.saved_runs()]
+                          id=f"option-{saved.key}") for saved in self.runs.listed()]
         if not run.created: options.insert(0, Option("New run", value="", selected=True, disabled=True))
         return Div(Select(*options, name="run", aria_label="Run", hx_get=self.plugin.url("/runs"), **swap),
                    Button("New run", hx_get=self.plugin.url("/new"), cls="secondary", **swap),
@@ -328,8 +345,8 @@ class Workflow:
 
     def open_run_at(self, key: str, step_id: str) -> tuple[Run, Step]:
         "The run whose open step this is, with the step: a new run for the first step; else a 404 or a 409."
-        unsaved = KEY.fullmatch(key) and self.runs.get(key, default=None) is None
-        run = self.new_run(key) if unsaved and step_id == next(iter(self.steps)) else self.run(key)
+        unsaved = KEY.fullmatch(key) and not self.runs.saved(key)
+        run = self.runs.new(key) if unsaved and step_id == next(iter(self.steps)) else self.run(key)
         step = self.steps.get(step_id)
         if step is None: raise NotFoundError(step_id)
         if run.key in RUNNING or (run.job and run.job["status"] == "working"):
@@ -345,13 +362,13 @@ class Workflow:
         plugin, Refused = self.plugin, self.plugin.Refused
 
         @plugin.route("/new", methods="get")
-        async def new_run(): return self.panel(self.new_run())
+        async def new_run(): return self.panel(self.runs.new())
 
         @plugin.route("/runs", methods="get")
         async def open_run(run: str):
             chosen = self.run(run)
             chosen.used = now()
-            self.update(chosen, "used")  # the run the page opens next time
+            self.runs.update(chosen, "used")  # the run the page opens next time
             return self.panel(chosen)
 
         @plugin.route("/runs/{key}/steps/{step_id}", methods="post")
@@ -364,11 +381,11 @@ class Workflow:
             run, step = self.open_run_at(key, step_id)  # again: another request may have moved it on meanwhile
             if step.work:
                 run.job = {"input": value, "saved": {}, "status": "working"}
-                self.save(run)
+                self.runs.save(run)
                 self.start(run, step)
             else:
                 run.state[step_id], run.step, run.job = value, self.after(step_id), None
-                self.save(run)
+                self.runs.save(run)
             plugin.log.info("%s run %s: step %s %s", plugin.name, key, step_id, "started" if step.work else "done")
             return self.panel(run)
 
@@ -380,7 +397,7 @@ class Workflow:
             kept = list(self.steps)[:list(self.steps).index(step_id) + 1]
             run.state = {done: value for done, value in run.state.items() if done in kept}
             run.step, run.job = step_id, None
-            self.save(run)
+            self.runs.save(run)
             plugin.log.info("%s run %s: reverted to step %s", plugin.name, key, step_id)
             return self.panel(run)
 
@@ -391,7 +408,7 @@ class Workflow:
             if run.key in RUNNING: await self.stop(run.key)
             elif run.job:
                 run.job = None
-                self.update(run, "job")
+                self.runs.update(run, "job")
             return self.panel(self.run(key))
 
         @plugin.route("/runs/{key}/resume", methods="post")
@@ -406,6 +423,6 @@ class Workflow:
         async def delete_run(key: str):
             run = self.run(key)
             await self.stop(run.key)
-            self.runs.delete(run.key)
+            self.runs.delete(run)
             plugin.log.info("%s run %s deleted", plugin.name, key)
-            return self.panel(self.last_run())
+            return self.panel(self.runs.last())

@@ -363,7 +363,7 @@ def setup(plugin):
 
     def sweep():
         "Deletes the crawl files of runs that are gone (deleted, or with their profile)."
-        kept = {row["key"] for row in flow.runs(select="key", where="app = ?", where_args=[NAME])}
+        kept = flow.runs.keys()
         for path in CRAWLS_DIR.glob("*.db"):
             if path.stem not in kept and path.stem not in AT_WORK:
                 for part in CRAWLS_DIR.glob(f"{path.stem}.db*"): part.unlink(missing_ok=True)
