@@ -26,7 +26,6 @@ parser (expat refuses entity bombs), gzip unpacked with a cap.
 """
 
 import asyncio
-import gzip
 import json
 import re
 import sqlite3

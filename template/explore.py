@@ -140,8 +140,8 @@ def table_row(columns: list[Column], row) -> NotStr:
 def pager(name: str, url: str, view: View, total: int):
     last = max(1, -(-total // PAGE_SIZE))
     def go(page: int, label: str):
-        return Button(label, type="button", cls="outline secondary", disabled=not 1 <= page <= last or page == view.page,
-                      hx_get=url, hx_include=f"#{name}-view", hx_target=f"#{name}-rows", hx_swap="outerHTML",
+        return Button(label, type="button", cls="outline secondary",
+                      disabled=not 1 <= page <= last or page == view.page, hx_get=url, hx_include=f"#{name}-view", hx_target=f"#{name}-rows", hx_swap="outerHTML",
                       hx_vals=json.dumps({"page": page}))
     shown = (f"{view.offset + 1:,}–{min(view.offset + PAGE_SIZE, total):,} of {total:,}" if total
              else "No rows match.")

@@ -17,6 +17,8 @@ FIGURES = [
     "chat: added latency per token, p99",
     "-token reply, tokens per second",
 ]
+CRAWL_FIGURES = ["site crawl of a", "site crawl: time to the first crawled page", "site crawl: server peak RSS",
+                 "site crawl: pages table answer time"]
 NUMBER = re.compile(r"\d")
 
 
@@ -46,6 +48,9 @@ def test_quick_mode_writes_every_figure_with_numbers_to_its_output(tmp_path):
         assert row is not None, f"no row for {figure!r} in:\n{written}"
         for column in ("baseline value", "subject value", "subject vs baseline"):
             assert NUMBER.search(row[column]), f"{figure!r}: no number in {column!r}: {row}"
+    for figure in CRAWL_FIGURES:  # measured alone: a number in the subject's column, the rest "—"
+        row = next((row for row in rows if figure in row["figure"]), None)
+        assert row is not None and NUMBER.search(row["subject value"]), f"{figure!r}: {row}"
     streams = next(row for row in rows if "concurrent chat streams" in row["figure"])
     assert re.search(r"\d+/\d+ complete, \d+ errors, .*peak RSS \d+ MB", streams["subject value"]), streams
     assert committed_benchmarks() == before, "the quick mode wrote over BENCHMARKS.md"

@@ -18,7 +18,8 @@ NAME = "url_checker"
 DISPLAY_NAME = "URL checker"
 MAX_URLS = 5000
 CSS = """
-.url-results mark { padding: .1rem .45rem; border-radius: 1rem; font-size: .8rem; font-weight: 600; white-space: nowrap; }
+.url-results mark { padding: .1rem .45rem; border-radius: 1rem; font-size: .8rem; font-weight: 600;
+                    white-space: nowrap; }
 .url-results .s2 { background: #d7f5dd; color: #14532d; }
 .url-results .s3 { background: #dbeafe; color: #1e3a8a; }
 .url-results .s4, .url-results .s5, .url-results .failed { background: #fde2e1; color: #7f1d1d; }

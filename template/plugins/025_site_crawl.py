@@ -15,7 +15,7 @@ from fasthtml.common import *
 from fasthtml.svg import G, Rect, Svg, Text
 
 import explore
-from crawler import CRAWLED, CRAWLS_DIR, FINDING, FINDINGS, REDIRECTS, USER_AGENT, Crawl, Settings
+from crawler import CRAWLED, CRAWLS_DIR, FINDING, FINDINGS, USER_AGENT, Crawl, Settings
 from explore import Column, Filter, View, address
 from url_checker import normal_url
 from workflows import Step, Workflow
@@ -168,8 +168,8 @@ def page_rows(key: str, view: View, live: bool = False, answer: bool = False):
     except FileNotFoundError: return Div(P("No pages yet."), id="pages-rows", **poll)
     try: found, total, view = pages(crawl, key, view)
     finally: crawl.close()
-    return explore.rows("pages", url, view, COLUMNS, FILTERS, found, total, extra=None if live else downloads(key, view),
-                        answer=answer, cls="crawl", **poll)
+    return explore.rows("pages", url, view, COLUMNS, FILTERS, found, total,
+                        extra=None if live else downloads(key, view), answer=answer, cls="crawl", **poll)
 
 
 def explorer(key: str, view: View, live: bool = False):

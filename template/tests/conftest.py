@@ -54,6 +54,35 @@ def client(server):
 
 
 @pytest.fixture
+def live(client):
+    "The TestClient with its event loop kept running between requests, so background steps go on."
+    with client: yield client
+
+
+def wait_for(condition, timeout: float = 30):
+    "condition()'s first true value, asked every 50 ms; fails after timeout seconds."
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return result
+
+
+def run_notebook(path: Path, parameters: str) -> str:
+    "Runs a notebook headless with its parameters cell set to parameters; returns what it printed. Fails on an error."
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    [cell] = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
+    cell.source = parameters
+    NotebookClient(notebook, timeout=120, resources={"metadata": {"path": str(path.parent)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    return "".join(o.get("text", "") for o in outputs)
+
+
+@pytest.fixture
 def data_env(tmp_path):
     "The environment for a process of its own, with its own empty data/ and logs/."
     return os.environ | {"DATA_DIR": str(tmp_path / "data"), "LOG_DIR": str(tmp_path / "logs")}

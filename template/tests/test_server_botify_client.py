@@ -292,4 +292,5 @@ def test_an_export_is_unpacked_with_every_cell_a_spreadsheet_would_run_made_text
     with gzip.open(packed, "wt", newline="") as file: csv.writer(file).writerows(rows)
     botify.gunzip(packed, tmp_path / "export.csv")
     with (tmp_path / "export.csv").open(newline="") as file:
-        assert list(csv.reader(file)) == [rows[0], [rows[1][0], "'" + rows[1][1], "-1"], [rows[2][0], "'@SUM(A1:A9)", "2"]]
+        assert list(csv.reader(file)) == [rows[0], [rows[1][0], "'" + rows[1][1], "-1"],
+                                          [rows[2][0], "'@SUM(A1:A9)", "2"]]

@@ -9,7 +9,7 @@ import sqlite3
 import openpyxl
 import pytest
 
-from conftest import ROOT, served
+from conftest import ROOT, run_notebook, served
 from crawler import Crawl, Settings, parse_page
 from local_site import FORMULA, HOME_LINKS, HUGE, ORPHAN, LocalSite
 
@@ -192,18 +192,9 @@ def test_the_file_is_plain_sqlite_for_any_tool(audited):
 
 @pytest.mark.skipif(not NOTEBOOK.exists(), reason="rendered without JupyterLab")
 def test_the_starter_notebook_crawls_headless(site, tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    from nbclient import NotebookClient
-
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))  # the kernel's config.py keeps the crawl there
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    [parameters] = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
-    parameters.source = (f'START = "{site.url}/"\nSITEMAPS = []\nMAX_PAGES = 30\nMAX_DEPTH = 2\nDELAY = 0\n'
-                         'NAME = "local-site"\n')
-    NotebookClient(notebook, timeout=120, resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    text = "".join(o.get("text", "") for o in outputs)
+    text = run_notebook(NOTEBOOK, f'START = "{site.url}/"\nSITEMAPS = []\nMAX_PAGES = 30\nMAX_DEPTH = 2\n'
+                                  'DELAY = 0\nNAME = "local-site"\n')
     assert "Duplicate titles: 2" in text and "Redirect chains and loops: 5" in text
     assert (tmp_path / "data" / "crawls" / "local-site.db").exists()
     assert (tmp_path / "data" / "crawls" / "local-site.xlsx").exists()

@@ -12,7 +12,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 import url_checker
-from conftest import ROOT, free_port, served
+from conftest import ROOT, free_port, run_notebook, served
 from url_checker import UrlCheck, check_urls, parse_url_list, write_csv
 
 NOTEBOOK = ROOT / "notebooks" / "url_checker.ipynb"
@@ -189,18 +189,9 @@ def test_a_title_that_a_spreadsheet_would_run_goes_into_the_csv_as_text(tmp_path
 
 @pytest.mark.skipif(not NOTEBOOK.exists(), reason="rendered without JupyterLab")
 def test_the_starter_notebook_checks_urls_headless(site, tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    from nbclient import NotebookClient
-
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))  # the kernel's config.py saves the CSV there
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    [parameters] = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
-    parameters.source = f'URLS = """\n{site.url}/\n{site.url}/old\nnot a url\n{site.url}/missing\n"""\n' \
-                        "CONCURRENCY = 2\nTIMEOUT = 2\n"
-    NotebookClient(notebook, timeout=120, resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    text = "".join(o.get("text", "") for o in outputs)
+    text = run_notebook(NOTEBOOK, f'URLS = """\n{site.url}/\n{site.url}/old\nnot a url\n{site.url}/missing\n"""\n'
+                                  "CONCURRENCY = 2\nTIMEOUT = 2\n")
     assert "3 URLs to check" in text and "Not a URL, skipped: not a url (it has spaces in it)" in text
     assert f"301 {site.url}/old → 200 {site.url}/" in text and "Home & garden" in text
     [saved] = (tmp_path / "data" / "url_checks").glob("*.csv")

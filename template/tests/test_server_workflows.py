@@ -16,7 +16,7 @@ import httpx
 import pytest
 import websockets
 
-from conftest import app_server, free_port, served
+from conftest import app_server, free_port, served, wait_for
 from local_site import LocalSite
 
 HX = {"HX-Request": "true"}
@@ -36,12 +36,6 @@ def site(site_server):
     site_server.release.set()  # nothing stays held for the next test
 
 
-@pytest.fixture
-def live(client):
-    "The TestClient with its event loop kept running between requests, so background steps go on."
-    with client: yield client
-
-
 def new_run(client, app: str = "url_checker") -> str:
     "The key of a new run (not saved until its first step is)."
     return re.search(r'id="run-([\w-]+)"', client.get(f"/{app}/new", headers=HX).text)[1]
@@ -54,14 +48,6 @@ def submit(client, key: str, step: str, **form) -> httpx.Response:
 def step_state(page: str, step: str) -> str:
     "done, open or later."
     return re.search(rf'<li id="step-{step}" class="step (\w+)"', page)[1]
-
-
-def wait_for(condition, timeout: float = 15):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-    return result
 
 
 def page_when(client, path: str, condition) -> str:
