@@ -8,6 +8,7 @@ drops it; a crawl cut short by a restart resumes from its frontier in that file.
 
 import asyncio
 import json
+import secrets
 from html import escape
 from urllib.parse import urlencode
 
@@ -370,16 +371,20 @@ def setup(plugin):
 
     sweep()
 
-    async def export(key: str, write):
-        "write(crawl) in a worker thread, on a connection of its own: a run's crawl as a file to download."
+    async def export(key: str, suffix: str, write, media_type: str):
+        """A run's crawl as a file to download: write(crawl, path) in a worker thread, on a connection of its own, to
+        a file of this download's own (two at once never mix), deleted once sent."""
         flow.run(key)  # a 404 for another profile's run
         if not crawl_file(key).exists(): raise plugin.Refused(404, "This run has no crawl yet: start it first.")
+        path = CRAWLS_DIR / f".{key}-{secrets.token_hex(4)}{suffix}"
 
         def written():
             crawl = open_crawl(key)
-            try: return write(crawl)
+            try: return write(crawl, path)
             finally: crawl.close()
-        return await asyncio.to_thread(written)
+        await asyncio.to_thread(written)
+        return FileResponse(path, filename=f"crawl-{key}{suffix}", media_type=media_type,
+                            background=BackgroundTask(path.unlink, missing_ok=True))
 
     @plugin.route("/runs/{key}/pages", methods="get")
     async def rows(request, key: str):
@@ -403,14 +408,13 @@ def setup(plugin):
     async def csv_download(request, key: str):
         view = View.read(request.query_params, COLUMNS, FILTERS, default_sort="id")
         where, args = condition(view)
-        path = await export(key, lambda crawl: crawl.write_csv(CRAWLS_DIR / f"{key}.csv", where, args, order(view)))
-        return FileResponse(path, filename=f"crawl-{key}.csv", media_type="text/csv")
+        return await export(key, ".csv", lambda crawl, path: crawl.write_csv(path, where, args, order(view)),
+                            "text/csv")
 
     @plugin.route("/runs/{key}/crawl.xlsx", methods="get")
     async def xlsx_download(key: str):
-        path = await export(key, lambda crawl: crawl.write_xlsx(CRAWLS_DIR / f"{key}.xlsx"))
-        return FileResponse(path, filename=f"crawl-{key}.xlsx",
-                            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        return await export(key, ".xlsx", lambda crawl, path: crawl.write_xlsx(path),
+                            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
     @plugin.route("/runs/{key}/stop", methods="post")
     async def stop(key: str):

@@ -124,7 +124,7 @@ def test_a_page_opens_with_everything_about_it(live, site):
     assert live.get(detail.rsplit("/", 1)[0] + "/999999", headers=HX).status_code == 404
 
 
-def test_the_pages_download_as_csv_and_the_crawl_as_a_workbook(live, site):
+def test_the_pages_download_as_csv_and_the_crawl_as_a_workbook(server, live, site):
     key = start(live, f"{site.url}/", max_depth="1")
     done_page(live)
     download = live.get(f"/site_crawl/runs/{key}/pages.csv", params={"finding": "duplicate_title", "sort": "url"})
@@ -142,6 +142,8 @@ def test_the_pages_download_as_csv_and_the_crawl_as_a_workbook(live, site):
     assert book.sheetnames == ["Pages", "Findings", "Broken links", "Redirect chains"]
     assert book["Pages"].max_row == len(everything) + 1
     assert live.get("/site_crawl/runs/20250101-000000-abcd/crawl.xlsx").status_code == 404
+    downloads = [path for path in (server.config.DATA_DIR / "crawls").iterdir() if path.suffix in (".csv", ".xlsx")]
+    assert downloads == []  # each download's file went once it was sent
 
 
 def test_stop_keeps_the_pages_crawled_so_far(live, site):
