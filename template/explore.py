@@ -179,7 +179,8 @@ table.explore th { white-space: nowrap; }
 table.explore th button.sort { all: unset; cursor: pointer; font-weight: 600; }
 table.explore th button.sort:focus-visible { outline: 2px solid var(--accent); }
 table.explore th button.sort span { margin-left: .25rem; font-size: .7rem; }
-.pager { display: flex; flex-wrap: wrap; align-items: center; gap: .4rem; margin-top: .5rem; }
+.pager { display: flex; flex-wrap: wrap; justify-content: flex-start; align-items: center; gap: .4rem;
+         margin-top: .5rem; }
 .pager button { width: auto; margin: 0; padding: .2rem .6rem; font-size: .8rem; }
 .pager small { margin: 0 .5rem; color: var(--pico-muted-color); }
 """

@@ -138,7 +138,7 @@ def check_form(run):
 
 def results(run):
     view, url = View("checked"), f"/{NAME}/runs/{run.key}/rows"
-    return (Style(CSS),
+    return (Style(explore.CSS + CSS),
             P(summary(checked(run))),
             P(A("Download the CSV", href=f"/{NAME}/runs/{run.key}/csv", download=True, role="button", cls="outline"),
               " ", Small(f"data/url_checks/{run['check']['csv']}")),
