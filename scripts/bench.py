@@ -564,7 +564,8 @@ def crawled_pages(crawl_db: Path) -> int:
     "Pages the crawl has fetched so far, read from its own SQLite file."
     if not crawl_db.exists(): return 0
     with closing(sqlite3.connect(crawl_db, timeout=5)) as db:
-        return db.execute("SELECT count(*) FROM page WHERE state = 'done'").fetchone()[0]
+        try: return db.execute("SELECT count(*) FROM page WHERE state = 'done'").fetchone()[0]
+        except sqlite3.OperationalError: return 0  # the file is there, its tables not yet
 
 
 # --- The report

@@ -326,8 +326,8 @@ class Crawl:
                         at_work[asyncio.create_task(self.visit(row["id"], row["url"], row["depth"]))] = row["id"]
                 if not at_work:
                     if self.stopping: return "stopped"
-                    if fetched >= self.settings.max_pages: return "limit"
                     if self.promote_sitemap_pages(): continue
+                    if fetched >= self.settings.max_pages and self.next_pages(1, []): return "limit"
                     return "done"
                 finished, _ = await asyncio.wait(at_work, return_when=asyncio.FIRST_COMPLETED)
                 for task in finished:
