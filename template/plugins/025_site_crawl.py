@@ -85,7 +85,7 @@ def status_cell(row):
 
 def within(url: str, origin: str) -> str:
     "A URL of the site as its path (every row shares the host), any other URL whole."
-    return url.removeprefix(origin) or "/" if url.startswith(origin + "/") or url == origin else url
+    return (url.removeprefix(origin) or "/") if url.startswith(origin + "/") or url == origin else url
 
 
 def small(*parts) -> str: return f"<small>{''.join(map(str, parts))}</small>"
@@ -101,8 +101,8 @@ def url_cell(row):
     return NotStr(link + moved + linked + (small(escape(row["error"])) if row["error"] else ""))
 
 
-def number(column: str, unit: str = ""):
-    return lambda row: None if row[column] is None else f"{row[column]:,}{unit}"
+def number(column: str):
+    return lambda row: None if row[column] is None else f"{row[column]:,}"
 
 
 COLUMNS = [
