@@ -16,7 +16,6 @@ import re
 import sys
 import time
 from collections.abc import MutableMapping
-from http import HTTPStatus
 from logging.handlers import RotatingFileHandler
 
 import apsw.bestpractice
@@ -26,6 +25,7 @@ from fastlite import NotFoundError, database
 
 import config
 from chat import Chat
+from guard import Guard, refusal
 
 # --- Logging: one line per request or action, in logs/ with rotation. Methods, paths and ids only: never form
 # values, query strings or headers, which may hold text a person typed or a key.
@@ -246,14 +246,12 @@ class RequestLog:
 
 def refused(request, error):
     """Every refused request answers with its status and a sentence that htmx puts in the page's message area,
-    whichever element asked. Unknown ids, ids of another profile's rows, ids that are not numbers and ids too
-    large for SQLite are all 404s: there is no such row here."""
+    whichever element asked (guard.refusal). Unknown ids, ids of another profile's rows, ids that are not numbers
+    and ids too large for SQLite are all 404s: there is no such row here."""
     status = getattr(error, "status_code", 404)
-    text = (error.detail if isinstance(error, Refused)
-            else "Not found: it may have been deleted, or belong to another profile." if status == 404
-            else HTTPStatus(status).phrase)
-    return HTMLResponse(to_xml(P(text, cls="problem")), status,
-                        headers={"HX-Retarget": "#message", "HX-Reswap": "innerHTML"})
+    if isinstance(error, Refused) or (isinstance(error, HTTPException) and status != 404): text = error.detail
+    else: text = "Not found: it may have been deleted, or belong to another profile."
+    return refusal(status, text)
 
 
 # htmx leaves 4xx answers unswapped by default; these carry the message to show.
@@ -275,7 +273,7 @@ HEAD = (
 App = FastHTMLWithLiveReload if config.DEV else FastHTML
 app = App(hdrs=HEAD, default_hdrs=False, canonical=False, htmlkw={"lang": "en"},
           key_fname=str(config.ROOT / ".sesskey"), before=scope_to_active_profile,
-          middleware=[Middleware(RequestLog)],
+          middleware=[Middleware(RequestLog), Middleware(Guard)],
           exception_handlers={code: refused for code in (400, 404, 405, 409, 422)}
                              | {NotFoundError: refused, OverflowError: refused})
 app.mount("/static", StaticFiles(directory=config.ROOT / "static"))

@@ -50,7 +50,7 @@ def client(server):
     from starlette.testclient import TestClient
 
     for table in server.db.t: table.delete_where()
-    return TestClient(server.app)
+    return TestClient(server.app, base_url=f"http://127.0.0.1:{server.config.PORT}")  # a Host the app answers to
 
 
 @pytest.fixture
