@@ -24,6 +24,7 @@ The model picked in the panel is kept in the store (key `chat_model`) and wins o
 import asyncio
 import json
 import os
+import re
 import uuid
 from collections import defaultdict
 from contextlib import aclosing, asynccontextmanager
@@ -32,6 +33,7 @@ from functools import cached_property
 
 import httpx
 from fasthtml.common import Button, Div, Fieldset, Form, Input, Option, Select, Span, Style, to_xml
+from starlette.exceptions import HTTPException
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -39,6 +41,11 @@ from config import OLLAMA_HOST, OLLAMA_MODEL, ROOT, SETTINGS
 
 SYSTEM_PROMPT = ROOT / "prompts" / "system.md"  # fork-owned: the fork words its assistant there
 MAX_MESSAGE_BYTES = 8 * 1024
+MAX_FRAME_BYTES = 8 * MAX_MESSAGE_BYTES  # the message JSON-escaped, with the headers htmx-ext-ws adds
+# A model name as copier.yml's ollama_model question takes it, capital letters allowed (hf.co/… and OpenAI-style
+# servers have them), at most 200 characters.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*(:[A-Za-z0-9._-]+)?")
+MAX_MODEL_NAME = 200
 COMMENT_REQUEST = "In one short line, comment on what I just did."
 
 
@@ -209,8 +216,13 @@ class Tab:
 def message_in(frame) -> str | None:
     "The `msg` of an htmx-ext-ws frame (JSON with the form's fields), or None if the frame is not one."
     try: msg = json.loads(frame)["msg"]
-    except (TypeError, ValueError, KeyError): return None
+    except (TypeError, ValueError, KeyError, RecursionError): return None  # RecursionError: JSON nested too deep
     return msg if isinstance(msg, str) else None
+
+
+def model_name(name) -> bool:
+    "Whether name is a model name: what the picker may choose, and what the store may give back."
+    return isinstance(name, str) and len(name) <= MAX_MODEL_NAME and MODEL_NAME.fullmatch(name) is not None
 
 
 CSS = """
@@ -233,6 +245,11 @@ def reply(rid: str, text: str = "", done: bool = False):
     "An assistant reply: empty while it waits, swapped in whole (out of band) once it is done."
     if not done: return bubble("assistant", id=rid)
     return bubble("assistant done", text, id=rid, hx_swap_oob="true")
+
+
+def too_long(size: int):
+    return bubble("error", f"That message is {size / 1024:.1f} KB; the limit is {MAX_MESSAGE_BYTES // 1024} KB. "
+                           "It was not sent.")
 
 
 def appended(*parts):
@@ -267,7 +284,8 @@ class Chat:
 
     @property
     def model(self) -> str:
-        return self.store.get("chat_model") or self.backend.default_model
+        chosen = self.store.get("chat_model")
+        return chosen if model_name(chosen) else self.backend.default_model  # one saved before names were checked
 
     # --- the conversation ---
 
@@ -335,14 +353,13 @@ class Chat:
             await self.send(listeners, reply(rid, text, done=True), *after)
 
     async def receive(self, tab: Tab, frame):
+        if isinstance(frame, str) and len(frame) > MAX_FRAME_BYTES:  # too big to hold a message: not even parsed
+            return await self.send({tab}, appended(too_long(len(frame.encode()))))
         msg = message_in(frame)
         if msg is None:
             return await self.send({tab}, appended(bubble(
                 "error", 'A frame that was not an htmx-ext-ws JSON message with a "msg" field was ignored.')))
-        if (size := len(msg.encode())) > MAX_MESSAGE_BYTES:
-            return await self.send({tab}, appended(bubble(
-                "error", f"That message is {size / 1024:.1f} KB; the limit is {MAX_MESSAGE_BYTES // 1024} KB. "
-                         "It was not sent.")))
+        if (size := len(msg.encode())) > MAX_MESSAGE_BYTES: return await self.send({tab}, appended(too_long(size)))
         if not msg.strip(): return
         rid = f"reply-{uuid.uuid4().hex}"
         await self.send({tab}, appended(bubble("user", msg), reply(rid)))
@@ -398,6 +415,9 @@ class Chat:
         return model_picker(names, self.model, fault)
 
     async def choose_model(self, model: str):
+        if not model_name(model):
+            raise HTTPException(422, f"That is not a model name (like llama3.2 or qwen2.5:7b, at most "
+                                     f"{MAX_MODEL_NAME} characters): the model was not changed.")
         self.store["chat_model"] = model
 
     async def clear(self):

@@ -191,6 +191,18 @@ def test_the_chat_socket_opens_for_the_apps_own_pages(client, port, origin):
         assert "was ignored" in ws.receive_text()
 
 
+def test_a_frame_nested_too_deep_or_too_big_gets_an_error_bubble(client, port):
+    with client.websocket_connect(f"ws://127.0.0.1:{port}/ws") as ws:
+        ws.send_text("[" * 100_000)
+        assert "the limit is 8 KB" in ws.receive_text()
+        ws.send_text('{"msg": ' + "[" * 20_000)  # small, but deeper than Python's parser goes
+        assert "was ignored" in ws.receive_text()
+        ws.send_text('{"msg": "' + "x" * 10_000 + '"}')
+        assert "the limit is 8 KB" in ws.receive_text()
+        ws.send_text("still open?")
+        assert "was ignored" in ws.receive_text()
+
+
 # --- Input
 
 def test_a_body_over_the_limit_is_refused(client, app_data):
@@ -281,3 +293,24 @@ def test_utf8_text_comes_through_whole(client):
                  multipart(title="café 🍵".encode())):  # percent-encoded, raw, or as the app's own forms send it
         answer = client.post("/todos", **body)
         assert answer.status_code == 200 and "café 🍵" in answer.text
+
+
+@pytest.mark.parametrize("name", ["x" * 201, "llama3.2\nOLLAMA_HOST=evil", "../../etc/passwd", "a b", "<b>x</b>",
+                                  "llama3.2:", ":latest", ""])
+def test_a_model_name_is_checked_before_it_is_kept(server, client, name):
+    answer = client.post("/chat/model", data={"model": name}, headers=HX)
+    assert answer.status_code in (400, 422) and answer.headers["HX-Retarget"] == "#message", answer.text
+    assert "chat_model" not in server.store
+
+
+def test_model_names_of_real_servers_are_taken(server, client):
+    for name in ("llama3.2", "qwen2.5:7b", "hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M",
+                 "meta-llama/Llama-3.1-8B-Instruct", "x" * 200):
+        assert client.post("/chat/model", data={"model": name}, headers=HX).status_code == 200
+        assert server.store["chat_model"] == name
+
+
+def test_a_bad_model_name_kept_by_an_older_version_is_ignored(server, client):
+    server.store["chat_model"] = "x" * 2_000_000
+    assert server.chat.model == server.chat.backend.default_model
+    assert len(client.get("/chat/models").content) < 10_000
