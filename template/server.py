@@ -12,6 +12,7 @@ import importlib.util
 import inspect
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -27,13 +28,35 @@ import config
 from chat import Chat
 from guard import Guard, refusal
 
+# --- Private files: another user of this machine must not read the data, the logs or the session key. What the app
+# creates is its user's alone; what an older version created with wider modes is narrowed at start.
+os.umask(0o077)
+
+
+def keep_private(path):
+    "Takes the group's and others' access to one of the app's paths away (never adds any: a read-only data/ stays so)."
+    if path.exists() and path.stat().st_uid == os.getuid(): path.chmod(path.stat().st_mode & 0o700)
+
+
+for path in (config.DATA_DIR, config.LOG_DIR, config.ROOT / ".sesskey"): keep_private(path)
+
+
 # --- Logging: one line per request or action, in logs/ with rotation. Methods, paths and ids only: never form
 # values, query strings or headers, which may hold text a person typed or a key.
+class OneLine(logging.Formatter):
+    "Escapes control characters in messages (a newline in a requested path, say), so that none can forge a line."
+    CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+    def formatMessage(self, record):
+        record.message = self.CONTROL.sub(lambda char: repr(char[0])[1:-1], record.message)
+        return super().formatMessage(record)
+
+
 config.LOG_DIR.mkdir(parents=True, exist_ok=True)
 log = logging.getLogger("app")
 log.setLevel(logging.INFO)
 log_file = RotatingFileHandler(config.LOG_DIR / "app.log", maxBytes=1_000_000, backupCount=5, encoding="utf-8")
-log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+log_file.setFormatter(OneLine("%(asctime)s %(levelname)s %(message)s"))
 log.addHandler(log_file)
 
 # --- Database. fastlite (through apswutils) gives every SQLite connection apsw's best-practice hook: a 100 ms busy

@@ -1,6 +1,6 @@
 """An attacker's requests, each refused before any route runs and changing nothing (guard.py): other sites' writes
-and reads, rebound Hosts, foreign WebSockets, oversized, non-text and non-UTF-8 input. The app's own pages and
-scripts still pass."""
+and reads, rebound Hosts, foreign WebSockets, oversized, non-text and non-UTF-8 input; and logged paths that try to
+forge a line. The app's own pages and scripts still pass."""
 
 import asyncio
 import re
@@ -314,3 +314,18 @@ def test_a_bad_model_name_kept_by_an_older_version_is_ignored(server, client):
     server.store["chat_model"] = "x" * 2_000_000
     assert server.chat.model == server.chat.backend.default_model
     assert len(client.get("/chat/models").content) < 10_000
+
+
+# --- The log
+
+def test_a_requested_path_cannot_forge_a_log_line(server, client):
+    log = server.config.LOG_DIR / "app.log"
+    before = log.read_text(encoding="utf-8").count("\n")
+    forged = "2026-12-01 00:00:00,000 INFO Botify token saved"
+    for path in (f"/x%0A{forged}", f"/x%0D{forged}", f"/x%E2%80%A8{forged}", "/x%1B[2J%00%7F%C2%85"):
+        client.get(path)
+    lines = log.read_text(encoding="utf-8").splitlines()[before:]
+    assert len(lines) == 4 and not any(line.startswith(forged) for line in lines), lines
+    assert f"GET /x\\n{forged} 404" in lines[0]
+    assert "GET /x\\x1b[2J\\x00\\x7f\\x85 404" in lines[3]
+    assert all(line.isprintable() for line in lines)
