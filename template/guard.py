@@ -23,8 +23,9 @@ Ollama guard against both; so does this ASGI middleware, in this order:
 Every answer also tells the browser never to show the app inside another site's page (clickjacking).
 """
 
+import asyncio
 import re
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from fasthtml.common import P, to_xml
 from python_multipart.exceptions import FormParserError
@@ -35,10 +36,12 @@ from starlette.responses import HTMLResponse
 import config
 
 MAX_BODY = 2 * 1024 * 1024  # a pasted list of 5,000 long URLs fits
+MAX_FIELDS = 1000  # as Starlette's form parsers
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 EVERY_ADDRESS = ("", "0.0.0.0", "::", "[::]")  # a HOST that binds every interface names none of them
 FORM, MULTIPART = "application/x-www-form-urlencoded", "multipart/form-data"  # FastHTML's Form sends the second
-RAW_BYTE = re.compile(rb"[\x80-\xff]")
+ASCII = bytes(range(128))
+BEYOND_ASCII = re.compile(rb"%[89a-fA-F]")  # an escaped byte that is part of a UTF-8 character, or no UTF-8 at all
 TOO_BIG = f"That is too much to send at once: the limit is {MAX_BODY // 1024 // 1024} MB. Nothing was saved."
 NO_FRAMING = [(b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'"),
               (b"x-content-type-options", b"nosniff")]
@@ -91,20 +94,22 @@ def refuse_strangers(scope, headers: Headers):
 def as_utf8(encoded: bytes) -> bytes:
     """Form fields or a query string with raw non-ASCII bytes percent-encoded (Starlette would read them as
     Latin-1); refused unless they are UTF-8 text."""
-    encoded = RAW_BYTE.sub(lambda byte: b"%%%02X" % byte[0][0], encoded)
-    try: unquote_to_bytes(encoded.replace(b"+", b" ")).decode("utf-8")  # "&" and "=" never split a character
-    except UnicodeDecodeError: raise Refused(400, "That is not UTF-8 text, so nothing was done.") from None
+    if not encoded.isascii(): encoded = quote_from_bytes(encoded, safe=ASCII).encode()
+    if BEYOND_ASCII.search(encoded):  # else plain ASCII: valid UTF-8 without a look at every byte
+        try: unquote_to_bytes(encoded).decode("utf-8")  # "&", "=" and "+" never split a character
+        except UnicodeDecodeError: raise Refused(400, "That is not UTF-8 text, so nothing was done.") from None
     return encoded
 
 
 async def read_body(receive) -> bytes:
-    "The request's body, refused as soon as it grows past MAX_BODY."
+    "The request's body, refused as soon as it grows past MAX_BODY, or if the client leaves before its end."
     body = bytearray()
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect": raise Refused(400, "The request ended before its body did.")
         body += message.get("body", b"")
         if len(body) > MAX_BODY: raise Refused(413, TOO_BIG)
-        if not message.get("more_body"): return bytes(body)  # http.disconnect has neither: nobody hears the rest
+        if not message.get("more_body"): return bytes(body)
 
 
 def form_type(headers: Headers) -> str | None:
@@ -126,7 +131,7 @@ class TextFields:
 
     def __init__(self, content_type: str):
         self.boundary = parse_options_header(content_type)[1].get(b"boundary")
-        self.header, self.value, self.disposition, self.data = b"", b"", b"", bytearray()
+        self.header, self.value, self.disposition, self.data, self.fields = b"", b"", b"", bytearray(), 0
 
     def check(self, body: bytes):
         if not self.boundary: raise Refused(400, "The form data has no boundary.")
@@ -138,7 +143,10 @@ class TextFields:
             parser.finalize()
         except FormParserError: raise Refused(400, "The form data is malformed, so nothing was saved.") from None
 
-    def begin(self): self.disposition, self.data = b"", bytearray()
+    def begin(self):
+        self.fields += 1
+        if self.fields > MAX_FIELDS: raise Refused(400, f"Too many fields: the limit is {MAX_FIELDS:,}.")
+        self.disposition, self.data = b"", bytearray()
 
     def header_field(self, data, start, end): self.header += data[start:end]
 
@@ -155,6 +163,13 @@ class TextFields:
         if b"filename" in options: raise Refused(422, "This app takes text, not files: nothing was saved.")
         try: (options.get(b"name", b"") + self.data).decode("utf-8")
         except UnicodeDecodeError: raise Refused(400, "That is not UTF-8 text, so nothing was done.") from None
+
+
+def checked(media_type: str, content_type: str, body: bytes) -> bytes:
+    "The body to pass on, once it has passed the checks for its media type."
+    if media_type == FORM: return as_utf8(body)
+    TextFields(content_type).check(body)
+    return body
 
 
 def replaying(body: bytes, receive):
@@ -190,8 +205,8 @@ class Guard:
             scope = scope | {"query_string": as_utf8(scope.get("query_string", b""))}
             if media_type := form_type(headers):
                 body = await read_body(receive)
-                if media_type == FORM: body = as_utf8(body)
-                else: TextFields(headers["content-type"]).check(body)
+                # in a thread: checking 2 MB on the event loop would hold every other request up
+                body = await asyncio.to_thread(checked, media_type, headers["content-type"], body)
                 receive = replaying(body, receive)
         except Refused as refused:
             return await refusal(refused.status, refused.text)(scope, receive, send_unframable)

@@ -228,6 +228,7 @@ def guarded(headers: dict, body: list[bytes]):
 
     async def receive():
         calls.append(body[len(calls)])
+        if calls[-1] is None: return {"type": "http.disconnect"}
         return {"type": "http.request", "body": calls[-1], "more_body": len(calls) < len(body)}
 
     async def send(message): answer.append(message)
@@ -244,6 +245,11 @@ def test_an_oversized_body_is_refused_before_it_is_read():
     assert guarded({"Transfer-Encoding": "chunked"}, [chunk] * 50) == (413, 3, [])  # stops once past 2 MB
     status, read, reached = guarded({"Content-Length": "9"}, [b"title=abc"])
     assert (status, read) == (None, 1) and reached[0]["body"] == b"title=abc"
+
+
+def test_a_body_cut_short_never_reaches_a_route():
+    "The client went away mid-body: the app must not save what came of it."
+    assert guarded({"Transfer-Encoding": "chunked"}, [b"title=the+first+half", None]) == (400, 2, [])
 
 
 @pytest.mark.parametrize("route", ["/todos", "/todos/{todo_id}", "/profiles", "/profiles/{profile_id}", "/chat/model",
