@@ -25,6 +25,7 @@ Every answer also tells the browser never to show the app inside another site's 
 
 import asyncio
 import re
+from functools import partial
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from fasthtml.common import P, to_xml
@@ -37,6 +38,7 @@ import config
 
 MAX_BODY = 2 * 1024 * 1024  # a pasted list of 5,000 long URLs fits
 MAX_FIELDS = 1000  # as Starlette's form parsers
+CHECKED_AT_ONCE = 16 * 1024  # a body this small is checked on the event loop at once (a few ms at worst)
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 EVERY_ADDRESS = ("", "0.0.0.0", "::", "[::]")  # a HOST that binds every interface names none of them
 FORM, MULTIPART = "application/x-www-form-urlencoded", "multipart/form-data"  # FastHTML's Form sends the second
@@ -205,9 +207,10 @@ class Guard:
             scope = scope | {"query_string": as_utf8(scope.get("query_string", b""))}
             if media_type := form_type(headers):
                 body = await read_body(receive)
-                # in a thread: checking 2 MB on the event loop would hold every other request up
-                body = await asyncio.to_thread(checked, media_type, headers["content-type"], body)
-                receive = replaying(body, receive)
+                check = partial(checked, media_type, headers["content-type"], body)
+                # a big one in a thread: checking 2 MB on the event loop would hold every other request up
+                receive = replaying(check() if len(body) <= CHECKED_AT_ONCE else await asyncio.to_thread(check),
+                                    receive)
         except Refused as refused:
             return await refusal(refused.status, refused.text)(scope, receive, send_unframable)
         await self.app(scope, receive, send_unframable)
