@@ -14,8 +14,9 @@ Ollama guard against both; so does this ASGI middleware, in this order:
   A foreign or `null` Origin is refused (403), on the WebSocket too.
 - Fetch Metadata: a browser says where a request comes from (Sec-Fetch-Site); `same-origin` passes, and `none`
   (typed, bookmarked); from another site only a link followed to a page (a GET navigation). Else 403.
-  A request with neither Origin nor Sec-Fetch-Site does not come from a browser (a script, a notebook, curl) and
-  passes, as with OWASP's Fetch Metadata guidance and Go's CrossOriginProtection.
+  A write with neither header is checked by its Referer, as OWASP's CSRF cheat sheet says; a request with none of
+  the three does not come from a browser (a script, a notebook, curl) and passes, as with Go's
+  CrossOriginProtection.
 - Body: form fields, as the app's own pages send them (urlencoded or multipart; 415 for JSON or anything else),
   text only (422 for a file part), in UTF-8 (400; the query string too), at most MAX_BODY bytes (413, from
   Content-Length before anything is read, or as soon as a chunked body grows past it). So every route that
@@ -26,7 +27,7 @@ Every answer also tells the browser never to show the app inside another site's 
 import asyncio
 import re
 from functools import partial
-from urllib.parse import quote_from_bytes, unquote_to_bytes
+from urllib.parse import quote_from_bytes, unquote_to_bytes, urlsplit
 
 from fasthtml.common import P, to_xml
 from python_multipart.exceptions import FormParserError
@@ -40,6 +41,7 @@ MAX_BODY = 2 * 1024 * 1024  # a pasted list of 5,000 long URLs fits
 MAX_FIELDS = 1000  # as Starlette's form parsers
 CHECKED_AT_ONCE = 16 * 1024  # a body this small is checked on the event loop at once (a few ms at worst)
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
 EVERY_ADDRESS = ("", "0.0.0.0", "::", "[::]")  # a HOST that binds every interface names none of them
 FORM, MULTIPART = "application/x-www-form-urlencoded", "multipart/form-data"  # FastHTML's Form sends the second
 ASCII = bytes(range(128))
@@ -87,10 +89,14 @@ def refuse_strangers(scope, headers: Headers):
         raise Refused(403, f"Refused: only this app's own pages may use it, and this request came from {foreign[0]}.")
     followed_link = (scope.get("method") in ("GET", "HEAD") and headers.get("sec-fetch-mode") == "navigate"
                      and headers.get("sec-fetch-dest") == "document")
-    # No Sec-Fetch-Site at all: not from a browser (a script, a notebook, curl).
     if (sites := set(headers.getlist("sec-fetch-site")) - {"same-origin", "none"}) and not followed_link:
         raise Refused(403, f"Refused: only this app's own pages may use it, and this request came from a "
                            f"{sites.pop()} page.")
+    referer = urlsplit(headers.get("referer", ""))
+    if (scope.get("method") in WRITES and referer.netloc and "origin" not in headers
+            and "sec-fetch-site" not in headers and f"{referer.scheme}://{referer.netloc}".lower() not in origins):
+        raise Refused(403, f"Refused: only this app's own pages may use it, and this request came from "
+                           f"{referer.scheme}://{referer.netloc}.")
 
 
 def as_utf8(encoded: bytes) -> bytes:

@@ -27,6 +27,7 @@ CROSS_SITE = {
     "another local server (JupyterLab's port)": {"Origin": "http://127.0.0.1:8888", "Sec-Fetch-Site": "same-site"},
     "another port, Sec-Fetch-Site alone": {"Sec-Fetch-Site": "same-site"},
     "https on another site": {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+    "Referer alone (a browser that sends no Origin)": {"Referer": f"{EVIL}/page.html"},
 }
 
 
@@ -84,9 +85,9 @@ def test_no_other_site_can_change_anything(server, client, app_data, headers):
 
 @pytest.mark.parametrize("headers", [{"Origin": "{own}", "Sec-Fetch-Site": "same-origin"},
                                      {"Origin": "http://localhost:{port}", "Sec-Fetch-Site": "same-origin"},
-                                     {"Origin": "{own}"}, {"Sec-Fetch-Site": "none"}, {}],
-                         ids=["own page", "own page as localhost", "own Origin alone", "typed by the person",
-                              "a script (neither header)"])
+                                     {"Origin": "{own}"}, {"Referer": "{own}/todos"}, {"Sec-Fetch-Site": "none"}, {}],
+                         ids=["own page", "own page as localhost", "own Origin alone", "own Referer alone",
+                              "typed by the person", "a script (none of these headers)"])
 def test_the_apps_own_pages_and_scripts_may_write(client, own, port, headers):
     headers = {name: value.format(own=own, port=port) for name, value in headers.items()}
     added = client.post("/todos", data={"title": "from my page"}, headers=HX | headers)
