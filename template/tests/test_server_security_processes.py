@@ -82,7 +82,9 @@ def listening(port: int) -> bool:
     return True
 
 
-def cmdline(pid: int) -> str: return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+def cmdline(pid: int) -> str:
+    try: return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError: return ""  # a short-lived one (JupyterLab runs `npm prefix -g` as it starts) is gone already
 
 
 class RunStart:
