@@ -60,3 +60,12 @@ def test_the_page_reloads_itself_under_dev_only(browser, fork_copy, data_env, tm
             pass
         assert_only_local_requests(dev.context.requested + normal.context.requested + sockets)
         assert reload_socket(dev_url) in sockets
+
+
+def test_the_reload_socket_takes_the_app_s_own_pages_only(fork_copy, data_env):
+    "The same rule as every request (guard.py): a page of another site may not even learn when the app restarts."
+    with app_server(data_env | {"DEV": "1"}, cwd=fork_copy) as url:
+        with (pytest.raises(InvalidStatus),
+              websockets.sync.client.connect(reload_socket(url), origin="http://evil.example", open_timeout=30)):
+            pass
+        with websockets.sync.client.connect(reload_socket(url), origin=url, open_timeout=30): pass
