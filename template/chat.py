@@ -1,15 +1,29 @@
 """The chat panel: a local LLM streamed over a WebSocket, one conversation per profile.
 
 The page's panel opens /ws with htmx's WebSocket extension and sends JSON frames with a `msg` field. The server
-asks the LLM with `stream: true` and forwards every chunk the moment it arrives, as an out-of-band fragment
-appended to that reply; the finished reply is swapped in whole and marked `done`.
+asks the LLM with `stream: true` and forwards the reply as it arrives: what came in while the previous frame was
+being sent goes out in the next one, so a local model's tokens show one by one and a fast server's in a few frames.
+The finished reply is swapped in whole and marked `done`.
+
+Replies are Markdown (headings, lists, emphasis, links, tables, fenced code), rendered by markdown-it-py and then
+sanitised by nh3: LLM output is untrusted. Raw HTML shows as text, links go to http(s), mailto or relative
+addresses only, and an image becomes a link to it, so a reply never makes the page load anything from another
+host. While a reply streams, the text so far is rendered as it grows: at most every RENDER_EVERY seconds (less
+often for a long reply, whose rendering costs more) the Markdown so far replaces what is shown, and the text that
+arrived since is appended plain after it until the next rendering. Each finished reply has a Copy button (its
+Markdown); the whole conversation downloads as Markdown (/chat/download).
 
 While a reply is streaming, a new message is queued, not refused: it shows at once with an empty reply under it,
 and its reply streams when the replies before it have finished. A profile has one generation at a time (replies
-and narration comments alike), so tokens never interleave and each reply sees the ones before it.
+and narration comments alike), so tokens never interleave and each reply sees the ones before it. The Stop button
+(POST /chat/stop) ends the streaming reply at once: its HTTP stream to the LLM is closed, what arrived is kept and
+marked stopped, and the queued messages go on.
 
 Replies go to the tab that asked; narration goes to every open tab of the profile. A generation stops, its HTTP
 stream to the LLM is closed and nothing of it is kept, as soon as no tab is left to hear it.
+
+The panel says whether the LLM answers and has the chosen model, when the page loads and whenever the model picker
+is focused (GET /chat/status), in the words the errors use.
 
 Environment (config.py supplies OLLAMA_HOST and OLLAMA_MODEL):
   LLM_BACKEND      `ollama` (default): Ollama's /api/chat at OLLAMA_HOST;
@@ -25,15 +39,22 @@ import asyncio
 import json
 import os
 import re
+import time
 import uuid
 from collections import defaultdict
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
-from functools import cached_property
+from datetime import datetime
+from functools import cached_property, lru_cache
+from html import escape
 
 import httpx
-from fasthtml.common import Button, Div, Fieldset, Form, Input, Option, Select, Span, Style, to_xml
+import nh3
+from fasthtml.common import (A, Button, Div, Fieldset, Form, Label, Link, NotStr, Option, Script, Select, Small,
+                             Span, Textarea, to_xml)
+from markdown_it import MarkdownIt
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -47,6 +68,9 @@ MAX_FRAME_BYTES = 8 * MAX_MESSAGE_BYTES  # the message JSON-escaped, with the he
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*(:[A-Za-z0-9._-]+)?")
 MAX_MODEL_NAME = 200
 COMMENT_REQUEST = "In one short line, comment on what I just did."
+RENDER_EVERY = 0.25  # seconds between renderings of a streaming reply's Markdown, at the least
+EMPTY_HINT = ("Ask the assistant anything: Enter sends, Shift+Enter starts a new line. "
+              "It also hears what you do in the apps.")
 
 
 class LLMError(Exception):
@@ -57,6 +81,16 @@ def error_detail(payload) -> str | None:
     "The message of an API error: Ollama's {error: text} or OpenAI's {error: {message: text}}; None if not one."
     error = payload.get("error") if isinstance(payload, dict) else None
     return str(error.get("message", error)) if isinstance(error, dict) else error
+
+
+async def line_batches(response: httpx.Response):
+    """The lines of a streamed response as bytes, a batch per piece that arrived: far cheaper than httpx's
+    aiter_lines, which decodes and splits every piece on its own."""
+    rest = b""
+    async for data in response.aiter_bytes():
+        *lines, rest = (rest + data).split(b"\n")
+        if lines: yield lines
+    if rest: yield [rest]
 
 
 class Backend:
@@ -109,16 +143,28 @@ class Backend:
             self.check(response)
             return self.model_names(response.json())
 
+    async def ready(self, model: str) -> tuple[list[str], str | None]:
+        "The server's models, and what stands in the way of asking it for model (None: nothing)."
+        try: names = await self.models()
+        except LLMError as error: return [], str(error)
+        if listed(model, names): return names, None
+        return names, self.missing(model, f"it has {', '.join(names)}" if names else "it has none")
+
     async def stream(self, model: str, messages: list[dict]):
-        "Yields the reply's text chunk by chunk, as the server sends it."
+        "Yields the reply's text as the server sends it: the text of each batch of lines that arrived."
         async with self.connection() as client:
             body = {"model": model, "messages": messages, "stream": True}
             async with client.stream("POST", self.chat_path, json=body) as response:
                 if response.is_error or "html" in response.headers.get("content-type", ""):  # a web page, not a stream
                     await response.aread()
                     self.check(response, model)
-                async for line in response.aiter_lines():
-                    if chunk := self.chunk_text(line): yield chunk
+                async for lines in line_batches(response):
+                    if text := "".join([self.chunk_text(line) for line in lines]): yield text
+
+
+def listed(model: str, names: list[str]) -> bool:
+    "Ollama lists `name:latest` for a model asked for as `name`."
+    return model in names or f"{model}:latest" in names
 
 
 def in_wsl(proc_version) -> bool:
@@ -157,7 +203,7 @@ class Ollama(Backend):
     def model_names(self, payload):
         return [m["name"] for m in payload.get("models", [])]
 
-    def chunk_text(self, line):
+    def chunk_text(self, line: bytes) -> str:
         if not line.strip(): return ""
         chunk = json.loads(line)
         if error := error_detail(chunk): raise LLMError(f"Ollama stopped with an error: {error}")
@@ -187,9 +233,9 @@ class OpenAICompatible(Backend):
     def model_names(self, payload):
         return [m["id"] for m in payload.get("data", [])]
 
-    def chunk_text(self, line):
-        data = line.removeprefix("data:").strip()
-        if not line.startswith("data:") or data == "[DONE]": return ""
+    def chunk_text(self, line: bytes) -> str:
+        data = line.removeprefix(b"data:").strip()
+        if not line.startswith(b"data:") or data == b"[DONE]": return ""
         chunk = json.loads(data)
         if error := error_detail(chunk): raise LLMError(f"{self.name} stopped with an error: {error}")
         choices = chunk.get("choices") or [{}]
@@ -204,6 +250,242 @@ def backend_from_env() -> Backend:
         return OpenAICompatible(os.environ.get("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1"),
                                 os.environ.get("OPENAI_MODEL", OLLAMA_MODEL), timeout, os.environ.get("OPENAI_API_KEY"))
     raise ValueError(f"LLM_BACKEND must be 'ollama' or 'openai', not {kind!r}")
+
+
+# --- Markdown, safely: the parser never passes raw HTML through, and the sanitiser keeps only what it draws.
+
+def image_as_link(renderer, tokens, idx, options, env):
+    "An image would be loaded from wherever the LLM pointed it (a beacon, say): it shows as a link to it instead."
+    image = tokens[idx]
+    label = renderer.renderInlineAsText(image.children, options, env) or image.attrGet("src")
+    return f'<a href="{escape(image.attrGet("src"))}">{escape(label)}</a>'
+
+
+MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+MARKDOWN.add_render_rule("image", image_as_link)
+SANITISER = nh3.Cleaner(
+    tags={"p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "s", "code", "pre", "blockquote",
+          "ul", "ol", "li", "a", "table", "thead", "tbody", "tr", "th", "td"},
+    attributes={"a": {"href", "title"}, "ol": {"start"}, "th": {"style"}, "td": {"style"}},
+    url_schemes={"http", "https", "mailto"}, filter_style_properties={"text-align"},
+    set_tag_attribute_values={"a": {"target": "_blank"}}, link_rel="noopener noreferrer")
+
+
+def markdown_html(text: str) -> str:
+    "Markdown from the LLM as HTML that is safe to put in the page."
+    return SANITISER.clean(MARKDOWN.render(text))
+
+
+finished_html = lru_cache(maxsize=128)(markdown_html)  # every page shows the finished replies again
+
+
+# --- The conversation of each profile, kept in the database
+
+class History:
+    "Each profile's messages (role user, assistant or note), oldest first; `chat_history_limit` of them at most."
+
+    def __init__(self, db):
+        self.table = db.t.chat_message
+        self.table.create(id=int, profile_id=int, role=str, content=str, stopped=bool, pk="id", transform=True,
+                          if_not_exists=True)
+
+    def __call__(self, profile: int) -> list[dict]:
+        return self.table(where="profile_id = ?", where_args=[profile], order_by="id")
+
+    def remember(self, profile: int, role: str, content: str, stopped: bool = False):
+        "Saves a message and drops the profile's oldest past the history limit."
+        self.table.insert(profile_id=profile, role=role, content=content, stopped=stopped)
+        self.table.delete_where(
+            "profile_id = ? AND id NOT IN (SELECT id FROM chat_message WHERE profile_id = ? ORDER BY id DESC LIMIT ?)",
+            [profile, profile, SETTINGS["chat_history_limit"]])
+
+    def forget(self, profile: int):
+        self.table.delete_where("profile_id = ?", [profile])
+
+    def for_llm(self, profile: int, request: str) -> list[dict]:
+        """What the LLM sees: the system prompt, the history with notes as user lines, then the request.
+        Runs of one role are merged, since some chat templates insist that user and assistant alternate."""
+        system = SYSTEM_PROMPT.read_text().strip() if SYSTEM_PROMPT.exists() else ""
+        turns = [{"role": "system", "content": system}] if system else []
+        lines = [(m["role"], m["content"]) for m in self(profile)] + [("user", request)]
+        for role, content in lines:
+            if role == "note": role, content = "user", f"Note: {content}"
+            if turns and turns[-1]["role"] == role: turns[-1]["content"] += f"\n\n{content}"
+            else: turns.append({"role": role, "content": content})
+        return turns
+
+    def as_markdown(self, profile: int, title: str) -> str:
+        "The conversation as a Markdown document: a section per message, notes as quotes."
+        parts = [f"# {title}"]
+        for m in self(profile):
+            if m["role"] == "note": parts.append(f"> Note: {m['content']}")
+            else: parts += [f"## {'You' if m['role'] == 'user' else 'Assistant'}", m["content"]]
+            if m["stopped"]: parts.append("*(stopped)*")
+        return "\n\n".join(parts) + "\n"
+
+
+# --- What the panel draws
+
+def bubble(role: str, text: str = "", **attrs):
+    "One message in the log; text is escaped, so whatever the user wrote shows as text."
+    return Div(text, cls=f"msg {role}", **attrs)
+
+
+def streaming_reply(rid: str):
+    "An assistant reply while it streams: the Markdown rendered so far, then the text that arrived since."
+    return Div(Div(cls="md", id=f"{rid}-md"), Span(cls="tail", id=f"{rid}-tail"), cls="msg assistant", id=rid)
+
+
+def finished_reply(text: str, stopped: bool = False, **attrs):
+    "A reply as Markdown, with a Copy button that copies its source; marked if it was stopped."
+    return Div(Div(NotStr(finished_html(text)), cls="md"),
+               Div(Small("Stopped", cls="stopped-mark") if stopped else None,
+                   Button("Copy", type="button", cls="copy outline secondary", aria_label="Copy this reply"),
+                   cls="reply-actions"),
+               cls=f"msg assistant done{' stopped' if stopped else ''}", data_markdown=text, **attrs)
+
+
+def logged(message: dict):
+    "A message of the history, as the log shows it."
+    if message["role"] == "assistant": return finished_reply(message["content"], message["stopped"])
+    return bubble(message["role"], message["content"])
+
+
+def too_long(size: int):
+    return bubble("error", f"That message is {size / 1024:.1f} KB; the limit is {MAX_MESSAGE_BYTES // 1024} KB. "
+                           "It was not sent.")
+
+
+def appended(*parts):
+    "Out-of-band: add parts to the end of the log."
+    return Div(*parts, hx_swap_oob="beforeend:#chat-log")
+
+
+def appended_text(rid: str, text: str) -> str:
+    "Out-of-band: text added to a streaming reply. Written by hand: it is sent for every few tokens."
+    return f'<span hx-swap-oob="beforeend:#{rid}-tail">{escape(text, quote=False)}</span>'
+
+
+def rendered_so_far(rid: str, text: str) -> str:
+    "Out-of-band: a streaming reply's text so far as Markdown, in place of what it showed."
+    return (f'<div hx-swap-oob="innerHTML:#{rid}-md">{markdown_html(text)}</div>'
+            f'<span hx-swap-oob="innerHTML:#{rid}-tail"></span>')
+
+
+def stop_button(rid: str | None = None, **attrs):
+    "Stop: shown while the reply rid streams to this tab, hidden otherwise."
+    return Button("Stop", id="chat-stop", type="button", cls="secondary", hidden=rid is None,
+                  hx_post="/chat/stop", hx_vals=json.dumps({"reply": rid}) if rid else None, hx_swap="none", **attrs)
+
+
+def model_options(names: list[str], current: str):
+    chosen = {current, f"{current}:latest"}
+    names = names if listed(current, names) else [current, *names]
+    return [Option(n, value=n, selected=n in chosen) for n in names]
+
+
+def llm_status(fault: str | None, backend: Backend, model: str, **attrs):
+    """Whether the LLM answers and has the model, in the words the errors use; asked again whenever the picker is
+    focused, and after a model is picked."""
+    return Small(fault or f"{model} is ready ({backend.name} at {backend.url}).", id="chat-status",
+                 cls="fault" if fault else "ready", role="status", hx_get="/chat/status", hx_swap="outerHTML",
+                 hx_trigger="focus from:#chat-model, htmx:afterRequest from:#chat-model", **attrs)
+
+
+def model_picker(names: list[str], current: str, status):
+    "The labelled model select, and the LLM's status under it."
+    return Div(Div(Label("Model", fr="chat-model"),
+                   Select(*model_options(names, current), name="model", id="chat-model",
+                          hx_post="/chat/model", hx_trigger="change", hx_swap="none"), cls="chat-model"),
+               status, id="chat-picker")
+
+
+def chat_bar():
+    "The model picker (loaded once the page shows: asking the LLM takes a moment), Download and Clear."
+    return Div(Div(Small("Asking the LLM…", id="chat-status"), id="chat-picker", hx_get="/chat/models",
+                   hx_trigger="load", hx_swap="outerHTML"),
+               Div(A("Download", href="/chat/download", download=True, role="button", cls="outline secondary",
+                     title="The conversation as a Markdown file"),
+                   Button("Clear chat", hx_post="/chat/clear", hx_target="#chat-log", hx_swap="innerHTML",
+                          hx_confirm="Clear this conversation?", cls="outline secondary"), cls="chat-actions"),
+               cls="chat-bar")
+
+
+def message_form():
+    "A multi-line message box (Enter sends, Shift+Enter adds a line, see chat.js), Send, and Stop while one streams."
+    limit = f"up to {MAX_MESSAGE_BYTES // 1024} KB"
+    return Form(id="chat-form", ws_send=True)(
+        Fieldset(role="group")(
+            Textarea(name="msg", id="chat-input", placeholder="Ask the assistant…", aria_label="Message", rows=1,
+                     required=True, data_max_bytes=MAX_MESSAGE_BYTES, aria_describedby="chat-size"),
+            Button("Send"), stop_button()),
+        Small(f"Enter sends, Shift+Enter adds a line; {limit}.", id="chat-size", data_limit=limit))
+
+
+def chat_panel(messages: list[dict]):
+    "The whole panel: its bar, the log of the conversation so far, the message form."
+    return Div(id="chat", hx_ext="ws", ws_connect="/ws")(
+        Link(rel="stylesheet", href="/static/chat.css"), Script(src="/static/chat.js", defer=True),
+        chat_bar(), Div(*map(logged, messages), id="chat-log", data_empty=EMPTY_HINT), message_form())
+
+
+# --- One reply as it streams
+
+class Streaming:
+    """A reply streaming into the element `rid` of the tabs that listen, through send(html).
+
+    What arrived while a send was in flight goes out in one frame with the next send; the Markdown so far is
+    rendered in place of the plain text at most every RENDER_EVERY seconds, and ten times as seldom as a rendering
+    takes, so a long reply spends at most a tenth of its time on it. stop() ends the reply at once: the read is
+    cancelled, which closes the LLM's stream, and what arrived is kept."""
+
+    def __init__(self, rid: str, send):
+        self.rid, self.send = rid, send
+        self.parts, self.pending, self.fault, self.stopped = [], [], None, False
+        self.arrived, self.reading = asyncio.Event(), None
+
+    @property
+    def text(self) -> str: return "".join(self.parts)
+
+    async def run(self, chunks):
+        "Streams chunks (the backend's stream) until it ends, fails or is stopped; self.fault says what failed."
+        if self.stopped: return
+        self.reading = asyncio.create_task(self.read(chunks))
+        forwarding = asyncio.create_task(self.forward())
+        try:
+            await asyncio.wait([self.reading])
+        finally:  # also when the generation itself is cancelled: no tab is left
+            self.reading.cancel()
+            forwarding.cancel()
+        if not self.reading.cancelled(): self.reading.result()  # a fault of this code is not swallowed
+
+    def stop(self):
+        self.stopped = True
+        if self.reading: self.reading.cancel()
+
+    async def read(self, chunks):
+        try:
+            async with aclosing(chunks):
+                async for chunk in chunks:
+                    self.parts.append(chunk)
+                    self.pending.append(chunk)
+                    self.arrived.set()
+        except LLMError as error:
+            self.fault = str(error)
+
+    async def forward(self):
+        "Sends what arrived since the last send, until cancelled; the finished reply carries whatever is left."
+        render_at = time.monotonic() + RENDER_EVERY
+        while True:
+            await self.arrived.wait()
+            self.arrived.clear()
+            if time.monotonic() < render_at: html = appended_text(self.rid, "".join(self.pending))
+            else:
+                started = time.monotonic()
+                html = rendered_so_far(self.rid, self.text)
+                render_at = time.monotonic() + max(RENDER_EVERY, 10 * (time.monotonic() - started))
+            self.pending.clear()
+            await self.send(html)
 
 
 @dataclass(eq=False)
@@ -225,47 +507,6 @@ def model_name(name) -> bool:
     return isinstance(name, str) and len(name) <= MAX_MODEL_NAME and MODEL_NAME.fullmatch(name) is not None
 
 
-CSS = """
-#chat-log .msg { white-space: pre-wrap; overflow-wrap: anywhere; margin: .4rem 0; padding: .4rem .6rem;
-                 border-radius: .4rem; }
-#chat-log .user { background: color-mix(in srgb, currentColor 8%, transparent); margin-left: 2rem; }
-#chat-log .note { font-style: italic; opacity: .7; }
-#chat-log .error { color: #b3261e; border: 1px solid currentColor; }
-#chat-log .assistant:not(.done):empty::after { content: "…"; }
-#chat-log .assistant.done:empty { display: none; }
-"""
-
-
-def bubble(role: str, text: str = "", **attrs):
-    "One message in the log; text is escaped, so whatever the user or the LLM wrote shows as text."
-    return Div(text, cls=f"msg {role}", **attrs)
-
-
-def reply(rid: str, text: str = "", done: bool = False):
-    "An assistant reply: empty while it waits, swapped in whole (out of band) once it is done."
-    if not done: return bubble("assistant", id=rid)
-    return bubble("assistant done", text, id=rid, hx_swap_oob="true")
-
-
-def too_long(size: int):
-    return bubble("error", f"That message is {size / 1024:.1f} KB; the limit is {MAX_MESSAGE_BYTES // 1024} KB. "
-                           "It was not sent.")
-
-
-def appended(*parts):
-    "Out-of-band: add parts to the end of the log."
-    return Div(*parts, hx_swap_oob="beforeend:#chat-log")
-
-
-def model_picker(names: list[str], current: str, fault: str | None = None):
-    "The model select; Ollama lists `name:latest` for a model asked for as `name`."
-    chosen = {current, f"{current}:latest"}
-    names = names if chosen & set(names) else [current, *names]
-    return Select(*[Option(n, value=n, selected=n in chosen) for n in names], name="model", id="chat-model",
-                  aria_label="Model", title=fault or "The model the chat asks",
-                  hx_post="/chat/model", hx_trigger="change", hx_swap="none")
-
-
 class Chat:
     """The chat of one app: `panel()` draws it, `register(app)` adds its routes, `narrate()` tells it what happened.
 
@@ -276,51 +517,30 @@ class Chat:
     def __init__(self, db, store, current_profile, backend: Backend | None = None):
         self.store, self.current_profile = store, current_profile
         self.backend = backend or backend_from_env()
-        self.messages = db.t.chat_message
-        self.messages.create(id=int, profile_id=int, role=str, content=str, pk="id", if_not_exists=True)
+        self.history = History(db)
+        self.messages = self.history.table
         self.tabs = defaultdict(set)  # profile id -> its open tabs
         self.turns = defaultdict(asyncio.Lock)  # profile id -> one generation at a time, first come first served
         self.jobs = {}  # running generation -> the tabs still listening to it
+        self.streams = {}  # reply id -> its Streaming, while it streams
 
     @property
     def model(self) -> str:
         chosen = self.store.get("chat_model")
         return chosen if model_name(chosen) else self.backend.default_model  # one saved before names were checked
 
-    # --- the conversation ---
-
-    def history(self, profile: int) -> list[dict]:
-        return self.messages(where="profile_id = ?", where_args=[profile], order_by="id")
-
-    def remember(self, profile: int, role: str, content: str):
-        "Saves a message and drops the profile's oldest past the history limit."
-        self.messages.insert(profile_id=profile, role=role, content=content)
-        self.messages.delete_where(
-            "profile_id = ? AND id NOT IN (SELECT id FROM chat_message WHERE profile_id = ? ORDER BY id DESC LIMIT ?)",
-            [profile, profile, SETTINGS["chat_history_limit"]])
-
-    def conversation(self, profile: int, request: str) -> list[dict]:
-        """What the LLM sees: the system prompt, the history with notes as user lines, then the request.
-        Runs of one role are merged, since some chat templates insist that user and assistant alternate."""
-        system = SYSTEM_PROMPT.read_text().strip() if SYSTEM_PROMPT.exists() else ""
-        turns = [{"role": "system", "content": system}] if system else []
-        lines = [(m["role"], m["content"]) for m in self.history(profile)] + [("user", request)]
-        for role, content in lines:
-            if role == "note": role, content = "user", f"Note: {content}"
-            if turns and turns[-1]["role"] == role: turns[-1]["content"] += f"\n\n{content}"
-            else: turns.append({"role": role, "content": content})
-        return turns
-
     # --- talking to tabs ---
 
-    async def send(self, tabs: set, *parts):
-        "Sends fragments to tabs; a tab that has gone away is forgotten."
-        html = to_xml(parts, indent=False)
+    async def send_html(self, tabs: set, html: str):
+        "Sends a frame to tabs; a tab that has gone away is forgotten."
         for tab in list(tabs):
             try: await tab.ws.send_text(html)
             except (WebSocketDisconnect, RuntimeError):
                 tabs.discard(tab)
                 self.forget(tab)
+
+    async def send(self, tabs: set, *parts):
+        await self.send_html(tabs, to_xml(parts, indent=False))
 
     def forget(self, tab: Tab):
         "A tab closed: generations nobody hears any more are cancelled, which closes their LLM stream at once."
@@ -339,18 +559,16 @@ class Chat:
         other generations. The request is kept in the history with its reply; one that got no reply at all (the
         LLM was down, say) is not, so it is not sent again with the next message."""
         async with self.turns[profile]:
-            text, fault = "", None
-            try:
-                async with aclosing(self.backend.stream(self.model, self.conversation(profile, request))) as chunks:
-                    async for chunk in chunks:
-                        text += chunk
-                        await self.send(listeners, Span(chunk, hx_swap_oob=f"beforeend:#{rid}"))
-            except LLMError as error:
-                fault = str(error)
-            if text and keep_request: self.remember(profile, "user", request)
-            if text: self.remember(profile, "assistant", text)
-            after = [Div(bubble("error", fault), hx_swap_oob=f"afterend:#{rid}")] if fault else []
-            await self.send(listeners, reply(rid, text, done=True), *after)
+            reply = self.streams[rid] = Streaming(rid, lambda html: self.send_html(listeners, html))
+            await self.send(listeners, stop_button(rid, hx_swap_oob="true"))
+            try: await reply.run(self.backend.stream(self.model, self.history.for_llm(profile, request)))
+            finally: del self.streams[rid]
+            if text := reply.text:
+                if keep_request: self.history.remember(profile, "user", request)
+                self.history.remember(profile, "assistant", text, reply.stopped)
+            after = [Div(bubble("error", reply.fault), hx_swap_oob=f"afterend:#{rid}")] if reply.fault else []
+            await self.send(listeners, finished_reply(text, reply.stopped, id=rid, hx_swap_oob="true"),
+                            stop_button(hx_swap_oob="true"), *after)
 
     async def receive(self, tab: Tab, frame):
         if isinstance(frame, str) and len(frame) > MAX_FRAME_BYTES:  # too big to hold a message: not even parsed
@@ -362,7 +580,7 @@ class Chat:
         if (size := len(msg.encode())) > MAX_MESSAGE_BYTES: return await self.send({tab}, appended(too_long(size)))
         if not msg.strip(): return
         rid = f"reply-{uuid.uuid4().hex}"
-        await self.send({tab}, appended(bubble("user", msg), reply(rid)))
+        await self.send({tab}, appended(bubble("user", msg), streaming_reply(rid)))
         listeners = {tab}
         self.launch(listeners, self.generate(tab.profile, listeners, rid, msg))
 
@@ -370,9 +588,9 @@ class Chat:
         """Tells the conversation what the user did ("added todo 'X'"): every open tab of the profile shows it,
         and the LLM sees it next time. comment=True also asks the LLM for a one-line comment, streamed to those
         tabs when the profile's earlier generations are done (not at all if no tab is open)."""
-        self.remember(profile, "note", text)
+        self.history.remember(profile, "note", text)
         listeners, rid = set(self.tabs[profile]), f"reply-{uuid.uuid4().hex}"
-        await self.send(listeners, appended(bubble("note", text), *([reply(rid)] if comment else [])))
+        await self.send(listeners, appended(bubble("note", text), *([streaming_reply(rid)] if comment else [])))
         if comment and listeners:
             self.launch(listeners, self.generate(profile, listeners, rid, COMMENT_REQUEST, keep_request=False))
 
@@ -383,19 +601,8 @@ class Chat:
     # --- the page and the routes ---
 
     def panel(self):
-        "The chat panel for the page: the log of the active profile, the message form, the model picker."
-        return Div(id="chat", hx_ext="ws", ws_connect="/ws")(
-            Style(CSS),
-            Div(Div(hx_get="/chat/models", hx_trigger="load", hx_swap="outerHTML"),
-                Button("Clear chat", hx_post="/chat/clear", hx_target="#chat-log", hx_swap="innerHTML",
-                       hx_confirm="Clear this conversation?", cls="secondary"),
-                cls="chat-bar"),
-            Div(*[bubble(m["role"], m["content"]) for m in self.history(self.current_profile())], id="chat-log"),
-            Form(id="chat-form", ws_send=True, hx_on__ws_after_send="this.reset()")(
-                Fieldset(role="group")(
-                    Input(name="msg", id="chat-input", placeholder="Ask the assistant…", aria_label="Message",
-                          autocomplete="off", required=True),
-                    Button("Send"))))
+        "The chat panel for the page, with the log of the active profile."
+        return chat_panel(self.history(self.current_profile()))
 
     async def connect(self, ws: WebSocket):
         """/ws: one tab's socket; frames are handled in order, replies stream from background jobs. Only the app's
@@ -410,9 +617,14 @@ class Chat:
             self.forget(tab)
 
     async def picker(self):
-        try: names, fault = await self.backend.models(), None
-        except LLMError as error: names, fault = [], str(error)
-        return model_picker(names, self.model, fault)
+        names, fault = await self.backend.ready(self.model)
+        return model_picker(names, self.model, llm_status(fault, self.backend, self.model))
+
+    async def status(self):
+        "The status line, and the picker's options as the LLM lists them now."
+        names, fault = await self.backend.ready(self.model)
+        return (llm_status(fault, self.backend, self.model),
+                Select(*model_options(names, self.model), id="chat-model", hx_swap_oob="innerHTML"))
 
     async def choose_model(self, model: str):
         if not model_name(model):
@@ -420,14 +632,28 @@ class Chat:
                                      f"{MAX_MODEL_NAME} characters): the model was not changed.")
         self.store["chat_model"] = model
 
+    async def stop(self, reply: str = ""):
+        "Stops the reply that is streaming; one that has finished already needs nothing."
+        if streaming := self.streams.get(reply): streaming.stop()
+
     async def clear(self):
         "Forgets the active profile's conversation; its other tabs are cleared too."
         profile = self.current_profile()
-        self.messages.delete_where("profile_id = ?", [profile])
-        await self.send(set(self.tabs[profile]), Div(id="chat-log", hx_swap_oob="true"))
+        self.history.forget(profile)
+        await self.send(set(self.tabs[profile]), Div(id="chat-log", data_empty=EMPTY_HINT, hx_swap_oob="true"))
+
+    async def download(self):
+        "The active profile's conversation as a Markdown file."
+        now = datetime.now()
+        markdown = self.history.as_markdown(self.current_profile(), f"Chat with {self.model}, {now:%Y-%m-%d %H:%M}")
+        return Response(markdown, media_type="text/markdown; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="chat-{now:%Y-%m-%d-%H%M}.md"'})
 
     def register(self, app):
         app.router.routes.append(WebSocketRoute("/ws", self.connect))
         app.get("/chat/models")(self.picker)
+        app.get("/chat/status")(self.status)
+        app.get("/chat/download")(self.download)
         app.post("/chat/model")(self.choose_model)
+        app.post("/chat/stop")(self.stop)
         app.post("/chat/clear")(self.clear)

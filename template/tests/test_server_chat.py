@@ -5,11 +5,10 @@ Starlette's TestClient or, for timing and many tabs, a real WebSocket client aga
 
 import asyncio
 import html
+import re
 import json
 import time
 from contextlib import asynccontextmanager
-from html.parser import HTMLParser
-from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -21,7 +20,7 @@ from starlette.testclient import TestClient
 
 import chat as chat_module
 from chat import COMMENT_REQUEST, Ollama, OpenAICompatible, backend_from_env
-from chat_app import chat_app
+from chat_app import Node, chat_app, html_tree
 from conftest import free_port
 from fake_ollama import running
 
@@ -59,55 +58,73 @@ def frame(msg) -> str:
 
 
 def shape(fragment: str) -> list:
-    "A frame as (tag, attributes, text, children) trees; fasthtml writes well-formed XML fragments."
-    def tree(e): return (e.tag, e.attrib, e.text, [tree(child) for child in e])
-    return [tree(e) for e in ElementTree.fromstring(f"<frame>{fragment}</frame>")]
+    "A frame as (tag, attributes, text, children) trees, text being the element's own leading text."
+    def tree(node):
+        text = node.children[0] if node.children and isinstance(node.children[0], str) else None
+        return (node.tag, node.attrs, text, [tree(c) for c in node.children if isinstance(c, Node)])
+    return [tree(node) for node in html_tree(fragment).children if isinstance(node, Node)]
 
 
 def elements(frames):
-    for fragment in frames: yield from ElementTree.fromstring(f"<frame>{fragment}</frame>").iter()
+    for fragment in frames: yield from list(html_tree(fragment).iter())[1:]
 
 
 def reply_id(echo: str) -> str:
-    return next(e.get("id") for e in elements([echo]) if e.get("class") == "msg assistant")
+    return next(e.get("id") for e in elements([echo]) if e.classes[:2] == ["msg", "assistant"])
 
 
 def chunks(frames, rid) -> list[str]:
-    return [e.text for e in elements(frames) if e.get("hx-swap-oob") == f"beforeend:#{rid}"]
+    "The plain text added to reply rid, frame by frame."
+    return [e.text for e in elements(frames) if e.get("hx-swap-oob") == f"beforeend:#{rid}-tail"]
+
+
+def finished(frames, rid) -> Node | None:
+    "Reply rid once it is marked done, else None."
+    return next((e for e in elements(frames) if e.get("id") == rid and "done" in e.classes), None)
 
 
 def final_text(frames, rid) -> str | None:
-    "The text of reply rid once it is marked done, else None."
-    return next(((e.text or "") for e in elements(frames) if e.get("id") == rid and "done" in e.get("class", "")), None)
+    "The text of reply rid once it is marked done (its rendered Markdown, without the buttons), else None."
+    reply = finished(frames, rid)
+    return None if reply is None else reply.find(lambda e: "md" in e.classes).text.strip()
+
+
+def shown(frames, rid) -> list[str]:
+    "What reply rid shows after each frame that changed it: rendered Markdown so far, then the plain text since."
+    rendered, tail, states = "", "", []
+    for fragment in frames:
+        changed = False
+        for e in html_tree(fragment).children:
+            if not isinstance(e, Node): continue
+            swap = e.get("hx-swap-oob")
+            if swap == f"innerHTML:#{rid}-md": rendered, changed = e.text, True
+            elif swap == f"innerHTML:#{rid}-tail": tail, changed = "", True
+            elif swap == f"beforeend:#{rid}-tail": tail, changed = tail + e.text, True
+            elif e.get("id") == rid and "done" in e.classes:
+                rendered, tail, changed = e.find(lambda n: "md" in n.classes).text, "", True
+        if changed: states.append(" ".join((rendered + tail).split()))
+    return states
 
 
 def errors(frames) -> list[str]:
-    return [e.text for e in elements(frames) if e.get("class") == "msg error"]
+    return [e.text for e in elements(frames) if e.classes == ["msg", "error"]]
+
+
+def stop_buttons(frames) -> list[str | None]:
+    "The reply each Stop button sent was for, None where it was hidden."
+    return [None if "hidden" in e.attrs else json.loads(e.get("hx-vals"))["reply"]
+            for e in elements(frames) if e.get("id") == "chat-stop"]
 
 
 def start_tags(page: str) -> list[tuple[str, dict]]:
-    found = []
-
-    class Parser(HTMLParser):
-        def handle_starttag(self, tag, attrs): found.append((tag, dict(attrs)))
-
-    Parser().feed(page)
-    return found
+    return [(e.tag, e.attrs) for e in list(html_tree(page).iter())[1:]]
 
 
 def bubbles(page: str) -> list[tuple[str, str]]:
-    "The (class, text) of each message in a page's chat log."
-    found = []
-
-    class Parser(HTMLParser):
-        def handle_starttag(self, tag, attrs):
-            if "msg" in dict(attrs).get("class", "").split(): found.append([dict(attrs)["class"], ""])
-
-        def handle_data(self, data):
-            if found: found[-1][1] += data
-
-    Parser().feed(page[page.index('id="chat-log"'):page.index('id="chat-form"')])
-    return [(cls, text.strip()) for cls, text in found]
+    "The (class, text) of each message in a page's chat log; a reply's text is its rendered Markdown."
+    log = html_tree(page).find(lambda e: e.get("id") == "chat-log")
+    def text(e): return (e.find(lambda n: "md" in n.classes) or e).text.strip()
+    return [(e.get("class"), text(e)) for e in log.children if isinstance(e, Node)]
 
 
 def showing(cls: str):
@@ -149,8 +166,9 @@ class Tab:
     async def answer(self, rid: str) -> str:
         return final_text([await self.receive_until(lambda f: final_text([f], rid) is not None)], rid)
 
-    async def first_chunk(self, rid: str) -> str:
-        return chunks([await self.receive_until(lambda f: chunks([f], rid))], rid)[0]
+    async def first_text(self, rid: str) -> str:
+        "What reply rid shows first."
+        return shown([await self.receive_until(lambda f: shown([f], rid))], rid)[0]
 
     async def silent(self, seconds: float = 0.5) -> bool:
         try: self.frames.append(await asyncio.wait_for(self.ws.recv(), seconds))
@@ -174,18 +192,26 @@ async def eventually(condition, timeout: float = 3) -> bool:
 
 # --- TestClient: the frames, exactly ---
 
-def test_reply_streams_chunk_by_chunk_in_order(app, fake):
-    fake.tokens = ["Hello", ",", " wor", "ld"]
+def test_reply_streams_in_order_and_finishes_as_markdown(app, fake):
+    fake.tokens = ["Hello", ",", " **wor", "ld**"]
     with TestClient(app) as client, client.websocket_connect("/ws") as ws:
         rid, frames = exchange(ws, "hi")
         page = client.get("/").text
     assert shape(frames[0]) == [("div", {"hx-swap-oob": "beforeend:#chat-log"}, None, [
-        ("div", {"class": "msg user"}, "hi", []), ("div", {"class": "msg assistant", "id": rid}, None, [])])]
-    assert [shape(f) for f in frames[1:-1]] == [
-        [("span", {"hx-swap-oob": f"beforeend:#{rid}"}, token, [])] for token in fake.tokens]
-    assert shape(frames[-1]) == [("div", {"class": "msg assistant done", "id": rid, "hx-swap-oob": "true"},
-                                  "Hello, world", [])]
-    assert bubbles(page) == [("msg user", "hi"), ("msg assistant", "Hello, world")]
+        ("div", {"class": "msg user"}, "hi", []),
+        ("div", {"class": "msg assistant", "id": rid}, None, [
+            ("div", {"class": "md", "id": f"{rid}-md"}, None, []),
+            ("span", {"class": "tail", "id": f"{rid}-tail"}, None, [])])])]
+    assert stop_buttons(frames) == [rid, None]  # shown while it streams, hidden once it is done
+    assert all("Hello, **world**".startswith(state) or state == "Hello, world" for state in shown(frames, rid))
+    [done] = shape(frames[-1])[:1]
+    assert done == ("div", {"class": "msg assistant done", "data-markdown": "Hello, **world**", "id": rid,
+                            "hx-swap-oob": "true"}, None, [
+        ("div", {"class": "md"}, None, [("p", {}, "Hello, ", [("strong", {}, "world", [])])]),
+        ("div", {"class": "reply-actions"}, None, [
+            ("button", {"type": "button", "aria-label": "Copy this reply", "class": "copy outline secondary"},
+             "Copy", [])])])
+    assert bubbles(page) == [("msg user", "hi"), ("msg assistant done", "Hello, world")]
 
 
 def test_sends_the_system_prompt_and_a_bounded_history(app, fake, monkeypatch):
@@ -208,7 +234,7 @@ def test_script_in_a_message_or_reply_shows_as_text(app, fake):
         page = client.get("/").text
     assert "<script>alert" not in "".join(frames) + page
     assert final_text(frames, rid) == f"You said: {attack}"
-    assert bubbles(page) == [("msg user", attack), ("msg assistant", f"You said: {attack}")]
+    assert bubbles(page) == [("msg user", attack), ("msg assistant done", f"You said: {attack}")]
 
 
 @pytest.mark.parametrize("bad", ["not json", '{"message": "hi"}', '{"msg": 42}', '["hi"]', b'{"msg": "hi"}'])
@@ -246,7 +272,8 @@ def test_clear_forgets_the_conversation(app, fake):
         exchange(ws, "one")
         exchange(ws, "two")
         assert client.post("/chat/clear").status_code == 200
-        assert shape(ws.receive_text()) == [("div", {"id": "chat-log", "hx-swap-oob": "true"}, None, [])]
+        assert shape(ws.receive_text()) == [("div", {"id": "chat-log", "data-empty": chat_module.EMPTY_HINT,
+                                                     "hx-swap-oob": "true"}, None, [])]
         assert bubbles(client.get("/").text) == []
         exchange(ws, "three")
     assert user_turns(fake.requests[-1]) == ["three"]
@@ -277,12 +304,12 @@ async def test_chunks_arrive_while_the_llm_is_still_writing(app_url, fake):
     async with tab(app_url) as t:
         rid = await t.ask("count")
         started = time.monotonic()
-        assert await t.first_chunk(rid) == "One"
+        assert await t.first_text(rid) == "One"
         first = time.monotonic() - started
         assert fake.finished == 0  # forwarded before the LLM had written the rest
         assert await t.answer(rid) == "One two three four"
         assert time.monotonic() - started > first + 0.5
-    assert chunks(t.frames, rid) == fake.tokens
+    assert list(dict.fromkeys(shown(t.frames, rid))) == ["One", "One two", "One two three", "One two three four"]
 
 
 @pytest.mark.asyncio
@@ -292,7 +319,7 @@ async def test_history_survives_a_restart(tmp_path, backend, fake):
             await t.answer(await t.ask("remember the milk"))
     with running(chat_app(tmp_path / "app.db", backend)) as url:
         assert bubbles(httpx.get(url).text) == [
-            ("msg user", "remember the milk"), ("msg assistant", "You said: remember the milk")]
+            ("msg user", "remember the milk"), ("msg assistant done", "You said: remember the milk")]
         async with tab(url) as t:
             await t.answer(await t.ask("what did I say?"))
     assert fake.requests[-1]["messages"][1:] == [
@@ -325,7 +352,7 @@ async def test_narration_can_ask_for_a_comment_in_every_tab(app_url, app, fake):
         rid = reply_id(await first.receive_until(showing("msg note")))
         assert reply_id(await second.receive_until(showing("msg note"))) == rid
         assert [await first.answer(rid), await second.answer(rid)] == ["Milk again?", "Milk again?"]
-    assert chunks(first.frames, rid) == chunks(second.frames, rid) == ["Milk", " again?"]
+    assert shown(first.frames, rid) == shown(second.frames, rid)
     assert user_turns(fake.requests[-1]) == [f"Note: added todo 'milk'\n\n{COMMENT_REQUEST}"]
     assert [m["role"] for m in app.state.chat.history(1)] == ["note", "assistant"]
 
@@ -340,7 +367,7 @@ async def test_a_message_sent_while_a_reply_streams_waits_its_turn(app_url, fake
         assert await t.answer(first) == "You said: one two three four five"
         assert await t.answer(second) == "You said: six"
     first_done = next(i for i, f in enumerate(t.frames) if final_text([f], first) is not None)
-    assert first_done < min(i for i, f in enumerate(t.frames) if chunks([f], second))
+    assert first_done < min(i for i, f in enumerate(t.frames) if shown([f], second))
     assert fake.requests[1]["messages"][-2:] == [
         {"role": "assistant", "content": "You said: one two three four five"}, {"role": "user", "content": "six"}]
 
@@ -402,7 +429,7 @@ async def test_error_mid_stream_keeps_the_partial_reply(app_url, app, fake):
         rid = await t.ask("tell me more")
         assert await t.answer(rid) == "You said:"
     [error] = errors(t.frames)
-    assert shape(t.frames[-1])[1] == ("div", {"hx-swap-oob": f"afterend:#{rid}"}, None, [
+    assert shape(t.frames[-1])[2] == ("div", {"hx-swap-oob": f"afterend:#{rid}"}, None, [
         ("div", {"class": "msg error"}, error, [])])  # right under the partial reply
     assert error.endswith("stopped with an error: an error was encountered while running the model: unexpected EOF")
     assert app.state.chat.history(1)[-1]["content"] == "You said:"
@@ -436,7 +463,136 @@ async def test_upstream_closes_when_the_browser_goes_away(app_url, app, fake, mo
     fake.tokens, fake.delay = [f" t{n}" for n in range(100)], 0.05
     if moment == "stalled": fake.stall_after = 1
     async with tab(app_url) as t:
-        await t.first_chunk(await t.ask("go on"))
+        await t.first_text(await t.ask("go on"))
     assert await eventually(lambda: fake.aborted == 1, timeout=2)  # the fake saw its response abandoned
     assert await eventually(lambda: not app.state.chat.jobs, timeout=1)  # and no task is left reading
     assert fake.finished == 0
+
+
+# --- Stop, status, keeping the conversation
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("moment", ["streaming", "stalled"])
+async def test_stop_ends_the_reply_at_once_keeps_what_arrived_and_the_queue_goes_on(app_url, app, fake, moment):
+    fake.tokens, fake.delay = [f" t{n}" for n in range(200)], 0.02
+    if moment == "stalled": fake.stall_after = 3
+    async with tab(app_url) as t:
+        first = await t.ask("go on")
+        await t.receive_until(lambda f: stop_buttons([f]) == [first])
+        await t.receive_until(lambda f: "t2" in "".join(shown([f], first)))  # stalled after three, if so scripted
+        fake.tokens, fake.stall_after = None, None  # the queued message gets the echo, in full
+        second = await t.ask("and then?")
+        await asyncio.sleep(0.1)
+        stopped = time.monotonic()
+        httpx.post(f"{app_url}/chat/stop", data={"reply": first}).raise_for_status()
+        kept = await t.answer(first)
+        assert time.monotonic() - stopped < 1
+        assert await eventually(lambda: fake.aborted == 1)  # the LLM saw its stream closed
+        assert await t.answer(second) == "You said: and then?"
+    reply = finished(t.frames, first)
+    assert "stopped" in reply.classes and reply.find(lambda e: "stopped-mark" in e.classes).text == "Stopped"
+    arrived = len(kept.split())
+    assert kept == " ".join(f"t{n}" for n in range(arrived)) and (arrived == 3 if moment == "stalled" else arrived < 200)
+    assert errors(t.frames) == []
+    assert [(m["role"], m["content"], m["stopped"]) for m in app.state.chat.history(1)] == [
+        ("user", "go on", 0), ("assistant", reply.get("data-markdown"), 1),
+        ("user", "and then?", 0), ("assistant", "You said: and then?", 0)]
+    assert bubbles(httpx.get(app_url).text)[1] == ("msg assistant done stopped", kept)  # still marked after a reload
+    assert fake.requests[1]["messages"][-2]["content"] == reply.get("data-markdown")
+
+
+@pytest.mark.asyncio
+async def test_stop_for_a_finished_or_unknown_reply_does_nothing(app_url, fake):
+    async with tab(app_url) as t:
+        rid = await t.ask("hi")
+        assert await t.answer(rid) == "You said: hi"
+        for reply in (rid, "reply-unknown", ""):
+            assert httpx.post(f"{app_url}/chat/stop", data={"reply": reply}).status_code == 200
+        assert await t.silent(0.2)
+
+
+def test_status_says_whether_the_llm_answers_and_has_the_model(app, backend, fake):
+    def status(page): return html_tree(page).find(lambda e: e.get("id") == "chat-status")
+    with TestClient(app) as client:
+        picker = html_tree(client.get("/chat/models").text)
+        label = picker.find(lambda e: e.tag == "label")
+        assert (label.text, label.get("for")) == ("Model", "chat-model")  # a visible label for the select
+        ready = status(client.get("/chat/status").text)
+        assert ready.classes == ["ready"] and ready.text == f"{backend.default_model} is ready ({backend.name} at {backend.url})."
+        assert ready.get("hx-trigger") == "focus from:#chat-model, htmx:afterRequest from:#chat-model"
+
+        app.state.store["chat_model"] = "mistral"
+        missing = status(client.get("/chat/status").text)
+        assert missing.classes == ["fault"] and "no model 'mistral' (it has llama3.2:latest, qwen2.5:7b)" in missing.text
+        if isinstance(backend, Ollama): assert "`ollama pull mistral`" in missing.text
+        options = [e.get("value") for e in html_tree(client.get("/chat/status").text).iter() if e.tag == "option"]
+        assert options == ["mistral", "llama3.2:latest", "qwen2.5:7b"]  # the picker's options, refreshed
+
+        backend.url = f"http://127.0.0.1:{free_port()}"
+        down = status(client.get("/chat/status").text)
+        assert down.classes == ["fault"] and down.text == backend.unreachable()
+        assert status(client.get("/chat/models").text).text == backend.unreachable()
+
+
+def test_an_empty_chat_shows_a_hint(app, fake):
+    with TestClient(app) as client:
+        log = html_tree(client.get("/").text).find(lambda e: e.get("id") == "chat-log")
+    assert log.children == [] and log.get("data-empty") == chat_module.EMPTY_HINT
+
+
+def test_the_conversation_downloads_as_markdown(app, fake):
+    fake.tokens = ["Use **a list**:\n\n", "- one\n- two"]
+    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+        exchange(ws, "What should I do?")
+        client.post("/narrate", data={"text": "added todo 'milk'"})
+        ws.receive_text()
+        response = client.get("/chat/download")
+    assert response.headers["content-type"] == "text/markdown; charset=utf-8"
+    assert re.fullmatch(r'attachment; filename="chat-\d{4}-\d\d-\d\d-\d{4}\.md"',
+                        response.headers["content-disposition"])
+    title, rest = response.text.split("\n\n", 1)
+    assert re.fullmatch(r"# Chat with llama3\.2(:latest)?, \d{4}-\d\d-\d\d \d\d:\d\d", title)
+    assert rest == ("## You\n\nWhat should I do?\n\n## Assistant\n\nUse **a list**:\n\n- one\n- two\n\n"
+                    "> Note: added todo 'milk'\n")
+
+
+@pytest.mark.asyncio
+async def test_a_streaming_reply_is_rendered_as_it_grows(app_url, fake, monkeypatch):
+    monkeypatch.setattr(chat_module, "RENDER_EVERY", 0.05)
+    fake.tokens, fake.delay = ["# Plan", "\n\n", "- **first**", "\n", "- second", "\n", "- `third`", "\n\n"] * 2, 0.04
+    async with tab(app_url) as t:
+        rid = await t.ask("plan")
+        await t.answer(rid)
+    renderings = [e for e in elements(t.frames) if e.get("hx-swap-oob") == f"innerHTML:#{rid}-md"]
+    assert renderings and any(e.find(lambda n: n.tag == "strong") for e in renderings)
+    def words(state): return " ".join(re.sub(r"[#*`-]", " ", state).split())
+    states = [words(state) for state in shown(t.frames, rid)]
+    assert states[-1] == "Plan first second third Plan first second third"
+    assert all(states[-1].startswith(state) for state in states), states  # it only ever grows
+
+
+@pytest.mark.asyncio
+async def test_what_arrives_while_a_send_is_in_flight_goes_out_in_one_frame():
+    sent, release, arrived = [], asyncio.Event(), asyncio.Event()
+
+    async def slow_send(html):
+        sent.append(html)
+        if len(sent) == 1: await release.wait()  # the first frame takes its time
+
+    async def llm():
+        yield "first"
+        while not sent: await asyncio.sleep(0)
+        for n in range(50): yield f" {n}"
+        arrived.set()
+        await release.wait()
+        yield " last"
+
+    streaming = chat_module.Streaming("reply-x", slow_send)
+    running = asyncio.create_task(streaming.run(llm()))
+    await arrived.wait()
+    await asyncio.sleep(0.01)
+    assert len(sent) == 1
+    release.set()
+    await running
+    assert streaming.text == "first" + "".join(f" {n}" for n in range(50)) + " last"
+    assert [chunks([html], "reply-x") for html in sent[:2]] == [["first"], ["".join(f" {n}" for n in range(50))]]

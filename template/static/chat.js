@@ -1,0 +1,66 @@
+// The chat panel's behaviour (chat.py draws it); template-owned. Without this script the panel still works,
+// only less comfortably: Enter would not send and the log would not follow the reply.
+(() => {
+  const log = () => document.getElementById("chat-log");
+
+  // The panel fills the viewport below its top, so the page never grows with the conversation.
+  function fit() {
+    const chat = document.getElementById("chat");
+    const workspace = chat?.closest("aside")?.parentElement;
+    if (workspace) chat.style.setProperty("--chat-top", `${workspace.getBoundingClientRect().top + scrollY}px`);
+  }
+  addEventListener("resize", fit);
+
+  // Follow the reply as it grows, unless the person scrolled up to read; their own message always shows.
+  const nearBottom = (el) => el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+  let follow = true;
+  const toBottom = () => { const el = log(); if (el) el.scrollTop = el.scrollHeight; };
+  document.addEventListener("htmx:wsBeforeMessage", () => { follow = follow || nearBottom(log()); });
+  document.addEventListener("htmx:wsAfterMessage", () => { if (follow) toBottom(); follow = false; });
+  document.addEventListener("htmx:wsAfterSend", (event) => {
+    if (event.target.id !== "chat-form") return;
+    event.target.reset();
+    showSize();
+    follow = true;
+  });
+
+  // Enter sends, Shift+Enter adds a line (and so does Enter while an input method composes).
+  document.addEventListener("keydown", (event) => {
+    if (event.target.id !== "chat-input" || event.key !== "Enter" || event.shiftKey || event.isComposing) return;
+    event.preventDefault();
+    event.target.form.requestSubmit();
+  });
+
+  // The size against the limit, before sending: a message over it cannot be sent.
+  function showSize() {
+    const input = document.getElementById("chat-input"), size = document.getElementById("chat-size");
+    if (!input || !size) return;
+    const bytes = new TextEncoder().encode(input.value).length, limit = Number(input.dataset.maxBytes);
+    const over = bytes > limit;
+    input.setCustomValidity(over ? `This message is ${(bytes / 1024).toFixed(1)} KB; the limit is ${limit / 1024} KB.` : "");
+    size.classList.toggle("over", over);
+    size.textContent = bytes > limit / 2
+      ? `${(bytes / 1024).toFixed(1)} of ${limit / 1024} KB${over ? ": too long to send" : ""}`
+      : `Enter sends, Shift+Enter adds a line; ${size.dataset.limit}.`;
+  }
+  document.addEventListener("input", (event) => { if (event.target.id === "chat-input") showSize(); });
+
+  // Copy a reply's Markdown.
+  async function copy(text) {
+    if (navigator.clipboard && isSecureContext) return navigator.clipboard.writeText(text);
+    const scratch = Object.assign(document.createElement("textarea"), { value: text });  // plain http elsewhere
+    document.body.append(scratch);
+    scratch.select();
+    document.execCommand("copy");
+    scratch.remove();
+  }
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest("#chat-log .copy");
+    if (!button) return;
+    await copy(button.closest(".msg").dataset.markdown);
+    button.textContent = "Copied";
+    setTimeout(() => { button.textContent = "Copy"; }, 1500);
+  });
+
+  document.addEventListener("DOMContentLoaded", () => { fit(); toBottom(); });
+})();

@@ -1,0 +1,107 @@
+"""Replies show as Markdown, and nothing an LLM writes can run script, leave for another site on its own or make the
+page load anything from another host: the parser passes no raw HTML, the sanitiser keeps only what it draws."""
+
+from urllib.parse import urlsplit
+
+import pytest
+
+from chat import finished_reply, markdown_html
+from chat_app import html_tree
+from fasthtml.common import to_xml
+
+
+def tree(markdown: str):
+    return html_tree(markdown_html(markdown))
+
+
+def tags(markdown: str) -> list[str]:
+    return [e.tag for e in list(tree(markdown).iter())[1:]]
+
+
+def links(markdown: str) -> list[dict]:
+    return [e.attrs for e in tree(markdown).iter() if e.tag == "a"]
+
+
+def test_the_markdown_subset_replies_use():
+    assert markdown_html("# Title\n\n## Part\n\nSome **bold**, *emphasis*, ~~gone~~ and `code`.") == (
+        "<h1>Title</h1>\n<h2>Part</h2>\n"
+        "<p>Some <strong>bold</strong>, <em>emphasis</em>, <s>gone</s> and <code>code</code>.</p>\n")
+    assert tags("- one\n- two\n\n3. three\n4. four") == ["ul", "li", "li", "ol", "li", "li"]
+    assert tree("3. three").find(lambda e: e.tag == "ol").get("start") == "3"
+    assert tags("> quoted\n\n---") == ["blockquote", "p", "hr"]
+    assert markdown_html("line one  \nline two") == "<p>line one<br>\nline two</p>\n"
+
+
+def test_fenced_code_keeps_its_text_exactly():
+    code = tree("```python\nif a < b and c > d:\n    print('<b>&amp;</b>')\n```").find(lambda e: e.tag == "code")
+    assert code.text == "if a < b and c > d:\n    print('<b>&amp;</b>')\n"
+    assert code.attrs == {}  # the language class is dropped: nothing styles it
+
+
+def test_tables_keep_their_alignment_and_nothing_else_of_style():
+    table = tree("| name | count |\n|:--|--:|\n| milk | 2 |")
+    assert [e.tag for e in table.iter()][1:] == ["table", "thead", "tr", "th", "th", "tbody", "tr", "td", "td"]
+    cells = [e for e in table.iter() if e.tag in ("th", "td")]
+    assert [(e.text, e.get("style")) for e in cells] == [
+        ("name", "text-align:left"), ("count", "text-align:right"), ("milk", "text-align:left"), ("2", "text-align:right")]
+
+
+def test_links_open_apart_and_only_to_web_mail_or_relative_addresses():
+    assert links("[site](https://example.com/a?b=1 \"a title\") and <mailto:me@example.com> and [app](/todos)") == [
+        {"href": "https://example.com/a?b=1", "title": "a title", "target": "_blank", "rel": "noopener noreferrer"},
+        {"href": "mailto:me@example.com", "target": "_blank", "rel": "noopener noreferrer"},
+        {"href": "/todos", "target": "_blank", "rel": "noopener noreferrer"}]
+
+
+@pytest.mark.parametrize("markdown", [
+    "[x](javascript:alert(1))", "[x](JaVaScRiPt:alert(1))", "[x](javascript&#58;alert(1))", "[x](  javascript:alert(1))",
+    "[x](vbscript:msgbox(1))", "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+    "[x](file:///etc/passwd)", "<javascript:alert(1)>", "[x][ref]\n\n[ref]: javascript:alert(1)",
+    "[x](\njavascript:alert(1))", "[x](java\tscript:alert(1))",
+])
+def test_a_link_to_script_or_data_is_no_link(markdown):
+    "The parser leaves such a link as the text it was written as, or the sanitiser drops its address."
+    assert all(urlsplit(a["href"]).scheme in ("", "http", "https", "mailto") for a in links(markdown) if "href" in a)
+    assert not [a for a in links(markdown) if a.get("href", "").strip().lower().startswith(("java", "vb", "data", "file"))]
+
+
+@pytest.mark.parametrize("markdown", [
+    "<script>alert(1)</script>", '<img src="x" onerror="alert(1)">', "<iframe src=https://evil.example></iframe>",
+    '<a href="javascript:alert(1)">x</a>', "<style>body{display:none}</style>", '<div onclick="alert(1)">x</div>',
+    "<svg onload=alert(1)>", "text <b onmouseover=alert(1)>bold</b>", "<!-- comment --><form action=/x>",
+    "```\n</code></pre><script>alert(1)</script>\n```", "`<script>alert(1)</script>`",
+    "[<img src=x onerror=alert(1)>](https://example.com)", "**<script>**alert(1)**</script>**",
+])
+def test_raw_html_shows_as_text(markdown):
+    rendered = tree(markdown)
+    assert [e.tag for e in rendered.iter() if e.tag not in ("p", "pre", "code", "strong", "a")] == ["frame"]
+    assert not any(name.startswith("on") or name in ("style", "action", "src") for e in rendered.iter() for name in e.attrs)
+    assert "<" in rendered.text  # the markup is there to read, as text
+
+
+@pytest.mark.parametrize("markdown", [
+    "![beacon](https://evil.example/pixel.png?who=you)", "![](http://evil.example/a.gif)",
+    "![x][pic]\n\n[pic]: https://evil.example/b.png", "[![badge](https://evil.example/c.svg)](https://example.com)",
+    '<img src="https://evil.example/d.png">', "![x](//evil.example/e.png)",
+    "![x](data:image/png;base64,iVBORw0KGgo=)",
+])
+def test_images_never_load_they_become_links(markdown):
+    rendered = tree(markdown)
+    assert not [e for e in rendered.iter() if e.tag == "img" or "src" in e.attrs]
+    for a in links(markdown): assert a["target"] == "_blank"  # a click, not a load, follows them
+
+
+def test_an_image_link_is_labelled_with_its_alt_text_or_address():
+    assert links("![a chart](https://example.com/chart.png)") == [
+        {"href": "https://example.com/chart.png", "target": "_blank", "rel": "noopener noreferrer"}]
+    assert tree("![a chart](https://example.com/chart.png)").text.strip() == "a chart"
+    assert tree("![](https://example.com/chart.png)").text.strip() == "https://example.com/chart.png"
+
+
+def test_a_finished_reply_carries_its_markdown_for_copying_escaped():
+    attack = 'Say "<script>alert(1)</script>" & **go**'
+    html = to_xml(finished_reply(attack, stopped=True), indent=False)
+    reply = html_tree(html).find(lambda e: "msg" in e.classes)
+    assert reply.get("data-markdown") == attack and "<script>" not in html
+    assert reply.classes == ["msg", "assistant", "done", "stopped"]
+    assert [e.text for e in reply.iter() if e.tag in ("small", "button")] == ["Stopped", "Copy"]
