@@ -495,6 +495,37 @@ class Tab:
     profile: int
 
 
+class Tabs:
+    "The open tabs of each profile, and the generations that tabs listen to: one nobody hears any more is cancelled."
+
+    def __init__(self):
+        self.of = defaultdict(set)  # profile id -> its open tabs
+        self.jobs = {}  # running generation -> the tabs still listening to it
+
+    async def send_html(self, tabs: set, html: str):
+        "Sends a frame to tabs; a tab that has gone away is forgotten."
+        for tab in list(tabs):
+            try: await tab.ws.send_text(html)
+            except (WebSocketDisconnect, RuntimeError):
+                tabs.discard(tab)
+                self.forget(tab)
+
+    async def send(self, tabs: set, *parts):
+        await self.send_html(tabs, to_xml(parts, indent=False))
+
+    def forget(self, tab: Tab):
+        "A tab closed: generations nobody hears any more are cancelled, which closes their LLM stream at once."
+        self.of[tab.profile].discard(tab)
+        for job, listeners in list(self.jobs.items()):
+            listeners.discard(tab)
+            if not listeners: job.cancel()
+
+    def launch(self, listeners: set, generation):
+        job = asyncio.create_task(generation)
+        self.jobs[job] = listeners
+        job.add_done_callback(lambda done: self.jobs.pop(done, None))
+
+
 def message_in(frame) -> str | None:
     "The `msg` of an htmx-ext-ws frame (JSON with the form's fields), or None if the frame is not one."
     try: msg = json.loads(frame)["msg"]
@@ -519,9 +550,8 @@ class Chat:
         self.backend = backend or backend_from_env()
         self.history = History(db)
         self.messages = self.history.table
-        self.tabs = defaultdict(set)  # profile id -> its open tabs
+        self.tabs = Tabs()
         self.turns = defaultdict(asyncio.Lock)  # profile id -> one generation at a time, first come first served
-        self.jobs = {}  # running generation -> the tabs still listening to it
         self.streams = {}  # reply id -> its Streaming, while it streams
 
     @property
@@ -529,74 +559,51 @@ class Chat:
         chosen = self.store.get("chat_model")
         return chosen if model_name(chosen) else self.backend.default_model  # one saved before names were checked
 
-    # --- talking to tabs ---
-
-    async def send_html(self, tabs: set, html: str):
-        "Sends a frame to tabs; a tab that has gone away is forgotten."
-        for tab in list(tabs):
-            try: await tab.ws.send_text(html)
-            except (WebSocketDisconnect, RuntimeError):
-                tabs.discard(tab)
-                self.forget(tab)
-
-    async def send(self, tabs: set, *parts):
-        await self.send_html(tabs, to_xml(parts, indent=False))
-
-    def forget(self, tab: Tab):
-        "A tab closed: generations nobody hears any more are cancelled, which closes their LLM stream at once."
-        self.tabs[tab.profile].discard(tab)
-        for job, listeners in list(self.jobs.items()):
-            listeners.discard(tab)
-            if not listeners: job.cancel()
-
-    def launch(self, listeners: set, generation):
-        job = asyncio.create_task(generation)
-        self.jobs[job] = listeners
-        job.add_done_callback(lambda done: self.jobs.pop(done, None))
+    # --- the conversation ---
 
     async def generate(self, profile: int, listeners: set, rid: str, request: str, keep_request: bool = True):
         """Streams the reply to request into the reply `rid` of the listening tabs, in turn with the profile's
         other generations. The request is kept in the history with its reply; one that got no reply at all (the
         LLM was down, say) is not, so it is not sent again with the next message."""
         async with self.turns[profile]:
-            reply = self.streams[rid] = Streaming(rid, lambda html: self.send_html(listeners, html))
-            await self.send(listeners, stop_button(rid, hx_swap_oob="true"))
+            reply = self.streams[rid] = Streaming(rid, lambda html: self.tabs.send_html(listeners, html))
+            await self.tabs.send(listeners, stop_button(rid, hx_swap_oob="true"))
             try: await reply.run(self.backend.stream(self.model, self.history.for_llm(profile, request)))
             finally: del self.streams[rid]
             if text := reply.text:
                 if keep_request: self.history.remember(profile, "user", request)
                 self.history.remember(profile, "assistant", text, reply.stopped)
             after = [Div(bubble("error", reply.fault), hx_swap_oob=f"afterend:#{rid}")] if reply.fault else []
-            await self.send(listeners, finished_reply(text, reply.stopped, id=rid, hx_swap_oob="true"),
+            await self.tabs.send(listeners, finished_reply(text, reply.stopped, id=rid, hx_swap_oob="true"),
                             stop_button(hx_swap_oob="true"), *after)
 
     async def receive(self, tab: Tab, frame):
         if isinstance(frame, str) and len(frame) > MAX_FRAME_BYTES:  # too big to hold a message: not even parsed
-            return await self.send({tab}, appended(too_long(len(frame.encode()))))
+            return await self.tabs.send({tab}, appended(too_long(len(frame.encode()))))
         msg = message_in(frame)
         if msg is None:
-            return await self.send({tab}, appended(bubble(
+            return await self.tabs.send({tab}, appended(bubble(
                 "error", 'A frame that was not an htmx-ext-ws JSON message with a "msg" field was ignored.')))
-        if (size := len(msg.encode())) > MAX_MESSAGE_BYTES: return await self.send({tab}, appended(too_long(size)))
+        if (size := len(msg.encode())) > MAX_MESSAGE_BYTES: return await self.tabs.send({tab}, appended(too_long(size)))
         if not msg.strip(): return
         rid = f"reply-{uuid.uuid4().hex}"
-        await self.send({tab}, appended(bubble("user", msg), streaming_reply(rid)))
+        await self.tabs.send({tab}, appended(bubble("user", msg), streaming_reply(rid)))
         listeners = {tab}
-        self.launch(listeners, self.generate(tab.profile, listeners, rid, msg))
+        self.tabs.launch(listeners, self.generate(tab.profile, listeners, rid, msg))
 
     async def narrate(self, profile: int, text: str, comment: bool = False):
         """Tells the conversation what the user did ("added todo 'X'"): every open tab of the profile shows it,
         and the LLM sees it next time. comment=True also asks the LLM for a one-line comment, streamed to those
         tabs when the profile's earlier generations are done (not at all if no tab is open)."""
         self.history.remember(profile, "note", text)
-        listeners, rid = set(self.tabs[profile]), f"reply-{uuid.uuid4().hex}"
-        await self.send(listeners, appended(bubble("note", text), *([streaming_reply(rid)] if comment else [])))
+        listeners, rid = set(self.tabs.of[profile]), f"reply-{uuid.uuid4().hex}"
+        await self.tabs.send(listeners, appended(bubble("note", text), *([streaming_reply(rid)] if comment else [])))
         if comment and listeners:
-            self.launch(listeners, self.generate(profile, listeners, rid, COMMENT_REQUEST, keep_request=False))
+            self.tabs.launch(listeners, self.generate(profile, listeners, rid, COMMENT_REQUEST, keep_request=False))
 
     async def push(self, profile: int, *parts):
         "Sends out-of-band fragments to every open tab of the profile: a background job's progress bar, say."
-        await self.send(set(self.tabs[profile]), *parts)
+        await self.tabs.send(set(self.tabs.of[profile]), *parts)
 
     # --- the page and the routes ---
 
@@ -608,13 +615,13 @@ class Chat:
         """/ws: one tab's socket; frames are handled in order, replies stream from background jobs. Only the app's
         own pages get here: guard.py refuses a socket with a foreign Host or Origin before it is accepted."""
         tab = Tab(ws, self.current_profile())
-        self.tabs[tab.profile].add(tab)  # before accepting: narration sent once the tab is open reaches it
+        self.tabs.of[tab.profile].add(tab)  # before accepting: narration sent once the tab is open reaches it
         try:
             await ws.accept()
             while (event := await ws.receive())["type"] == "websocket.receive":
                 await self.receive(tab, event.get("text"))
         finally:
-            self.forget(tab)
+            self.tabs.forget(tab)
 
     async def picker(self):
         names, fault = await self.backend.ready(self.model)
@@ -640,7 +647,7 @@ class Chat:
         "Forgets the active profile's conversation; its other tabs are cleared too."
         profile = self.current_profile()
         self.history.forget(profile)
-        await self.send(set(self.tabs[profile]), Div(id="chat-log", data_empty=EMPTY_HINT, hx_swap_oob="true"))
+        await self.tabs.send(set(self.tabs.of[profile]), Div(id="chat-log", data_empty=EMPTY_HINT, hx_swap_oob="true"))
 
     async def download(self):
         "The active profile's conversation as a Markdown file."

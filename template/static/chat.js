@@ -37,10 +37,11 @@
     if (!input || !size) return;
     const bytes = new TextEncoder().encode(input.value).length, limit = Number(input.dataset.maxBytes);
     const over = bytes > limit;
-    input.setCustomValidity(over ? `This message is ${(bytes / 1024).toFixed(1)} KB; the limit is ${limit / 1024} KB.` : "");
+    const kb = (n) => (n / 1024).toFixed(1);
+    input.setCustomValidity(over ? `This message is ${kb(bytes)} KB; the limit is ${limit / 1024} KB.` : "");
     size.classList.toggle("over", over);
     size.textContent = bytes > limit / 2
-      ? `${(bytes / 1024).toFixed(1)} of ${limit / 1024} KB${over ? ": too long to send" : ""}`
+      ? `${kb(bytes)} of ${limit / 1024} KB${over ? ": too long to send" : ""}`
       : `Enter sends, Shift+Enter adds a line; ${size.dataset.limit}.`;
   }
   document.addEventListener("input", (event) => { if (event.target.id === "chat-input") showSize(); });

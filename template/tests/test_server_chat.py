@@ -465,7 +465,7 @@ async def test_upstream_closes_when_the_browser_goes_away(app_url, app, fake, mo
     async with tab(app_url) as t:
         await t.first_text(await t.ask("go on"))
     assert await eventually(lambda: fake.aborted == 1, timeout=2)  # the fake saw its response abandoned
-    assert await eventually(lambda: not app.state.chat.jobs, timeout=1)  # and no task is left reading
+    assert await eventually(lambda: not app.state.chat.tabs.jobs, timeout=1)  # and no task is left reading
     assert fake.finished == 0
 
 
@@ -492,7 +492,8 @@ async def test_stop_ends_the_reply_at_once_keeps_what_arrived_and_the_queue_goes
     reply = finished(t.frames, first)
     assert "stopped" in reply.classes and reply.find(lambda e: "stopped-mark" in e.classes).text == "Stopped"
     arrived = len(kept.split())
-    assert kept == " ".join(f"t{n}" for n in range(arrived)) and (arrived == 3 if moment == "stalled" else arrived < 200)
+    assert kept == " ".join(f"t{n}" for n in range(arrived))
+    assert arrived == 3 if moment == "stalled" else arrived < 200
     assert errors(t.frames) == []
     assert [(m["role"], m["content"], m["stopped"]) for m in app.state.chat.history(1)] == [
         ("user", "go on", 0), ("assistant", reply.get("data-markdown"), 1),
@@ -518,12 +519,14 @@ def test_status_says_whether_the_llm_answers_and_has_the_model(app, backend, fak
         label = picker.find(lambda e: e.tag == "label")
         assert (label.text, label.get("for")) == ("Model", "chat-model")  # a visible label for the select
         ready = status(client.get("/chat/status").text)
-        assert ready.classes == ["ready"] and ready.text == f"{backend.default_model} is ready ({backend.name} at {backend.url})."
+        assert ready.classes == ["ready"]
+        assert ready.text == f"{backend.default_model} is ready ({backend.name} at {backend.url})."
         assert ready.get("hx-trigger") == "focus from:#chat-model, htmx:afterRequest from:#chat-model"
 
         app.state.store["chat_model"] = "mistral"
         missing = status(client.get("/chat/status").text)
-        assert missing.classes == ["fault"] and "no model 'mistral' (it has llama3.2:latest, qwen2.5:7b)" in missing.text
+        assert missing.classes == ["fault"]
+        assert "no model 'mistral' (it has llama3.2:latest, qwen2.5:7b)" in missing.text
         if isinstance(backend, Ollama): assert "`ollama pull mistral`" in missing.text
         options = [e.get("value") for e in html_tree(client.get("/chat/status").text).iter() if e.tag == "option"]
         assert options == ["mistral", "llama3.2:latest", "qwen2.5:7b"]  # the picker's options, refreshed

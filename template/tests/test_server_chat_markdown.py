@@ -43,7 +43,8 @@ def test_tables_keep_their_alignment_and_nothing_else_of_style():
     assert [e.tag for e in table.iter()][1:] == ["table", "thead", "tr", "th", "th", "tbody", "tr", "td", "td"]
     cells = [e for e in table.iter() if e.tag in ("th", "td")]
     assert [(e.text, e.get("style")) for e in cells] == [
-        ("name", "text-align:left"), ("count", "text-align:right"), ("milk", "text-align:left"), ("2", "text-align:right")]
+        ("name", "text-align:left"), ("count", "text-align:right"),
+        ("milk", "text-align:left"), ("2", "text-align:right")]
 
 
 def test_links_open_apart_and_only_to_web_mail_or_relative_addresses():
@@ -54,7 +55,8 @@ def test_links_open_apart_and_only_to_web_mail_or_relative_addresses():
 
 
 @pytest.mark.parametrize("markdown", [
-    "[x](javascript:alert(1))", "[x](JaVaScRiPt:alert(1))", "[x](javascript&#58;alert(1))", "[x](  javascript:alert(1))",
+    "[x](javascript:alert(1))", "[x](JaVaScRiPt:alert(1))", "[x](javascript&#58;alert(1))",
+    "[x](  javascript:alert(1))",
     "[x](vbscript:msgbox(1))", "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
     "[x](file:///etc/passwd)", "<javascript:alert(1)>", "[x][ref]\n\n[ref]: javascript:alert(1)",
     "[x](\njavascript:alert(1))", "[x](java\tscript:alert(1))",
@@ -62,7 +64,8 @@ def test_links_open_apart_and_only_to_web_mail_or_relative_addresses():
 def test_a_link_to_script_or_data_is_no_link(markdown):
     "The parser leaves such a link as the text it was written as, or the sanitiser drops its address."
     assert all(urlsplit(a["href"]).scheme in ("", "http", "https", "mailto") for a in links(markdown) if "href" in a)
-    assert not [a for a in links(markdown) if a.get("href", "").strip().lower().startswith(("java", "vb", "data", "file"))]
+    hrefs = [a.get("href", "").strip().lower() for a in links(markdown)]
+    assert not [href for href in hrefs if href.startswith(("java", "vb", "data", "file"))]
 
 
 @pytest.mark.parametrize("markdown", [
@@ -75,7 +78,8 @@ def test_a_link_to_script_or_data_is_no_link(markdown):
 def test_raw_html_shows_as_text(markdown):
     rendered = tree(markdown)
     assert [e.tag for e in rendered.iter() if e.tag not in ("p", "pre", "code", "strong", "a")] == ["frame"]
-    assert not any(name.startswith("on") or name in ("style", "action", "src") for e in rendered.iter() for name in e.attrs)
+    names = [name for e in rendered.iter() for name in e.attrs]
+    assert not [name for name in names if name.startswith("on") or name in ("style", "action", "src")]
     assert "<" in rendered.text  # the markup is there to read, as text
 
 
