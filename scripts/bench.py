@@ -57,13 +57,18 @@ class Plan:
 
 
 FULL = Plan(warmups=1, runs=7, setup_warmups=1, setup_runs=3, wrk_seconds=5, latency_tokens=200, long_reply=2000,
-            streams=50, stream_tokens=100, jupyter=True, crawl_pages=10_000)
+            streams=50, stream_tokens=1000, jupyter=True, crawl_pages=10_000)
 QUICK = Plan(warmups=0, runs=2, setup_warmups=0, setup_runs=1, wrk_seconds=1, latency_tokens=30, long_reply=300,
-             streams=10, stream_tokens=20, jupyter=False, crawl_pages=300)
+             streams=10, stream_tokens=100, jupyter=False, crawl_pages=300)
 
 OLD, NEW = "v1.0.0", "v1.0.1"  # the template releases a fork is updated between
 TOKEN_PACE = 0.01  # seconds between tokens where the pace matters: 100 tokens/s, a fast local model
 MODEL = "llama3.2"
+STREAM_PACE = 0.001  # seconds between tokens of the concurrent streams: 1,000 tokens/s, a hosted or GPU server
+BACKENDS = {  # the chat's LLM_BACKEND -> the environment that points it at the stamped fake (base URL appended)
+    "ollama": lambda url: {"LLM_BACKEND": "ollama", "OLLAMA_HOST": url},
+    "openai": lambda url: {"LLM_BACKEND": "openai", "OPENAI_BASE_URL": f"{url}/v1", "OPENAI_MODEL": f"{MODEL}:latest"},
+}
 
 # The baseline template: copier.yml, one file, and the answers file that `copier update` needs.
 ONE_FILE_TEMPLATE = {
@@ -117,7 +122,8 @@ class StampedLLM(FakeLLM):
 
 uvicorn.run(StampedLLM().app, host="127.0.0.1", port=int(os.environ["PORT"]), log_level="warning")
 '''
-STAMP = re.compile(r"(\d+\.\d{6}) ")
+STAMP = re.compile(r"(\d+\.\d{6})(?!\d)")  # rendered as Markdown, the last loses its space
+COPY_SOURCE = re.compile(r'data-markdown="[^"]*"')  # a finished reply's Markdown, kept for its Copy button
 
 BIG_SITE = '''\
 """The fork's generated test site (tests/local_site.py, BigSite) of PAGES pages, for the crawl figures."""
@@ -399,30 +405,40 @@ def percentile(values, n: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[n - 1]
 
 
-async def read_direct(client: httpx.AsyncClient, count: int, pace: float) -> Reading:
-    "Asks the fake Ollama itself, the way the chat does, and reads the NDJSON stream."
-    body = {"model": MODEL, "messages": [{"role": "user", "content": f"{count} {pace}"}], "stream": True}
+async def read_direct(client: httpx.AsyncClient, count: int, pace: float, backend: str = "ollama") -> Reading:
+    "Asks the fake LLM itself, the way the chat does, and reads the stream: Ollama's NDJSON or OpenAI's events."
+    path, model = ("/api/chat", MODEL) if backend == "ollama" else ("/v1/chat/completions", f"{MODEL}:latest")
+    body = {"model": model, "messages": [{"role": "user", "content": f"{count} {pace}"}], "stream": True}
     asked, first, latencies = time.monotonic(), None, []
-    async with client.stream("POST", "/api/chat", json=body) as response:
+    async with client.stream("POST", path, json=body) as response:
         async for line in response.aiter_lines():
-            chunk = json.loads(line)
-            if chunk["done"]: break
+            if backend == "openai":
+                if not line.startswith("data: {"): continue
+                content = json.loads(line[6:])["choices"][0]["delta"]["content"]
+            else: content = json.loads(line)["message"]["content"]
+            if not content: continue  # the end
             now = time.monotonic()
             first = first or now
-            latencies.append(now - float(chunk["message"]["content"]))
+            latencies.append(now - float(content))
     if len(latencies) != count: raise RuntimeError(f"the direct reader got {len(latencies)} tokens of {count}")
     return Reading(first - asked, latencies, time.monotonic() - asked)
 
 
 async def read_chat(ws, count: int, pace: float) -> Reading:
-    "Asks through the chat's WebSocket, as the page does, and reads the fragments until the reply is done."
+    """Asks through the chat's WebSocket, as the page does, and reads the fragments until the reply is done. A frame
+    that shows the whole reply so far (its Markdown rendered, or the finished reply) brings the tokens past those
+    already seen; the others bring text to append."""
     asked, first, latencies = time.monotonic(), None, []
     await ws.send(json.dumps({"msg": f"{count} {pace}"}))
-    while "assistant done" not in (frame := await ws.recv()):
+    while True:
+        frame = await ws.recv()
+        done = "assistant done" in frame
         now = time.monotonic()
-        stamps = STAMP.findall(frame)
+        stamps = STAMP.findall(COPY_SOURCE.sub("", frame))
+        if done or "innerHTML:#" in frame: stamps = stamps[len(latencies):]
         first = first or (now if stamps else None)
         latencies += [now - float(stamp) for stamp in stamps]
+        if done: break
     if "msg error" in frame or len(latencies) != count:
         raise RuntimeError(f"the chat reader got {len(latencies)} tokens of {count}: {frame[:300]}")
     return Reading(first - asked, latencies, time.monotonic() - asked)
@@ -431,7 +447,9 @@ async def read_chat(ws, count: int, pace: float) -> Reading:
 def ws_url(url: str) -> str: return url.replace("http://", "ws://", 1) + "/ws"
 
 
-async def chat_pairs(plan: Plan, llm_url: str, app_url: str) -> list[Row]:
+async def chat_pairs(plan: Plan, llm_url: str, app_url: str, backend: str = "ollama") -> list[Row]:
+    """Through the chat against reading the LLM directly; the reply's tokens per second through either backend,
+    the first token and the latency per token through Ollama's."""
     async with httpx.AsyncClient(base_url=llm_url, timeout=60) as llm, \
                httpx.AsyncClient(base_url=app_url, timeout=60) as app, \
                websockets.connect(ws_url(app_url), max_size=None) as ws:
@@ -440,7 +458,7 @@ async def chat_pairs(plan: Plan, llm_url: str, app_url: str) -> list[Row]:
             "Direct then through the chat; the chat's history is cleared first, so every request is the same size."
             results = []
             for run_number in range(plan.warmups + plan.runs):
-                direct = await read_direct(llm, count, pace)
+                direct = await read_direct(llm, count, pace, backend)
                 (await app.post("/chat/clear")).raise_for_status()
                 chat = await read_chat(ws, count, pace)
                 if run_number >= plan.warmups: results.append((direct, chat))
@@ -453,29 +471,32 @@ async def chat_pairs(plan: Plan, llm_url: str, app_url: str) -> list[Row]:
                        millis(statistics.median(subject)), f"{added * 1000:+.2f} ms", target,
                        None if limit is None else added <= limit)
 
-        print("chat: time to first token ...", file=sys.stderr)
-        rows = [difference_row("chat: time to first token seen by a WebSocket client", await pairs_of(5, 0),
-                               lambda r: r.first_token, "≤ +5 ms", 0.005)]
-        print("chat: latency per token ...", file=sys.stderr)
-        paced = await pairs_of(plan.latency_tokens, TOKEN_PACE)
-        for n, target, limit in ((50, "≤ +1 ms", 0.001), (99, "—", None)):
-            rows.append(difference_row(f"chat: added latency per token, p{n} ({plan.latency_tokens} tokens, "
-                                       f"{1 / TOKEN_PACE:.0f} per second)", paced,
-                                       lambda r: percentile(r.latencies, n), target, limit))
-        print(f"chat: {plan.long_reply}-token reply ...", file=sys.stderr)
+        rows = []
+        if backend == "ollama":
+            print("chat: time to first token ...", file=sys.stderr)
+            rows.append(difference_row("chat: time to first token seen by a WebSocket client", await pairs_of(5, 0),
+                                       lambda r: r.first_token, "≤ +5 ms", 0.005))
+            print("chat: latency per token ...", file=sys.stderr)
+            paced = await pairs_of(plan.latency_tokens, TOKEN_PACE)
+            for n, target, limit in ((50, "≤ +1 ms", 0.001), (99, "—", None)):
+                rows.append(difference_row(f"chat: added latency per token, p{n} ({plan.latency_tokens} tokens, "
+                                           f"{1 / TOKEN_PACE:.0f} per second)", paced,
+                                           lambda r: percentile(r.latencies, n), target, limit))
+        api = "Ollama's API" if backend == "ollama" else "the OpenAI-compatible API"
+        print(f"chat: {plan.long_reply}-token reply through {api} ...", file=sys.stderr)
         results = await pairs_of(plan.long_reply, 0)
         base = [plan.long_reply / d.total for d, _ in results]
         subject = [plan.long_reply / c.total for _, c in results]
-        rows.append(ratio_row(f"chat: {plan.long_reply:,}-token reply, tokens per second (as fast as the LLM sends)",
-                              "reading the fake Ollama directly", base, subject, per_second, "≥ 0.8x", 0.8,
-                              higher_is_better=True))
+        rows.append(ratio_row(f"chat: {plan.long_reply:,}-token reply, tokens per second (as fast as the LLM sends), "
+                              f"{api}", f"reading the fake LLM's {api} directly", base, subject, per_second,
+                              "≥ 0.8x", 0.8, higher_is_better=True))
         return rows
 
 
 async def concurrent_streams(plan: Plan, app_url: str, process) -> Row:
     """plan.streams tabs ask at once, each in a profile of its own (a profile has one generation at a time, so the
-    streams of one profile queue by design); each reply is paced like a local model."""
-    pace = TOKEN_PACE * 2
+    streams of one profile queue by design); each reply is paced like a hosted or GPU server."""
+    pace = STREAM_PACE
     async with httpx.AsyncClient(base_url=app_url, timeout=60) as app:
         tabs = []
         for n in range(plan.streams):
@@ -599,9 +620,11 @@ def report(plan: Plan, quick: bool, rows: list[Row]) -> str:
         "app (`fast_app` with one table, one page listing its rows, `uvicorn.run`). Start: from spawning the process "
         "to the first 200 for `/`, redirects followed. Requests per second: `wrk -t1 -c10` (keep-alive) for "
         f"{plan.wrk_seconds} s; error answers (4xx, 5xx) are counted.",
-        "- Chat: the fork's fake Ollama (tests/fake_ollama.py) stamps each token with the time it sent it. Directly: "
-        "one keep-alive httpx client streams /api/chat. Through the chat: a WebSocket client sends the message as "
-        "the page does and reads the fragments until the reply is done; its history is cleared before each run.",
+        "- Chat: the fork's fake LLM (tests/fake_ollama.py) stamps each token with the time it sent it. Directly: "
+        "one keep-alive httpx client streams /api/chat (Ollama) or /v1/chat/completions (OpenAI-compatible). "
+        "Through the chat: a WebSocket client sends the message as the page does and reads the fragments until the "
+        "reply is done; its history is cleared before each run. The server runs once with each LLM_BACKEND. "
+        f"The concurrent streams are paced at {1 / STREAM_PACE:,.0f} tokens per second each.",
         f"- Site crawl: the fork's Site crawl app, driven through its routes, crawls the fork's generated test site "
         f"(tests/local_site.py, BigSite: {plan.crawl_pages:,} pages of about 7 KB, a tree of ten links a page, served "
         "by uvicorn on the same two cores). Peak RSS is the server's VmHWM. The table's answer time is that of "
@@ -635,11 +658,14 @@ def main():
             env = os.environ | {"HOST": "127.0.0.1", "DEV": "0", "LLM_BACKEND": "ollama", "OLLAMA_HOST": llm_url,
                                 "DATA_DIR": str(fresh("data")), "LOG_DIR": str(fresh("logs"))}
             rows += server_rows(plan, fork, env, fresh)
-            with server([fork / ".venv/bin/python", "server.py"], fork, env) as (app, app_url):
-                wait_for_200(app_url + "/", app)
-                rows += asyncio.run(chat_pairs(plan, llm_url, app_url))
-                print("concurrent chat streams ...", file=sys.stderr)
-                rows.append(asyncio.run(concurrent_streams(plan, app_url, app)))
+            for backend, backend_env in BACKENDS.items():
+                served = server([fork / ".venv/bin/python", "server.py"], fork, env | backend_env(llm_url))
+                with served as (app, app_url):
+                    wait_for_200(app_url + "/", app)
+                    rows += asyncio.run(chat_pairs(plan, llm_url, app_url, backend))
+                    if backend == "ollama":
+                        print("concurrent chat streams ...", file=sys.stderr)
+                        rows.append(asyncio.run(concurrent_streams(plan, app_url, app)))
             rows += asyncio.run(crawl_rows(plan, fork, env | {"DATA_DIR": str(fresh("crawl-data"))}, fresh))
 
     args.output.write_text(report(plan, args.quick, rows))
