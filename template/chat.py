@@ -570,12 +570,13 @@ class Chat:
             await self.tabs.send(listeners, stop_button(rid, hx_swap_oob="true"))
             try: await reply.run(self.backend.stream(self.model, self.history.for_llm(profile, request)))
             finally: del self.streams[rid]
-            if text := reply.text:
-                if keep_request: self.history.remember(profile, "user", request)
-                self.history.remember(profile, "assistant", text, reply.stopped)
+            text = reply.text
             after = [Div(bubble("error", reply.fault), hx_swap_oob=f"afterend:#{rid}")] if reply.fault else []
             await self.tabs.send(listeners, finished_reply(text, reply.stopped, id=rid, hx_swap_oob="true"),
-                            stop_button(hx_swap_oob="true"), *after)
+                                 stop_button(hx_swap_oob="true"), *after)
+            if text:  # kept once shown, before the profile's next generation starts
+                if keep_request: self.history.remember(profile, "user", request)
+                self.history.remember(profile, "assistant", text, reply.stopped)
 
     async def receive(self, tab: Tab, frame):
         if isinstance(frame, str) and len(frame) > MAX_FRAME_BYTES:  # too big to hold a message: not even parsed

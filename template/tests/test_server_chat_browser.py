@@ -192,6 +192,10 @@ def test_a_long_conversation_scrolls_in_the_panel_and_the_page_keeps_its_height(
         page.add_init_script(OPENED)
         page.goto("/todos")
         expect(page.locator("#chat-status")).to_have_text(f"llama3.2 is ready (Ollama at {fake.url}).")
+        for todo in ("Review redirects after the migration", "Draft the quarterly SEO report", "Check the crawl budget"):
+            page.get_by_label("New todo").fill(todo)
+            page.get_by_label("New todo").press("Enter")
+            expect(page.locator("#chat-log .note").last).to_have_text(f"Added the todo: {todo}")
         page_height = page.evaluate("document.documentElement.scrollHeight")
         log, box = page.locator("#chat-log"), page.locator("#chat-input")
         for n in range(10):
@@ -206,17 +210,20 @@ def test_a_long_conversation_scrolls_in_the_panel_and_the_page_keeps_its_height(
         expect(log.locator(".assistant").last).to_be_in_viewport()
 
         # Scrolled up to read while a reply streams, the log stays there.
-        fake.tokens, fake.delay = [f" more{n}" for n in range(30)], 0.03
+        fake.tokens, fake.delay = [f" Word {n} of a reply that takes its time." for n in range(30)], 0.03
         page.locator("#chat-input").fill("one more")
         page.locator("#chat-form button", has_text="Send").click()
-        expect(log.locator(".assistant").last).to_contain_text("more2")
+        expect(log.locator(".assistant").last).to_contain_text("Word 2 ")
         log.evaluate("log => log.scrollTop = 100")
         expect(log.locator(".assistant.done")).to_have_count(11)
         assert log.evaluate("log => log.scrollTop") == 100
 
         fake.tokens, fake.delay = [
-            "Start with **Review redirects**: a migration that loses them loses rankings.\n\n",
-            "1. Export the old URLs\n2. Check each with the *URL checker*\n3. Fix the `404`s first"], 0
+            "### Start with the redirects\n\nA migration that loses its redirects loses its **rankings**, so:\n\n",
+            "1. Export the old URLs from the sitemap\n2. Check each one with the *URL checker*\n",
+            "3. Fix the `404`s first, then the redirect chains\n\n",
+            "| todo | why first |\n|---|---|\n| Review redirects | traffic is at stake |\n",
+            "| Crawl budget | follows from the fixes |\n\nThen draft the report with what you found."], 0
         log.evaluate("log => log.scrollTop = log.scrollHeight")
         page.locator("#chat-input").fill("Which of these should I do first?")
         page.locator("#chat-input").press("Enter")
