@@ -252,6 +252,25 @@ def backend_from_env() -> Backend:
     raise ValueError(f"LLM_BACKEND must be 'ollama' or 'openai', not {kind!r}")
 
 
+@dataclass(eq=False)
+class Tab:
+    "One open WebSocket: a browser tab showing the panel for a profile."
+    ws: WebSocket
+    profile: int
+
+
+def message_in(frame) -> str | None:
+    "The `msg` of an htmx-ext-ws frame (JSON with the form's fields), or None if the frame is not one."
+    try: msg = json.loads(frame)["msg"]
+    except (TypeError, ValueError, KeyError, RecursionError): return None  # RecursionError: JSON nested too deep
+    return msg if isinstance(msg, str) else None
+
+
+def model_name(name) -> bool:
+    "Whether name is a model name: what the picker may choose, and what the store may give back."
+    return isinstance(name, str) and len(name) <= MAX_MODEL_NAME and MODEL_NAME.fullmatch(name) is not None
+
+
 # --- Markdown, safely: the parser never passes raw HTML through, and the sanitiser keeps only what it draws.
 
 def image_as_link(renderer, tokens, idx, options, env):
@@ -337,12 +356,12 @@ def streaming_reply(rid: str):
 
 
 def finished_reply(text: str, stopped: bool = False, **attrs):
-    "A reply as Markdown, with a Copy button that copies its source; marked if it was stopped."
-    return Div(Div(NotStr(finished_html(text)), cls="md"),
-               Div(Small("Stopped", cls="stopped-mark") if stopped else None,
-                   Button("Copy", type="button", cls="copy outline secondary", aria_label="Copy this reply"),
-                   cls="reply-actions"),
-               cls=f"msg assistant done{' stopped' if stopped else ''}", data_markdown=text, **attrs)
+    "A reply as Markdown, with a Copy button that copies its source; marked if it was stopped, hidden if empty."
+    copy = Button("Copy", type="button", cls="copy outline secondary", aria_label="Copy this reply") if text else None
+    return Div(Div(NotStr(finished_html(text)), cls="md") if text else None,
+               Div(Small("Stopped", cls="stopped-mark") if stopped else None, copy, cls="reply-actions")
+               if text or stopped else None,
+               cls=f"msg assistant done{' stopped' if stopped else ''}", data_markdown=text or None, **attrs)
 
 
 def logged(message: dict):
@@ -432,15 +451,16 @@ def chat_panel(messages: list[dict]):
 # --- One reply as it streams
 
 class Streaming:
-    """A reply streaming into the element `rid` of the tabs that listen, through send(html).
+    """A reply streaming into the element `rid` of the tabs that listen, through send(html); the frame `first` goes
+    out while the LLM is being asked.
 
     What arrived while a send was in flight goes out in one frame with the next send; the Markdown so far is
     rendered in place of the plain text at most every RENDER_EVERY seconds, and ten times as seldom as a rendering
     takes, so a long reply spends at most a tenth of its time on it. stop() ends the reply at once: the read is
     cancelled, which closes the LLM's stream, and what arrived is kept."""
 
-    def __init__(self, rid: str, send):
-        self.rid, self.send = rid, send
+    def __init__(self, rid: str, send, first: str):
+        self.rid, self.send, self.first = rid, send, first
         self.parts, self.pending, self.fault, self.stopped = [], [], None, False
         self.arrived, self.reading = asyncio.Event(), None
 
@@ -475,6 +495,7 @@ class Streaming:
 
     async def forward(self):
         "Sends what arrived since the last send, until cancelled; the finished reply carries whatever is left."
+        await self.send(self.first)
         render_at = time.monotonic() + RENDER_EVERY
         while True:
             await self.arrived.wait()
@@ -486,13 +507,6 @@ class Streaming:
                 render_at = time.monotonic() + max(RENDER_EVERY, 10 * (time.monotonic() - started))
             self.pending.clear()
             await self.send(html)
-
-
-@dataclass(eq=False)
-class Tab:
-    "One open WebSocket: a browser tab showing the panel for a profile."
-    ws: WebSocket
-    profile: int
 
 
 class Tabs:
@@ -526,18 +540,6 @@ class Tabs:
         job.add_done_callback(lambda done: self.jobs.pop(done, None))
 
 
-def message_in(frame) -> str | None:
-    "The `msg` of an htmx-ext-ws frame (JSON with the form's fields), or None if the frame is not one."
-    try: msg = json.loads(frame)["msg"]
-    except (TypeError, ValueError, KeyError, RecursionError): return None  # RecursionError: JSON nested too deep
-    return msg if isinstance(msg, str) else None
-
-
-def model_name(name) -> bool:
-    "Whether name is a model name: what the picker may choose, and what the store may give back."
-    return isinstance(name, str) and len(name) <= MAX_MODEL_NAME and MODEL_NAME.fullmatch(name) is not None
-
-
 class Chat:
     """The chat of one app: `panel()` draws it, `register(app)` adds its routes, `narrate()` tells it what happened.
 
@@ -566,8 +568,8 @@ class Chat:
         other generations. The request is kept in the history with its reply; one that got no reply at all (the
         LLM was down, say) is not, so it is not sent again with the next message."""
         async with self.turns[profile]:
-            reply = self.streams[rid] = Streaming(rid, lambda html: self.tabs.send_html(listeners, html))
-            await self.tabs.send(listeners, stop_button(rid, hx_swap_oob="true"))
+            reply = self.streams[rid] = Streaming(rid, lambda html: self.tabs.send_html(listeners, html),
+                                                  first=to_xml(stop_button(rid, hx_swap_oob="true"), indent=False))
             try: await reply.run(self.backend.stream(self.model, self.history.for_llm(profile, request)))
             finally: del self.streams[rid]
             text = reply.text

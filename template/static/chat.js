@@ -24,8 +24,10 @@
     follow = true;
   });
 
-  // Enter sends, Shift+Enter adds a line (and so does Enter while an input method composes).
+  // Enter sends, Shift+Enter adds a line (and so does Enter while an input method composes); Escape stops a reply.
   document.addEventListener("keydown", (event) => {
+    const stop = document.getElementById("chat-stop");
+    if (event.key === "Escape" && stop && !stop.hidden && event.target.closest?.("#chat")) return stop.click();
     if (event.target.id !== "chat-input" || event.key !== "Enter" || event.shiftKey || event.isComposing) return;
     event.preventDefault();
     event.target.form.requestSubmit();

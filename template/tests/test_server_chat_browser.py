@@ -103,12 +103,14 @@ def test_markup_in_the_chat_shows_as_text_and_never_runs(page, fake):
     assert page.locator("#chat-log img, #chat-log script").count() == 0
 
 
-def test_stop_stops_the_reply_and_keeps_it(page, fake):
+@pytest.mark.parametrize("how", ["button", "Escape"])
+def test_stop_stops_the_reply_and_keeps_it(page, fake, how):
     fake.tokens, fake.delay = [f" word{n}" for n in range(300)], 0.03
     send(page, "go on and on")
     stop, reply = page.locator("#chat-stop"), page.locator("#chat-log .assistant")
     expect(reply).to_contain_text("word3")
-    stop.click()
+    expect(stop).to_be_visible()
+    stop.click() if how == "button" else page.press("#chat-input", "Escape")
     expect(reply).to_have_class("msg assistant done stopped")
     expect(reply.locator(".stopped-mark")).to_have_text("Stopped")
     expect(stop).to_be_hidden()

@@ -4,10 +4,10 @@ page load anything from another host: the parser passes no raw HTML, the sanitis
 from urllib.parse import urlsplit
 
 import pytest
+from fasthtml.common import to_xml
 
 from chat import finished_reply, markdown_html
 from chat_app import html_tree
-from fasthtml.common import to_xml
 
 
 def tree(markdown: str):
@@ -109,3 +109,9 @@ def test_a_finished_reply_carries_its_markdown_for_copying_escaped():
     assert reply.get("data-markdown") == attack and "<script>" not in html
     assert reply.classes == ["msg", "assistant", "done", "stopped"]
     assert [e.text for e in reply.iter() if e.tag in ("small", "button")] == ["Stopped", "Copy"]
+
+
+def test_an_empty_reply_is_an_empty_element_and_a_stopped_one_says_so():
+    assert to_xml(finished_reply(""), indent=False) == '<div class="msg assistant done"></div>'
+    stopped = html_tree(to_xml(finished_reply("", stopped=True), indent=False))
+    assert [e.text for e in stopped.iter() if e.tag in ("small", "button")] == ["Stopped"]
