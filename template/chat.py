@@ -386,9 +386,11 @@ def appended_text(rid: str, text: str) -> str:
 
 
 def rendered_so_far(rid: str, text: str) -> str:
-    "Out-of-band: a streaming reply's text so far as Markdown, in place of what it showed."
-    return (f'<div hx-swap-oob="innerHTML:#{rid}-md">{markdown_html(text)}</div>'
-            f'<span hx-swap-oob="innerHTML:#{rid}-tail"></span>')
+    """Out-of-band: a streaming reply's text so far as Markdown, in place of what it showed. Its trailing blanks,
+    which Markdown drops, stay in the plain tail, where the text that arrives next goes on."""
+    blanks = text[len(text.rstrip()):]
+    return (f'<div hx-swap-oob="innerHTML:#{rid}-md">{markdown_html(text).rstrip()}</div>'
+            f'<span hx-swap-oob="innerHTML:#{rid}-tail">{blanks}</span>')
 
 
 def stop_button(rid: str | None = None, **attrs):
@@ -572,13 +574,12 @@ class Chat:
                                                   first=to_xml(stop_button(rid, hx_swap_oob="true"), indent=False))
             try: await reply.run(self.backend.stream(self.model, self.history.for_llm(profile, request)))
             finally: del self.streams[rid]
-            text = reply.text
+            if text := reply.text:  # kept before it is shown: a note that comes after it goes after it
+                if keep_request: self.history.remember(profile, "user", request)
+                self.history.remember(profile, "assistant", text, reply.stopped)
             after = [Div(bubble("error", reply.fault), hx_swap_oob=f"afterend:#{rid}")] if reply.fault else []
             await self.tabs.send(listeners, finished_reply(text, reply.stopped, id=rid, hx_swap_oob="true"),
                                  stop_button(hx_swap_oob="true"), *after)
-            if text:  # kept once shown, before the profile's next generation starts
-                if keep_request: self.history.remember(profile, "user", request)
-                self.history.remember(profile, "assistant", text, reply.stopped)
 
     async def receive(self, tab: Tab, frame):
         if isinstance(frame, str) and len(frame) > MAX_FRAME_BYTES:  # too big to hold a message: not even parsed

@@ -100,7 +100,7 @@ def shown(frames, rid) -> list[str]:
             if not isinstance(e, Node): continue
             swap = e.get("hx-swap-oob")
             if swap == f"innerHTML:#{rid}-md": rendered, changed = e.text, True
-            elif swap == f"innerHTML:#{rid}-tail": tail, changed = "", True
+            elif swap == f"innerHTML:#{rid}-tail": tail, changed = e.text, True
             elif swap == f"beforeend:#{rid}-tail": tail, changed = tail + e.text, True
             elif e.get("id") == rid and "done" in e.classes:
                 rendered, tail, changed = (e.find(lambda n: "md" in n.classes) or Node("div", {})).text, "", True

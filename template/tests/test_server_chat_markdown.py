@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 import pytest
 from fasthtml.common import to_xml
 
-from chat import finished_reply, markdown_html
+from chat import finished_reply, markdown_html, rendered_so_far
 from chat_app import html_tree
 
 
@@ -115,3 +115,10 @@ def test_an_empty_reply_is_an_empty_element_and_a_stopped_one_says_so():
     assert to_xml(finished_reply(""), indent=False) == '<div class="msg assistant done"></div>'
     stopped = html_tree(to_xml(finished_reply("", stopped=True), indent=False))
     assert [e.text for e in stopped.iter() if e.tag in ("small", "button")] == ["Stopped"]
+
+
+def test_a_rendering_while_streaming_keeps_the_trailing_blanks_for_the_text_to_come():
+    frame = html_tree(rendered_so_far("reply-x", "A list:\n\n- one \n"))
+    md, tail = [e for e in frame.children if not isinstance(e, str)]
+    assert md.get("hx-swap-oob") == "innerHTML:#reply-x-md" and [e.tag for e in md.iter()] == ["div", "p", "ul", "li"]
+    assert (tail.get("hx-swap-oob"), tail.text) == ("innerHTML:#reply-x-tail", " \n")
