@@ -85,9 +85,11 @@ def error_detail(payload) -> str | None:
 
 async def line_batches(response: httpx.Response):
     """The lines of a streamed response as bytes, a batch per piece that arrived: far cheaper than httpx's
-    aiter_lines, which decodes and splits every piece on its own."""
+    aiter_lines, which decodes and splits every piece on its own. An uncompressed body (an LLM's stream, nearly
+    always) is read raw, past httpx's decoding layers."""
+    plain = response.headers.get("content-encoding", "identity") == "identity"
     rest = b""
-    async for data in response.aiter_bytes():
+    async for data in response.aiter_raw() if plain else response.aiter_bytes():
         *lines, rest = (rest + data).split(b"\n")
         if lines: yield lines
     if rest: yield [rest]
@@ -234,8 +236,9 @@ class OpenAICompatible(Backend):
         return [m["id"] for m in payload.get("data", [])]
 
     def chunk_text(self, line: bytes) -> str:
+        if not line.startswith(b"data:"): return ""  # the blank line after each event, or a comment
         data = line.removeprefix(b"data:").strip()
-        if not line.startswith(b"data:") or data == b"[DONE]": return ""
+        if data == b"[DONE]": return ""
         chunk = json.loads(data)
         if error := error_detail(chunk): raise LLMError(f"{self.name} stopped with an error: {error}")
         choices = chunk.get("choices") or [{}]

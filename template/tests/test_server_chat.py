@@ -5,6 +5,7 @@ Every test runs against both backends (Ollama's API and the OpenAI-compatible on
 Starlette's TestClient or, for timing and many tabs, a real WebSocket client against the app under uvicorn."""
 
 import asyncio
+import gzip
 import html
 import json
 import re
@@ -16,7 +17,7 @@ import pytest
 import websockets
 from fastlite import database
 from starlette.applications import Starlette
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
@@ -410,6 +411,17 @@ async def test_something_else_at_the_llm_address(app_url, backend):
     assert errors(t.frames) == [
         f"{backend.name} answered 404 at {app_url}{backend.chat_path}: 404 Not Found",
         f"The server at {elsewhere} does not speak {backend.api}: it sent '<h1>Hi</h1>'. Check {backend.setting}."]
+
+
+@pytest.mark.asyncio
+async def test_a_compressed_stream_reads_as_well():
+    "The chat reads an LLM's stream raw unless it is compressed (a proxy in front of the server, say)."
+    lines = b"".join(json.dumps({"message": {"content": word}}).encode() + b"\n" for word in ("Hel", "lo"))
+
+    def compressed(request):
+        return Response(gzip.compress(lines), headers={"content-encoding": "gzip"}, media_type="application/x-ndjson")
+    with running(Starlette(routes=[Route("/api/chat", compressed, methods=["POST"])])) as url:
+        assert [chunk async for chunk in Ollama(url, "llama3.2", timeout=5).stream("llama3.2", [])] == ["Hello"]
 
 
 @pytest.mark.asyncio
