@@ -197,7 +197,8 @@ def test_a_long_conversation_scrolls_in_the_panel_and_the_page_keeps_its_height(
         page.add_init_script(OPENED)
         page.goto("/todos")
         expect(page.locator("#chat-status")).to_have_text(f"llama3.2 is ready (Ollama at {fake.url}).")
-        for todo in ("Review redirects after the migration", "Draft the quarterly SEO report", "Check the crawl budget"):
+        todos = ("Review redirects after the migration", "Draft the quarterly SEO report", "Check the crawl budget")
+        for todo in todos:
             page.get_by_label("New todo").fill(todo)
             page.get_by_label("New todo").press("Enter")
             expect(page.locator("#chat-log .note").last).to_have_text(f"Added the todo: {todo}")
