@@ -1,5 +1,5 @@
 """What the app and ./run leave on the machine: files readable by the person alone, the Jupyter token in no log
-and on no command line, and no listener left behind however `./run start` is stopped."""
+and on no command line, and no listener left behind however `./run start` is stopped, or when it cannot start."""
 
 import os
 import signal
@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT, app_server, free_port
+from conftest import ROOT, app_server, free_port, wait_for
 
 JUPYTER = "jupyter: true" in (ROOT / ".copier-answers.yml").read_text()
 TOKEN = "test-token-not-for-any-log-0123456789"
@@ -158,6 +158,15 @@ def test_run_start_stopped_any_way_leaves_no_listener(run_starts, stop):
 
 
 @needs_jupyter
+def test_run_start_ends_with_what_runs_where_and_how_to_stop(run_starts):
+    run = run_starts["token"]
+    wait_for(lambda: "Ctrl-C stops both." in run.output())
+    assert (f"App:        http://127.0.0.1:{run.ports['PORT']}\n"
+            f"JupyterLab: http://127.0.0.1:{run.ports['JUPYTER_PORT']}/lab/tree/notebooks?token={TOKEN}\n"
+            f"Ctrl-C stops both. JupyterLab's messages go to {run.logs}/jupyter.log.\n") in run.output()
+
+
+@needs_jupyter
 def test_the_jupyter_token_is_shown_on_the_terminal_only(run_starts):
     run = run_starts["token"]
     assert f"token={TOKEN}" in run.output()  # the URL to open
@@ -167,3 +176,48 @@ def test_the_jupyter_token_is_shown_on_the_terminal_only(run_starts):
     os.kill(run.process.pid, signal.SIGTERM)
     assert run.stopped()
     assert TOKEN not in "".join(path.read_text() for path in run.logs.iterdir())
+
+
+# --- ./run start that cannot start: a line saying why, a non-zero status, nothing left running
+
+def start_to_the_end(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    "`./run start` with free ports unless env says otherwise, run until it ends by itself."
+    env = {"PORT": str(free_port()), "JUPYTER_PORT": str(free_port()), "LOG_DIR": str(tmp_path / "logs")} | env
+    return subprocess.run([str(ROOT / "run"), "start"], cwd=ROOT, env=os.environ | env, capture_output=True,
+                          text=True, timeout=180)
+
+
+@pytest.fixture
+def port_in_use():
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        yield listener.getsockname()[1]
+
+
+def test_a_busy_app_port_is_one_line_naming_port(port_in_use, tmp_path):
+    result = start_to_the_end(tmp_path, PORT=str(port_in_use))
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", (
+        f"Port {port_in_use} on 127.0.0.1 is in use (by another program, or another ./run): choose another with "
+        f"PORT, e.g. PORT={port_in_use + 1} ./run start\n"))
+
+
+@needs_jupyter
+def test_a_busy_jupyter_port_is_one_line_naming_jupyter_port(port_in_use, tmp_path):
+    result = start_to_the_end(tmp_path, JUPYTER_PORT=str(port_in_use))
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", (
+        f"Port {port_in_use} on 127.0.0.1 is in use (by another program, or another ./run): choose another with "
+        f"JUPYTER_PORT, e.g. JUPYTER_PORT={port_in_use + 1} ./run start\n"))
+
+
+@needs_jupyter
+def test_a_jupyterlab_that_cannot_start_stops_the_app_saying_why(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "jupyter_server_config.py").write_text("raise SystemExit('this config stops JupyterLab')\n")
+    port, jupyter_port = free_port(), free_port()
+    result = start_to_the_end(tmp_path, PORT=str(port), JUPYTER_PORT=str(jupyter_port),
+                              JUPYTER_CONFIG_DIR=str(tmp_path / "config"))
+    assert result.returncode == 1
+    log = tmp_path / "logs" / "jupyter.log"
+    assert (f"JupyterLab stopped before it listened on 127.0.0.1:{jupyter_port}. The end of {log}:\n"
+            "    this config stops JupyterLab\n"
+            "The app stops too: ./run start runs both or neither. ./run app serves the app alone.\n") in result.stderr
+    assert "Application shutdown complete." in result.stderr and not listening(port)
