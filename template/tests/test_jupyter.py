@@ -1,7 +1,8 @@
-"""JupyterLab starts on localhost with a token, refuses requests without it, and says where it is, or why it
-cannot start."""
+"""JupyterLab starts on localhost with a token, refuses requests without it, says where it is, and asks nothing of
+the internet."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -9,10 +10,23 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+ON_THIS_MACHINE = {"127.0.0.1", "localhost", "::1"}
+# Loaded by JupyterLab as a config file of the person's own (JUPYTER_CONFIG_DIR): notes every host name the server
+# looks up, so that a test sees any request it would make off this machine.
+NOTE_LOOKUPS = """
+import socket
+looked_up, getaddrinfo = open({path!r}, "a", buffering=1), socket.getaddrinfo
+def noting_getaddrinfo(host, *args, **kwargs):
+    looked_up.write(f"{{host}}\\n")
+    return getaddrinfo(host, *args, **kwargs)
+socket.getaddrinfo = noting_getaddrinfo
+"""
 
 
 def free_port() -> int:
@@ -21,9 +35,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def status(url: str) -> int:
+def status(url: str, headers: dict | None = None) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=30) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -41,12 +55,15 @@ class Jupyter:
     "`./run jupyter` on a free port, in a session of its own, with its terminal kept."
 
     def __init__(self, tmp: Path):
-        self.port, self.token, self.log = free_port(), "test-token-0123456789", tmp / "logs" / "jupyter.log"
+        self.port, self.token, self.lookups = free_port(), "test-token-0123456789", tmp / "lookups.txt"
+        self.log = tmp / "logs" / "jupyter.log"
+        (tmp / "config").mkdir()
+        (tmp / "config" / "jupyter_server_config.py").write_text(NOTE_LOOKUPS.format(path=str(self.lookups)))
         env = os.environ | {"JUPYTER_PORT": str(self.port), "JUPYTER_TOKEN": self.token,
-                            "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+                            "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"), "JUPYTER_CONFIG_DIR": str(tmp / "config"),
                             "LOG_DIR": str(tmp / "logs")}
         self.terminal = (tmp / "terminal.txt").open("w+")
-        self.process = subprocess.Popen([str(ROOT / "run"), "jupyter"],
+        self.process = subprocess.Popen([str(ROOT / "run"), "jupyter", "--LabApp.expose_app_in_browser=True"],
                                         cwd=ROOT, env=env, stdout=self.terminal, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -54,6 +71,9 @@ class Jupyter:
     def output(self) -> str:
         self.terminal.seek(0)
         return self.terminal.read()
+
+    def looked_up(self) -> set[str]:
+        return set(self.lookups.read_text().split()) if self.lookups.exists() else set()
 
     def stop(self):
         if self.process.poll() is None:
@@ -116,3 +136,32 @@ def test_a_jupyterlab_that_cannot_start_says_why_on_the_terminal(tmp_path):
     assert "JupyterLab stopped before it listened on 127.0.0.1:" in result.stderr
     assert "    this config stops JupyterLab\n" in result.stderr
 
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (set CHROMIUM)")
+def test_jupyterlab_asks_nothing_of_the_internet(jupyter):
+    "No news, no update check, no extension lookups on PyPI: neither the page nor the server goes off 127.0.0.1."
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update"])
+        page = browser.new_page()
+        requested = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(f"{jupyter.url}/lab?token={jupyter.token}")
+        page.wait_for_function("window.jupyterapp !== undefined", timeout=60_000)
+        page.evaluate("window.jupyterapp.restored")
+        # The plugin that asks "Would you like to get notified about official Jupyter news?", then fetches the news
+        # and checks for updates through the server, is not even loaded.
+        assert not page.evaluate("window.jupyterapp.hasPlugin('@jupyterlab/apputils-extension:announcements')")
+        assert page.evaluate("window.jupyterapp.hasPlugin('@jupyterlab/apputils-extension:notification')")
+        browser.close()
+    assert {urlsplit(url).hostname for url in requested} == {"127.0.0.1"}, requested
+    assert not [url for url in requested if "/lab/api/news" in url or "/lab/api/update" in url]
+    # What the page no longer asks, the server would fetch from the internet (the news feed, PyPI): asked all the
+    # same, it looks no host up.
+    token = {"Authorization": f"token {jupyter.token}"}
+    for path in ("/lab/api/news", "/lab/api/update", "/lab/api/extensions?query=jupyter&page=1&per_page=30"):
+        assert status(jupyter.url + path, token) == 200, path
+    assert jupyter.looked_up() - ON_THIS_MACHINE == set()
