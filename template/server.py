@@ -401,7 +401,8 @@ async def edit_profile(profile_id: int):
     profile = profiles[profile_id]
     return Li(Form(Input(name="name", value=profile.name, aria_label="Profile name", autofocus=True, required=True),
                    Button("Save"), Button("Cancel", type="button", hx_get=f"/profiles/{profile_id}",
-                                          hx_target=f"#profile-{profile_id}", hx_swap="outerHTML", cls="secondary"),
+                                          hx_target=f"#profile-{profile_id}", hx_swap="outerHTML",
+                                          cls="secondary cancel"),
                    hx_put=f"/profiles/{profile_id}", hx_target="#profiles", hx_swap="outerHTML", role="group"),
               id=f"profile-{profile_id}", cls="row editing")
 

@@ -15,7 +15,8 @@ def todo_item(todo):
     url, swap = f"/{NAME}/{todo.id}", dict(hx_target=f"#todo-{todo.id}", hx_swap="outerHTML")
     return Li(Span("⠿", cls="handle", title="Drag to reorder"),
               Input(type="checkbox", checked=bool(todo.done), hx_post=f"{url}/toggle", aria_label="Done", **swap),
-              Span(todo.title, hx_get=f"{url}/edit", title="Click to edit", cls="title", **swap),
+              Span(todo.title, hx_get=f"{url}/edit", hx_trigger="click, keydown[key=='Enter']", title="Click to edit",
+                   tabindex=0, role="button", cls="title", **swap),
               Button("Delete", hx_delete=url, cls="outline secondary", **swap),
               Input(type="hidden", name="order", value=todo.id),
               id=f"todo-{todo.id}", cls="row done" if todo.done else "row")
@@ -25,7 +26,7 @@ def todo_editor(todo):
     url, swap = f"/{NAME}/{todo.id}", dict(hx_target=f"#todo-{todo.id}", hx_swap="outerHTML")
     return Li(Form(Input(name="title", value=todo.title, aria_label="Todo", maxlength=1000, required=True,
                          autofocus=True),
-                   Button("Save"), Button("Cancel", type="button", hx_get=url, cls="secondary", **swap),
+                   Button("Save"), Button("Cancel", type="button", hx_get=url, cls="secondary cancel", **swap),
                    hx_put=url, role="group", **swap),
               Input(type="hidden", name="order", value=todo.id),
               id=f"todo-{todo.id}", cls="row editing")
@@ -45,7 +46,7 @@ def setup(plugin):
     @plugin.page
     def view():
         return (Hgroup(H2("Todos"), P(f"The list of the profile {plugin.profile().name}. "
-                                      "Click a todo to edit it; drag ⠿ to reorder.")),
+                                      "Click a todo to edit it (Escape cancels); drag ⠿ to reorder.")),
                 Form(Input(name="title", placeholder="What needs doing?", aria_label="New todo", maxlength=1000,
                            required=True),
                      Button("Add"), hx_post=plugin.url(), hx_target="#todo-list", hx_swap="beforeend",

@@ -11,3 +11,28 @@ htmx.onLoad((root) => {
 
 // A message answers the last request only: clear it when the next one starts.
 document.addEventListener("htmx:beforeRequest", () => document.getElementById("message")?.replaceChildren());
+
+// Inline editors (a row of class "editing": a todo's, a profile's): Escape does what their Cancel button does. Once
+// the row is back (cancelled or saved), focus returns to the control that opened the editor, the one that gets the
+// row's .../edit, so that the keyboard goes on from where it was.
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape" || event.isComposing) return;
+  const cancel = event.target.closest?.(".editing")?.querySelector("button.cancel");
+  if (cancel) {
+    event.preventDefault();
+    cancel.click();
+  }
+});
+
+let closingEditor = null;  // the id of the row whose editor the response being swapped in replaces
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const editor = document.activeElement?.closest(".editing");
+  closingEditor = editor && event.detail.target.contains(editor) ? editor.id : null;
+});
+htmx.onLoad(() => {
+  const opener = closingEditor && document.getElementById(closingEditor)?.querySelector('[hx-get$="/edit"]');
+  if (opener) {
+    opener.focus();
+    closingEditor = null;
+  }
+});

@@ -102,3 +102,48 @@ def test_a_person_uses_todos_and_profiles_in_the_browser(browser_page):
     expect(page.locator("#profiles li")).to_have_count(1)
 
     assert_only_local_requests(page.context.requested)
+
+
+def test_escape_cancels_an_inline_edit_and_focus_returns_to_what_opened_it(browser_page):
+    "From the keyboard alone: a todo and a profile opened for editing, changed, then Escape: nothing is saved."
+    from playwright.sync_api import expect
+
+    page = browser_page
+    page.goto("/todos")
+    page.get_by_label("New todo").fill("Write the brief")
+    page.get_by_label("New todo").press("Enter")
+    title = page.locator("#todo-list .title")
+    expect(title).to_have_text(["Write the brief"])
+
+    title.focus()
+    page.keyboard.press("Enter")
+    editor = page.get_by_label("Todo", exact=True)
+    expect(editor).to_be_focused()
+    page.keyboard.type(", twice")
+    page.keyboard.press("Escape")
+    expect(title).to_have_text(["Write the brief"])
+    expect(title).to_be_focused()
+
+    page.keyboard.press("Enter")  # a save gives the focus back too
+    expect(editor).to_be_focused()
+    page.keyboard.press("End")
+    page.keyboard.type(" again")
+    page.keyboard.press("Enter")
+    expect(title).to_have_text(["Write the brief again"])
+    expect(title).to_be_focused()
+
+    page.goto("/profiles")
+    page.get_by_role("button", name="Rename").focus()
+    page.keyboard.press("Enter")
+    name = page.get_by_label("Profile name", exact=True)
+    expect(name).to_be_focused()
+    page.keyboard.type(" (changed)")
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("button", name="Rename")).to_be_focused()
+    expect(page.locator("#profiles .name")).to_have_text(["Default"])
+
+    page.reload()
+    expect(page.locator("#profiles .name")).to_have_text(["Default"])
+    page.goto("/todos")
+    expect(title).to_have_text(["Write the brief again"])
+    assert_only_local_requests(page.context.requested)
