@@ -23,3 +23,5 @@ def test_run_help_names_the_commands(flavour, tmp_path):
     usage = subprocess.run([str(fork / "run"), "--help"], capture_output=True, text=True, check=True).stdout
     assert "setup" in usage and "test" in usage and "start" in usage
     assert ("app" in usage) == (flavour != "darwinix")
+    botify = "BOTIFY_API_URL=http://127.0.0.1:8890 ./run" in usage and "tests/fake_botify.py --port 8890" in usage
+    assert botify == (flavour == "botifython")
