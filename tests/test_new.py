@@ -1,4 +1,5 @@
-"""scripts/new renders a flavour into a git repository, sets it up and starts it on localhost."""
+"""scripts/new renders a flavour into a git repository, sets it up and starts it on localhost, saying what it does
+as it does it and ending with what runs where; a mistake (a flavour, an answer, a folder in use) is one line."""
 
 import os
 import signal
@@ -10,7 +11,9 @@ import urllib.request
 
 import pytest
 
-from template_tools import ROOT, git
+from template_tools import FLAVOURS, ROOT, git
+
+NEW = str(ROOT / "scripts" / "new")
 
 
 def free_port() -> int:
@@ -29,43 +32,109 @@ def status(url: str) -> int:
         return 0
 
 
-def start_new(flavour, dest, env, url, log):
-    """Run scripts/new until url answers; return the status; always stop what it started."""
-    process = subprocess.Popen([str(ROOT / "scripts" / "new"), flavour, str(dest)], env=os.environ | env,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+def start_new(flavour, dest, env, url) -> tuple[str, int]:
+    """Run scripts/new until it says what runs where (the last thing it says); return all it said and url's status
+    then. Always stops what it started."""
+    log = dest.parent / "new.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([NEW, flavour, str(dest)], env=os.environ | env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 600
-        while (code := status(url)) == 0:
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        while "Ctrl-C stops" not in (said := log.read_text()):
+            assert process.poll() is None and time.monotonic() < deadline, said
             time.sleep(0.5)
-        return code
+        return said, status(url)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
 
 
+def in_order(text: str, *parts: str) -> bool:
+    "Whether every part is in text, each after the one before."
+    at = 0
+    for part in parts:
+        at = text.find(part, at)
+        if at < 0: return False
+        at += len(part)
+    return True
+
+
+def new(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([NEW, *args], env=os.environ | env, capture_output=True, text=True, timeout=300)
+
+
 def test_new_darwinix_starts_jupyterlab_with_its_token(tmp_path):
     port, token = free_port(), "a-test-token-for-new"
-    log = tmp_path / "new.log"
-    with log.open("w") as out:
-        env = {"JUPYTER_PORT": str(port), "JUPYTER_TOKEN": token}
-        assert start_new("darwinix", tmp_path / "x", env, f"http://127.0.0.1:{port}/api/status?token={token}", out) == 200
+    (tmp_path / "x").mkdir()  # an empty folder is as good as a new one
+    env = {"JUPYTER_PORT": str(port), "JUPYTER_TOKEN": token}
+    said, code = start_new("darwinix", tmp_path / "x", env, f"http://127.0.0.1:{port}/api/status?token={token}")
+    assert code == 200
     assert status(f"http://127.0.0.1:{port}/api/status") == 0, "JupyterLab was left running"
+    assert in_order(said, f"Rendered the darwinix flavour into {tmp_path / 'x'}.\n",
+                    "Committed it to a new git repository there: ./run update follows the template from that commit.\n",
+                    "Setting up .venv ...\n", "Set up. Starting it (./run start) ...\n",
+                    f"JupyterLab: http://127.0.0.1:{port}/lab/tree/notebooks?token={token}\n"
+                    f"Ctrl-C stops it. Its messages go to logs/jupyter.log.\n"), said
     assert git(tmp_path / "x", "status", "--porcelain") == "", "the fork's first commit left files out"
-    assert "Render darwinix" in git(tmp_path / "x", "log", "--oneline")
+    assert git(tmp_path / "x", "log", "--format=%s") == "Render darwinix from the template\n"
 
 
 @pytest.mark.parametrize("flavour", ["pipulate", "botifython"])
-def test_new_server_flavour_serves_its_app(flavour, tmp_path):
+def test_new_server_flavour_serves_its_app_and_says_where(flavour, tmp_path):
     port, jupyter_port = free_port(), free_port()
-    log = tmp_path / "new.log"
-    with log.open("w") as out:
-        env = {"PORT": str(port), "JUPYTER_PORT": str(jupyter_port)}
-        assert start_new(flavour, tmp_path / "x", env, f"http://127.0.0.1:{port}/", out) == 200
+    env = {"PORT": str(port), "JUPYTER_PORT": str(jupyter_port)}
+    said, code = start_new(flavour, tmp_path / "x", env, f"http://127.0.0.1:{port}/")
+    assert code == 200
+    assert in_order(said, f"Rendered the {flavour} flavour into", "Committed it to a new git repository there",
+                    "Setting up .venv ...", "Set up. Starting it (./run start) ...", "Uvicorn running on",
+                    f"App:        http://127.0.0.1:{port}\n"
+                    f"JupyterLab: http://127.0.0.1:{jupyter_port}/lab/tree/notebooks?token=",
+                    "\nCtrl-C stops both. JupyterLab's messages go to logs/jupyter.log.\n"), said
     assert git(tmp_path / "x", "status", "--porcelain") == ""
 
 
-def test_new_without_arguments_prints_usage():
-    result = subprocess.run([str(ROOT / "scripts" / "new")], capture_output=True, text=True)
-    assert result.returncode == 2 and "Usage: scripts/new FLAVOUR DEST" in result.stderr
+def test_new_with_no_start_ends_saying_how_to_start(tmp_path):
+    result = new("pipulate", str(tmp_path / "x"), NO_START="1")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.endswith(f"Set up. Start it with: cd {tmp_path / 'x'} && ./run\n")
+
+
+def test_new_without_arguments_prints_usage_with_the_flavours():
+    result = new()
+    assert result.returncode == 2 and result.stderr.startswith("Usage: scripts/new FLAVOUR DEST")
+    assert result.stderr.endswith(f"Flavours: {', '.join(FLAVOURS)}.\n")
+
+
+def test_a_flavour_that_is_not_one_is_one_line_naming_them(tmp_path):
+    result = new("pipulat", str(tmp_path / "x"))
+    assert (result.returncode, result.stderr) == (
+        2, f"scripts/new: there is no flavour 'pipulat': choose one of {', '.join(FLAVOURS)}.\n")
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("answer, message", [
+    ("python_version=3.9", "Invalid choice for 'python_version': '3.9' is not in ['3.11', '3.12', '3.13']"),
+    ("app_port=80", "Validation error for question 'app_port': The app port must be between 1024 and 65535, not 80."),
+    ("app_port=abc", "app_port: invalid literal for int() with base 10: 'abc'"),
+])
+def test_an_answer_copier_refuses_is_one_line(answer, message, tmp_path):
+    result = new("pipulate", str(tmp_path / "x"), "-d", answer)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.endswith(f"\nscripts/new: {message}\n") or result.stderr == f"scripts/new: {message}\n"
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("inside", ["a file", "a git repository"])
+def test_a_folder_in_use_is_refused_and_left_alone(inside, tmp_path):
+    dest = tmp_path / "x"
+    dest.mkdir()
+    if inside == "a file": (dest / "notes.txt").write_text("mine")
+    else: git(dest, "init", "--quiet")
+    before = sorted(p.relative_to(dest) for p in dest.rglob("*"))
+    result = new("pipulate", str(dest))
+    assert (result.returncode, result.stderr) == (2, (
+        f"scripts/new: {dest} already exists and is not an empty folder: give a new one (the fork gets a folder, and "
+        "a git repository, of its own).\n"))
+    assert sorted(p.relative_to(dest) for p in dest.rglob("*")) == before

@@ -80,6 +80,7 @@ def test_without_jupyter_there_is_no_jupyter(tmp_path):
     ({"flavour": "unknown"}, "unknown"),
     ({"ollama_model": "Bad Model!"}, "is not an Ollama model name"),
     ({"author_email": "nobody"}, "is not an e-mail address"),
+    ({"flavour": "darwinix", "jupyter": False}, "darwinix is JupyterLab: it cannot go without it."),
     ({"python_version": "3.9"}, "3.9"),
 ])
 def test_bad_answer_fails_with_its_message_and_writes_nothing(answers, message, tmp_path):
@@ -96,7 +97,10 @@ def test_copier_cli_copies_without_trust(tmp_path):
         [sys.executable, "-m", "copier", "copy", "--defaults", "--vcs-ref=HEAD", "-d", "flavour=botifython",
          str(ROOT), str(dst)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "Botifython is ready" in result.stderr + result.stdout
+    assert (f"Botifython is rendered in {dst}: nothing is set up or started yet. Next:\n"
+            f"  cd {dst}\n"
+            '  git init && git add --all && git commit -m "Render botifython"') in result.stderr
+    assert "  ./run   # sets up .venv, starts the app and JupyterLab and says where" in result.stderr
     assert (dst / "server.py").exists()
 
 
