@@ -193,19 +193,12 @@ def port_in_use():
         yield listener.getsockname()[1]
 
 
-def test_a_busy_app_port_is_one_line_naming_port(port_in_use, tmp_path):
-    result = start_to_the_end(tmp_path, PORT=str(port_in_use))
+@pytest.mark.parametrize("variable", ["PORT", pytest.param("JUPYTER_PORT", marks=needs_jupyter)])
+def test_a_port_in_use_is_one_line_naming_its_variable(variable, port_in_use, tmp_path):
+    result = start_to_the_end(tmp_path, **{variable: str(port_in_use)})
     assert (result.returncode, result.stdout, result.stderr) == (1, "", (
         f"Port {port_in_use} on 127.0.0.1 is in use (by another program, or another ./run): choose another with "
-        f"PORT, e.g. PORT={port_in_use + 1} ./run start\n"))
-
-
-@needs_jupyter
-def test_a_busy_jupyter_port_is_one_line_naming_jupyter_port(port_in_use, tmp_path):
-    result = start_to_the_end(tmp_path, JUPYTER_PORT=str(port_in_use))
-    assert (result.returncode, result.stdout, result.stderr) == (1, "", (
-        f"Port {port_in_use} on 127.0.0.1 is in use (by another program, or another ./run): choose another with "
-        f"JUPYTER_PORT, e.g. JUPYTER_PORT={port_in_use + 1} ./run start\n"))
+        f"{variable}, e.g. {variable}={port_in_use + 1} ./run start\n"))
 
 
 @needs_jupyter
