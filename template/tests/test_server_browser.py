@@ -108,42 +108,42 @@ def test_escape_cancels_an_inline_edit_and_focus_returns_to_what_opened_it(brows
     "From the keyboard alone: a todo and a profile opened for editing, changed, then Escape: nothing is saved."
     from playwright.sync_api import expect
 
-    page = browser_page
+    page, soon = browser_page, {"timeout": 30_000}  # each key may be answered by a request: a loaded machine is slow
     page.goto("/todos")
     page.get_by_label("New todo").fill("Write the brief")
     page.get_by_label("New todo").press("Enter")
     title = page.locator("#todo-list .title")
-    expect(title).to_have_text(["Write the brief"])
+    expect(title).to_have_text(["Write the brief"], **soon)
 
     title.focus()
     page.keyboard.press("Enter")
     editor = page.get_by_label("Todo", exact=True)
-    expect(editor).to_be_focused()
+    expect(editor).to_be_focused(**soon)
     page.keyboard.type(", twice")
     page.keyboard.press("Escape")
-    expect(title).to_have_text(["Write the brief"])
-    expect(title).to_be_focused()
+    expect(title).to_have_text(["Write the brief"], **soon)
+    expect(title).to_be_focused(**soon)
 
     page.keyboard.press("Enter")  # a save gives the focus back too
-    expect(editor).to_be_focused()
+    expect(editor).to_be_focused(**soon)
     page.keyboard.press("End")
     page.keyboard.type(" again")
     page.keyboard.press("Enter")
-    expect(title).to_have_text(["Write the brief again"])
-    expect(title).to_be_focused()
+    expect(title).to_have_text(["Write the brief again"], **soon)
+    expect(title).to_be_focused(**soon)
 
     page.goto("/profiles")
     page.get_by_role("button", name="Rename").focus()
     page.keyboard.press("Enter")
     name = page.get_by_label("Profile name", exact=True)
-    expect(name).to_be_focused()
+    expect(name).to_be_focused(**soon)
     page.keyboard.type(" (changed)")
     page.keyboard.press("Escape")
-    expect(page.get_by_role("button", name="Rename")).to_be_focused()
-    expect(page.locator("#profiles .name")).to_have_text(["Default"])
+    expect(page.get_by_role("button", name="Rename")).to_be_focused(**soon)
+    expect(page.locator("#profiles .name")).to_have_text(["Default"], **soon)
 
     page.reload()
-    expect(page.locator("#profiles .name")).to_have_text(["Default"])
+    expect(page.locator("#profiles .name")).to_have_text(["Default"], **soon)
     page.goto("/todos")
-    expect(title).to_have_text(["Write the brief again"])
+    expect(title).to_have_text(["Write the brief again"], **soon)
     assert_only_local_requests(page.context.requested)
