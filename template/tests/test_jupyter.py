@@ -147,10 +147,11 @@ def test_jupyterlab_asks_nothing_of_the_internet(jupyter):
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update"])
         page = browser.new_page()
+        page.set_default_timeout(90_000)  # JupyterLab's page is megabytes of scripts: slow on a loaded machine
         requested = []
         page.on("request", lambda request: requested.append(request.url))
         page.goto(f"{jupyter.url}/lab?token={jupyter.token}")
-        page.wait_for_function("window.jupyterapp !== undefined", timeout=60_000)
+        page.wait_for_function("window.jupyterapp !== undefined")
         page.evaluate("window.jupyterapp.restored")
         # The plugin that asks "Would you like to get notified about official Jupyter news?", then fetches the news
         # and checks for updates through the server, is not even loaded.
