@@ -29,6 +29,13 @@ CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/c
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (set CHROMIUM)")
 
 
+def shipped(*paths: str):
+    "Marks the template's tests of plugins or notebooks it ships, which a fork may delete: then they are skipped."
+    gone = [path for path in paths if not (ROOT / path).exists()]
+    return pytest.mark.skipif(bool(gone), reason=f"{' and '.join(gone)} is not in this fork, so the template's "
+                                                 "tests of it are skipped")
+
+
 def pytest_configure(config):
     # Before any test module imports config.py, which reads them once.
     scratch = Path(tempfile.mkdtemp(prefix="fork-tests-"))

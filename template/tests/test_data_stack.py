@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "data_starter.ipynb"
@@ -18,6 +19,9 @@ def test_numpy_pandas_matplotlib_import_and_compute():
     assert frame["x"].sum() == 10
 
 
+# A fork may delete the starter notebook (the next update scaffolds it again: README.md, "What you may edit").
+@pytest.mark.skipif(not NOTEBOOK.exists(), reason="notebooks/data_starter.ipynb is not in this fork, so the "
+                                                 "template's tests of it are skipped")
 def test_starter_notebook_executes(tmp_path):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(notebook, timeout=120, resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()

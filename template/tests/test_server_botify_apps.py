@@ -16,8 +16,10 @@ import httpx
 import pytest
 
 import botify
-from conftest import ROOT, app_server, free_port, running, served
+from conftest import ROOT, app_server, free_port, running, served, shipped
 from fake_botify import TOKEN, FakeBotify
+
+pytestmark = shipped("plugins/030_botify_connect.py", "plugins/040_botify_export.py")
 
 HX = {"HX-Request": "true"}
 PROJECT = {"owner": "acme-org", "slug": "example-shop", "name": "Example Shop"}

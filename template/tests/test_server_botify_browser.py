@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 import config
-from conftest import app_server, assert_only_local_requests, needs_chromium, page_at, save_screenshot, served
+from conftest import app_server, assert_only_local_requests, needs_chromium, page_at, save_screenshot, served, shipped
 from fake_botify import TOKEN, FakeBotify
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, shipped("plugins/030_botify_connect.py", "plugins/040_botify_export.py",
+                                      "plugins/020_url_checker.py")]  # the menu it checks has the URL checker too
 
 
 @pytest.fixture

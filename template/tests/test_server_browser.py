@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from conftest import app_server, assert_only_local_requests, needs_chromium, page_at, save_screenshot
+from conftest import app_server, assert_only_local_requests, needs_chromium, page_at, save_screenshot, shipped
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, shipped("plugins/010_todos.py")]
 
 
 @pytest.fixture

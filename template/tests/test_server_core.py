@@ -9,7 +9,7 @@ from logging.handlers import RotatingFileHandler
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, shipped
 
 
 def test_store_is_a_dict_kept_in_sqlite(server, client):
@@ -41,6 +41,7 @@ def test_every_connection_has_wal_and_a_5_second_busy_timeout(server):
         assert connection.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
 
 
+@shipped("plugins/010_todos.py")
 def test_a_database_of_the_previous_schema_is_migrated_without_losing_rows(server, tmp_path, data_env):
     # The todo table as it was before todos could be reordered: no priority column.
     db_path = tmp_path / "data" / server.config.DB_PATH.name
@@ -70,6 +71,7 @@ def test_plugins_start_in_number_order_and_xx_files_are_skipped(server, tmp_path
     assert [path.name for path in server.plugin_files(tmp_path)] == ["9_first.py", "10_second.py", "200_third.py"]
 
 
+@shipped("plugins/010_todos.py")
 def test_the_todo_list_is_a_plugin(server):
     todos = server.PLUGINS["todos"]
     assert todos.display_name == "Todos" and todos.url() == "/todos"
@@ -77,6 +79,7 @@ def test_the_todo_list_is_a_plugin(server):
 
 
 
+@shipped("plugins/010_todos.py")
 def test_one_log_line_per_request_or_action_without_what_people_type(server, client):
     log = server.config.LOG_DIR / "app.log"
     before = len(log.read_text())

@@ -6,9 +6,10 @@ import re
 
 import httpx
 
-from conftest import app_server
+from conftest import app_server, shipped
 
 HX = {"HX-Request": "true"}
+pytestmark = shipped("plugins/010_todos.py")
 
 
 async def answers_under_load(url: str, requests: int = 400, at_once: int = 10) -> list[int | str]:

@@ -13,9 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT, app_server, free_port, running
+from conftest import ROOT, app_server, free_port, running, shipped
 
 HX = {"HX-Request": "true"}
+pytestmark = shipped("plugins/010_todos.py")
 
 
 def todo_titles(client: httpx.Client) -> list[str]:

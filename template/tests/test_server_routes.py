@@ -7,10 +7,11 @@ import re
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, shipped
 
 HX = {"HX-Request": "true"}  # what htmx sends: the answer is a fragment, not a whole page
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+pytestmark = shipped("plugins/010_todos.py")
 
 
 def ids(page: str, kind: str) -> list[int]:

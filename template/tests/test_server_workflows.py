@@ -16,8 +16,10 @@ import httpx
 import pytest
 import websockets
 
-from conftest import app_server, free_port, served, wait_for
+from conftest import app_server, free_port, served, shipped, wait_for
 from local_site import LocalSite
+
+pytestmark = shipped("plugins/020_url_checker.py")
 
 HX = {"HX-Request": "true"}
 

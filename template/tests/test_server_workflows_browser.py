@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import app_server, assert_only_local_requests, needs_chromium, page_at, save_screenshot, served
+from conftest import app_server, assert_only_local_requests, needs_chromium, page_at, save_screenshot, served, shipped
 from local_site import LocalSite
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, shipped("plugins/020_url_checker.py", "plugins/010_todos.py")]
 
 
 @pytest.fixture
