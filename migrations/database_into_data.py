@@ -1,23 +1,39 @@
-"""Migration 0.1.0: the SQLite database moves from the project root into data/.
+"""Migration 0.1.0: the SQLite database becomes data/app.db, whatever the project slug.
 
-Before 0.1.0 a fork kept <slug>.db, with SQLite's -wal and -shm files, next to server.py; config.DB_PATH is now
-data/<slug>.db, in the directory template updates never touch. Copier runs this in the fork, after the merge,
-when an update crosses 0.1.0. Usage: database_into_data.py SLUG
+Before 0.1.0 a fork kept its database as <slug>.db next to server.py, and later as data/<slug>.db: named after the
+project_slug answer, so an update that changed the slug left the data behind. config.DB_PATH is now data/app.db,
+in the directory template updates never touch. Copier runs this in the fork after the merge when an update crosses
+0.1.0. The fork's slug before the update is in its last commit's answers, so an update that changes the slug too
+still finds the data. Usage: database_into_data.py SLUG (the slug after the update)
 """
 
+import subprocess
 import sys
 from pathlib import Path
 
-old = Path(f"{sys.argv[1]}.db")
-new = Path("data") / old.name
-if old.exists():
-    if new.exists():
-        sys.exit(f"Both {old} and {new} exist, so neither was moved: keep the one you want as {new} and delete the "
-                 "other. The rest of the update is in place.")
-    new.parent.mkdir(exist_ok=True)
-    # The write-ahead log holds committed rows that are not in the .db file yet: it moves with it.
-    for suffix in ("", "-wal", "-shm"):
+import yaml
+
+NEW = Path("data/app.db")
+# SQLite's write-ahead log holds committed rows that are not in the .db file yet: it moves with it.
+COMPANIONS = ("", "-wal", "-shm")
+
+
+def slug_before_update() -> str | None:
+    committed = subprocess.run(["git", "show", "HEAD:.copier-answers.yml"], capture_output=True, text=True)
+    return yaml.safe_load(committed.stdout or "{}").get("project_slug")
+
+
+slugs = dict.fromkeys(filter(None, [slug_before_update(), sys.argv[1]]))
+found = [path for slug in slugs for path in (Path("data") / f"{slug}.db", Path(f"{slug}.db")) if path.exists()]
+candidates = [*found, NEW] if NEW.exists() else found
+if len(candidates) > 1:
+    sys.exit(f"{' and '.join(map(str, candidates))} exist, so none was moved: keep the one you want as {NEW} and "
+             "delete the others. The rest of the update is in place.")
+if found:
+    [old] = found
+    NEW.parent.mkdir(exist_ok=True)
+    for suffix in COMPANIONS:
         companion = old.with_name(old.name + suffix)
         if companion.exists():
-            companion.rename(new.with_name(new.name + suffix))
-    print(f"Moved {old} to {new}.")
+            companion.rename(NEW.with_name(NEW.name + suffix))
+    print(f"Moved {old} to {NEW}.")
