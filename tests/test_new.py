@@ -1,5 +1,6 @@
 """scripts/new renders a flavour into a git repository, sets it up and starts it on localhost, saying what it does
-as it does it and ending with what runs where; a mistake (a flavour, an answer, a folder in use) is one line."""
+as it does it and ending with what runs where; a mistake (a flavour, an answer, a folder in use) is one line. It
+renders the newest release unless told otherwise, and records where the fork updates from."""
 
 import os
 import signal
@@ -10,8 +11,9 @@ import urllib.error
 import urllib.request
 
 import pytest
+import yaml
 
-from template_tools import FLAVOURS, ROOT, git
+from template_tools import FLAVOURS, ROOT, commit_all, git, snapshot
 
 NEW = str(ROOT / "scripts" / "new")
 
@@ -33,11 +35,11 @@ def status(url: str) -> int:
 
 
 def start_new(flavour, dest, env, url) -> tuple[str, int]:
-    """Run scripts/new until it says what runs where (the last thing it says); return all it said and url's status
-    then. Always stops what it started."""
+    """Run scripts/new on the template as it is now until it says what runs where (the last thing it says); return
+    all it said and url's status then. Always stops what it started."""
     log = dest.parent / "new.log"
     with log.open("w") as out:
-        process = subprocess.Popen([NEW, flavour, str(dest)], env=os.environ | env, stdout=out,
+        process = subprocess.Popen([NEW, "--head", flavour, str(dest)], env=os.environ | env, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 600
@@ -103,7 +105,8 @@ def test_new_with_no_start_ends_saying_how_to_start(tmp_path):
 
 def test_new_without_arguments_prints_usage_with_the_flavours():
     result = new()
-    assert result.returncode == 2 and result.stderr.startswith("Usage: scripts/new FLAVOUR DEST")
+    assert result.returncode == 2 and result.stderr.startswith(
+        "Usage: scripts/new [--head | --vcs-ref REF] [--template-url URL] FLAVOUR DEST")
     assert result.stderr.endswith(f"Flavours: {', '.join(FLAVOURS)}.\n")
 
 
@@ -138,3 +141,57 @@ def test_a_folder_in_use_is_refused_and_left_alone(inside, tmp_path):
         f"scripts/new: {dest} already exists and is not an empty folder: give a new one (the fork gets a folder, and "
         "a git repository, of its own).\n"))
     assert sorted(p.relative_to(dest) for p in dest.rglob("*")) == before
+
+
+def template_copy(path, *releases):
+    """A copy of the template with these release tags, each on a commit of its own, and a commit after them; it
+    borrows this template's tools (.venv)."""
+    repo = snapshot(path)
+    (repo / ".venv").symlink_to(ROOT / ".venv")
+    with (repo / ".git/info/exclude").open("a") as exclude:
+        exclude.write(".venv\n")
+    for version in releases:
+        (repo / "CHANGELOG.md").write_text((repo / "CHANGELOG.md").read_text() + f"\nRelease {version}.\n")
+        commit_all(repo, f"Release {version}")
+        git(repo, "tag", version)
+    (repo / "CHANGELOG.md").write_text((repo / "CHANGELOG.md").read_text() + "\nWork after the releases.\n")
+    commit_all(repo, "Work after the releases")
+    return repo
+
+
+def new_from(template, *args):
+    result = subprocess.run([str(template / "scripts/new"), *args], env=os.environ | {"NO_START": "1"},
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def recorded(fork):
+    assert git(fork, "status", "--porcelain") == "", "the fork's first commit left files out"
+    answers = yaml.safe_load((fork / ".copier-answers.yml").read_text())
+    return answers["_commit"], answers["_src_path"]
+
+
+def test_new_renders_the_newest_release_and_records_the_template_remote(tmp_path):
+    template = template_copy(tmp_path / "template", "v0.1.0", "v0.2.0", "v0.3.0rc1")
+    git(template, "remote", "add", "origin", "https://example.org/acme/template.git")
+    result = new_from(template, "darwinix", str(tmp_path / "fork"))
+    assert recorded(tmp_path / "fork") == ("v0.2.0", "https://example.org/acme/template.git")
+    assert "It updates from https://example.org/acme/template.git" in result.stderr
+
+
+def test_new_renders_the_current_commit_when_asked_and_records_the_url_given(tmp_path):
+    template = template_copy(tmp_path / "template", "v0.1.0")
+    new_from(template, "--head", "--template-url", "gh:acme/template", "darwinix", str(tmp_path / "fork"))
+    commit, source = recorded(tmp_path / "fork")
+    assert commit.startswith("v0.1.0-1-g") and source == "gh:acme/template"
+
+
+def test_new_without_a_release_renders_the_current_commit_and_says_so(tmp_path):
+    template = template_copy(tmp_path / "template")
+    result = new_from(template, "darwinix", str(tmp_path / "fork"))
+    head = git(template, "describe", "--tags", "--always").strip()
+    assert recorded(tmp_path / "fork") == (head, str(template))
+    assert f"The template has no release yet (scripts/release cuts one): rendering its current commit, {head}." \
+        in result.stderr
+    assert f"It updates from {template}, a path on this machine" in result.stderr
