@@ -29,11 +29,15 @@ CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/c
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (set CHROMIUM)")
 
 
+def not_shipped(*paths: str) -> str:
+    "Why a test of these shipped plugins or notebooks is skipped in this fork, or '' when it has them all."
+    gone = [path for path in paths if not (ROOT / path).exists()]
+    return f"{' and '.join(gone)} is not in this fork, so the template's tests of it are skipped" if gone else ""
+
+
 def shipped(*paths: str):
     "Marks the template's tests of plugins or notebooks it ships, which a fork may delete: then they are skipped."
-    gone = [path for path in paths if not (ROOT / path).exists()]
-    return pytest.mark.skipif(bool(gone), reason=f"{' and '.join(gone)} is not in this fork, so the template's "
-                                                 "tests of it are skipped")
+    return pytest.mark.skipif(bool(not_shipped(*paths)), reason=not_shipped(*paths))
 
 
 def pytest_configure(config):

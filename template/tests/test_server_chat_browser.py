@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from chat import Ollama
 from chat_app import chat_app
 from conftest import (app_server, assert_only_local_requests, free_port, needs_chromium, page_at, record_requests,
-                      save_screenshot)
+                      save_screenshot, shipped)
 from fake_ollama import running
 
 pytestmark = needs_chromium
@@ -190,6 +190,7 @@ def test_copy_gives_the_reply_as_markdown(browser, chat_url, fake):
     context.close()
 
 
+@shipped("plugins/010_todos.py")
 def test_a_long_conversation_scrolls_in_the_panel_and_the_page_keeps_its_height(browser, data_env, fake):
     fake.tokens = ["Here is a **longer** answer, so that the log fills up quickly:\n\n"
                    + "\n".join(f"{n}. step number {n} of the plan" for n in range(1, 13))]

@@ -9,7 +9,7 @@ import sqlite3
 import openpyxl
 import pytest
 
-from conftest import ROOT, run_notebook, served
+from conftest import ROOT, run_notebook, served, shipped
 from crawler import Crawl, Settings, parse_page
 from local_site import FORMULA, HOME_LINKS, HUGE, ORPHAN, LocalSite
 
@@ -190,7 +190,7 @@ def test_the_file_is_plain_sqlite_for_any_tool(audited):
     other.close()
 
 
-@pytest.mark.skipif(not NOTEBOOK.exists(), reason="rendered without JupyterLab")
+@shipped("notebooks/site_crawl.ipynb")
 def test_the_starter_notebook_crawls_headless(site, tmp_path, monkeypatch):
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))  # the kernel's config.py keeps the crawl there
     text = run_notebook(NOTEBOOK, f'START = "{site.url}/"\nSITEMAPS = []\nMAX_PAGES = 30\nMAX_DEPTH = 2\n'

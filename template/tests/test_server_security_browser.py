@@ -11,10 +11,10 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from conftest import app_server, needs_chromium, page_at
+from conftest import app_server, needs_chromium, page_at, shipped
 from fake_ollama import running
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, shipped("plugins/010_todos.py")]  # its writes go to the todo list
 
 ATTACK = """<!doctype html>
 <iframe name="sink"></iframe>

@@ -13,7 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT, app_server, free_port, wait_for
+from conftest import ROOT, app_server, free_port, shipped, wait_for
+
+pytestmark = shipped("plugins/010_todos.py")  # its writes go to the todo list
 
 JUPYTER = "jupyter: true" in (ROOT / ".copier-answers.yml").read_text()
 TOKEN = "test-token-not-for-any-log-0123456789"

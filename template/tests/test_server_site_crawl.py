@@ -16,8 +16,10 @@ import httpx
 import openpyxl
 import pytest
 
-from conftest import app_process, served, wait_for
+from conftest import app_process, served, shipped, wait_for
 from local_site import FORMULA, BigSite, LocalSite
+
+pytestmark = shipped("plugins/025_site_crawl.py")
 
 HX = {"HX-Request": "true"}
 SETTINGS = {"max_pages": "200", "max_depth": "40", "concurrency": "4", "delay": "0", "timeout": "5",

@@ -8,10 +8,10 @@ import csv
 import openpyxl
 import pytest
 
-from conftest import app_server, assert_only_local_requests, needs_chromium, page_at, save_screenshot, served
+from conftest import app_server, assert_only_local_requests, needs_chromium, page_at, save_screenshot, served, shipped
 from local_site import LocalSite
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, shipped("plugins/025_site_crawl.py")]
 
 
 @pytest.fixture
