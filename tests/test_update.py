@@ -337,7 +337,7 @@ import os, tempfile
 os.environ["DATA_DIR"] = os.environ["LOG_DIR"] = tempfile.mkdtemp()  # not the fork's own data/
 from starlette.testclient import TestClient
 import server
-print(TestClient(server.app).get("/").text)
+print(TestClient(server.app, base_url="http://127.0.0.1").get("/").text)  # a Host the app answers to
 """
 
 
