@@ -105,12 +105,15 @@ class Template:
         """What copier records as _commit for this commit."""
         return self.git("describe", "--tags", "--always", commit).strip()
 
+    def config(self, ref: str) -> dict:
+        "The template's copier.yml at ref."
+        return yaml.safe_load(self.git("show", f"{self.commit(ref)}:copier.yml"))
+
     def render(self, ref: str, answers: dict, name: str) -> "Render":
         dst = self.scratch / name
         copier.run_copy(str(self.repo), dst, data={k: v for k, v in answers.items() if not k.startswith("_")},
                         vcs_ref=self.commit(ref), defaults=True, quiet=True, overwrite=True)
-        config = yaml.safe_load(self.git("show", f"{self.commit(ref)}:copier.yml"))
-        return Render(dst, config.get("_skip_if_exists", []))
+        return Render(dst, self.config(ref).get("_skip_if_exists", []))
 
 
 class Render:
@@ -215,16 +218,26 @@ def skipped_template_changes(old: Render, new: Render, moved: dict[str, str], mi
     return skipped
 
 
+def shown_answers(answers: dict) -> dict:
+    "The answers a file can show as text: not copier's own records (_commit...), yes/no ones or empty ones."
+    return {name: value for name, value in answers.items()
+            if not name.startswith("_") and not isinstance(value, bool) and str(value)}
+
+
+def whole_value(value) -> re.Pattern:
+    "An answer's value as a whole in a text: 5001 but not 15001, 3.12 in python3.12 too, pipulate but not pipulated."
+    before_it, after_it = (r"[\d.]", r"\d") if str(value)[0].isdigit() else (r"\w", r"\w")
+    return re.compile(rf"(?<!{before_it}){re.escape(str(value))}(?!{after_it})")
+
+
 def mentions_of_old_answers(before: dict, after: dict, new: Render) -> list[str]:
     """Lines outside the template's own text that still carry an answer's old value."""
     report = []
     files = git("ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
-    for name, old in before.items():
-        if name.startswith("_") or isinstance(old, bool) or after.get(name) == old or not str(old):
+    for name, old in shown_answers(before).items():
+        if after.get(name) == old:
             continue
-        # A whole value: 5001 but not 15001, 3.12 in python3.12 too, pipulate but not pipulated.
-        before_it, after_it = (r"[\d.]", r"\d") if str(old)[0].isdigit() else (r"\w", r"\w")
-        pattern = re.compile(rf"(?<!{before_it}){re.escape(str(old))}(?!{after_it})")
+        pattern = whole_value(old)
         hits = []
         for path in files:
             if path in ("", ANSWERS) or not Path(path).is_file():
