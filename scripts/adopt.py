@@ -1,0 +1,140 @@
+"""scripts/adopt PATCH|BRANCH: takes a fork's improvement (what its `./run upstream` made) into the template, on a
+branch of its own, and says what it does to every flavour. It applies the change, renders every flavour before and
+after it to see which it reaches, runs every flavour's own test suite and the template's, and says which broke.
+It never merges: the branch is for a person to review, and to merge into the branch adopt started from."""
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from template_tools import FLAVOURS, ROOT, git, render  # noqa: E402
+
+FORK_SUITES = "test_fork_passes_its_own_tests"  # the template's test that runs each flavour's suite: adopt does
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def fail(message: str):
+    say(message)
+    sys.exit(1)
+
+
+def attempt(*args: str) -> subprocess.CompletedProcess:
+    "A git command that may fail, its output kept for saying why."
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def take(change: str, start: str) -> str:
+    """Switches to a new branch adopt/NAME off start with the change on it: a patch applied with git am (3-way,
+    so a patch made on an older commit applies where the lines moved), or a branch rebased onto start."""
+    patch = Path(change)
+    name = re.sub(r"[^\w.-]+", "-", patch.stem if patch.is_file() else change).strip("-.")
+    branch = f"adopt/{name}"
+    if attempt("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}").returncode == 0:
+        fail(f"There is a branch {branch} already: adopt it, or delete it (git branch -D {branch}), then run this again.")
+    if patch.is_file():
+        git(ROOT, "switch", "--quiet", "-c", branch)
+        applied = attempt("am", "--3way", str(patch.resolve()))
+        undo = ["am", "--abort"]
+    elif attempt("rev-parse", "--verify", "--quiet", f"refs/heads/{change}").returncode == 0:
+        git(ROOT, "switch", "--quiet", "-c", branch, change)
+        applied = attempt("rebase", "--quiet", start)
+        undo = ["rebase", "--abort"]
+    else:
+        fail(f"{change} is neither a patch file nor a branch of this repository.")
+    if applied.returncode:
+        attempt(*undo)
+        git(ROOT, "checkout", "--quiet", start)
+        git(ROOT, "branch", "--quiet", "-D", branch)
+        fail(f"{change} does not apply to {start}: nothing is changed.\n{(applied.stdout + applied.stderr).strip()}")
+    return branch
+
+
+def rendered_files(root: Path) -> dict[str, bytes]:
+    """A render's files, with the template commit it records (in .copier-answers.yml, and the app's footer) as
+    "COMMIT": that differs between any two commits, and says nothing about what a change does."""
+    commit = yaml.safe_load((root / ".copier-answers.yml").read_text())["_commit"].encode()
+    return {path.relative_to(root).as_posix(): path.read_bytes().replace(commit, b"COMMIT")
+            for path in root.rglob("*") if path.is_file()}
+
+
+def reach(flavour: str, before: str, after: str, scratch: Path) -> tuple[Path, list[str]]:
+    "The flavour rendered after the change, and the files the change makes otherwise in it."
+    old = rendered_files(render(scratch / f"{flavour}-before", vcs_ref=before, flavour=flavour))
+    fork = render(scratch / flavour, vcs_ref=after, flavour=flavour)
+    new = rendered_files(fork)
+    return fork, sorted(path for path in old.keys() | new.keys() if old.get(path) != new.get(path))
+
+
+def tests(command: list[str], cwd: Path, what: str) -> tuple[bool, str]:
+    """Runs a test suite: whether nothing broke, and the verdict with pytest's summary. A selection (-k) that picks
+    none of its tests breaks nothing, and says so."""
+    say(f"Testing {what} ...")
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    summary = (done.stdout.strip().splitlines() or [""])[-1].strip("= ")
+    if done.returncode == 5:
+        return True, f"no test selected ({summary})"
+    if done.returncode:
+        say(done.stdout[-6000:] + done.stderr[-3000:])
+        return False, f"BROKE: {summary}"
+    return True, f"passed: {summary}"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/adopt", allow_abbrev=False, description=__doc__.split("\n\n")[0])
+    parser.add_argument("change", metavar="PATCH|BRANCH", help="a patch file from a fork's ./run upstream, or a "
+                                                               "branch (./run upstream --into made it)")
+    parser.add_argument("--quick", action="store_true", help="test only the flavours the change reaches, and leave "
+                                                             "the template's own tests to scripts/test (scripts/release "
+                                                             "runs them before it tags)")
+    parser.add_argument("-k", metavar="EXPRESSION", help="run only the tests pytest -k selects, in the forks and the "
+                                                         "template alike")
+    options = parser.parse_args(argv)
+    if dirty := attempt("status", "--porcelain", "--untracked-files=no").stdout:
+        fail("Refusing to adopt: the working tree has uncommitted changes, which the branch would not hold:\n" + dirty)
+    start = attempt("symbolic-ref", "--quiet", "--short", "HEAD").stdout.strip() or git(ROOT, "rev-parse", "HEAD").strip()
+    before = git(ROOT, "rev-parse", "HEAD").strip()
+    branch = take(options.change, start)
+    after = git(ROOT, "rev-parse", "HEAD").strip()
+    say(f"On the branch {branch}, off {start}:\n" + git(ROOT, "log", "--format=  %h %s", f"{before}..{after}"))
+    selected = ["-k", options.k] if options.k else []
+    results, reached = {}, {}
+    with tempfile.TemporaryDirectory(prefix="adopt-") as scratch:
+        for flavour in FLAVOURS:
+            fork, reached[flavour] = reach(flavour, before, after, Path(scratch))
+            if reached[flavour] or not options.quick:
+                results[flavour] = tests([str(fork / "run"), "test", "-q", "-p", "no:cacheprovider", *selected],
+                                         fork, f"the {flavour} fork")
+    if not options.quick:
+        template_selection = f"({options.k}) and not {FORK_SUITES}" if options.k else f"not {FORK_SUITES}"
+        results["the template"] = tests([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k",
+                                         template_selection], ROOT, "the template")
+    say("The change reaches:")
+    say("\n".join(f"  {flavour}: {', '.join(files) or 'nothing (no file it renders changes)'}"
+                  for flavour, files in reached.items()))
+    say("Tests" + (f" (only those -k '{options.k}' selects)" if options.k else "") + ":")
+    say("\n".join(f"  {what}: {verdict}" for what, (_, verdict) in results.items()))
+    if options.quick:
+        untested = [flavour for flavour in FLAVOURS if flavour not in results]
+        say(f"  not run (--quick): {', '.join(untested) + ' (not reached), ' if untested else ''}the template's own "
+            "tests (scripts/test runs them)")
+    broke = [what for what, (passed, _) in results.items() if not passed]
+    if broke:
+        say(f"Broke: {', '.join(broke)} (output above). The branch {branch} is left for you to fix; git switch "
+            f"{start} goes back.")
+        return 1
+    say(f"Nothing broke. Nothing is merged: review the branch (git show), then git switch {start} && git merge "
+        f"{branch}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
