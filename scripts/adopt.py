@@ -58,20 +58,31 @@ def take(change: str, start: str) -> str:
     return branch
 
 
-def rendered_files(root: Path) -> dict[str, bytes]:
-    """A render's files, with the template commit it records (in .copier-answers.yml, and the app's footer) as
-    "COMMIT": that differs between any two commits, and says nothing about what a change does."""
-    commit = yaml.safe_load((root / ".copier-answers.yml").read_text())["_commit"].encode()
-    return {path.relative_to(root).as_posix(): path.read_bytes().replace(commit, b"COMMIT")
-            for path in root.rglob("*") if path.is_file()}
+def recorded_commit(root: Path) -> str:
+    return yaml.safe_load((root / ".copier-answers.yml").read_text())["_commit"]
+
+
+def rendered_files(root: Path, commits: list[str]) -> dict[str, bytes]:
+    """A render's files, with the names of the template commits compared ("v0.2.0", "v0.2.0-1-gabc1234") as one
+    word: the commit a render records (in .copier-answers.yml, and the app's footer) says nothing about a change."""
+    files = {}
+    for path in root.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            for commit in sorted(commits, key=len, reverse=True):  # the longer first: the other may be its start
+                content = content.replace(commit.encode(), b"COMMIT")
+            files[path.relative_to(root).as_posix()] = content
+    return files
 
 
 def reach(flavour: str, before: str, after: str, scratch: Path) -> tuple[Path, list[str]]:
     "The flavour rendered after the change, and the files the change makes otherwise in it."
-    old = rendered_files(render(scratch / f"{flavour}-before", vcs_ref=before, flavour=flavour))
+    old = render(scratch / f"{flavour}-before", vcs_ref=before, flavour=flavour)
     fork = render(scratch / flavour, vcs_ref=after, flavour=flavour)
-    new = rendered_files(fork)
-    return fork, sorted(path for path in old.keys() | new.keys() if old.get(path) != new.get(path))
+    commits = [recorded_commit(old), recorded_commit(fork)]
+    old_files, new_files = rendered_files(old, commits), rendered_files(fork, commits)
+    return fork, sorted(path for path in old_files.keys() | new_files.keys()
+                        if old_files.get(path) != new_files.get(path))
 
 
 def tests(command: list[str], cwd: Path, what: str) -> tuple[bool, str]:
