@@ -187,6 +187,14 @@ def test_new_renders_the_current_commit_when_asked_and_records_the_url_given(tmp
     assert commit.startswith("v0.1.0-1-g") and source == "gh:acme/template"
 
 
+
+def test_new_takes_its_options_after_flavour_and_dest_too(tmp_path):
+    template = template_copy(tmp_path / "template", "v0.1.0")
+    new_from(template, "darwinix", str(tmp_path / "fork"), "-d", "project_name=Acme Lab", "--head")
+    commit, _ = recorded(tmp_path / "fork")
+    assert commit.startswith("v0.1.0-1-g")
+    assert yaml.safe_load((tmp_path / "fork/.copier-answers.yml").read_text())["project_name"] == "Acme Lab"
+
 def test_new_without_a_release_renders_the_current_commit_and_says_so(tmp_path):
     template = template_copy(tmp_path / "template")
     result = new_from(template, "darwinix", str(tmp_path / "fork"))
