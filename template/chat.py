@@ -598,11 +598,15 @@ class Chat:
         listeners = {tab}
         self.tabs.launch(listeners, self.generate(tab.profile, listeners, rid, msg))
 
-    async def narrate(self, profile: int, text: str, comment: bool = False):
-        """Tells the conversation what the user did ("added todo 'X'"): every open tab of the profile shows it,
-        and the LLM sees it next time. comment=True also asks the LLM for a one-line comment, streamed to those
-        tabs when the profile's earlier generations are done (not at all if no tab is open)."""
+    def narrate(self, profile: int, text: str, comment: bool = False):
+        """Tells the conversation what the user did ("added todo 'X'"): the note is saved at once (in the caller's
+        transaction, if one is open) and the LLM sees it next time; the coroutine returned shows it in every open
+        tab of the profile. comment=True also asks the LLM for a one-line comment, streamed to those tabs when the
+        profile's earlier generations are done (not at all if no tab is open)."""
         self.history.remember(profile, "note", text)
+        return self.announce(profile, text, comment)
+
+    async def announce(self, profile: int, text: str, comment: bool):
         listeners, rid = set(self.tabs.of[profile]), f"reply-{uuid.uuid4().hex}"
         await self.tabs.send(listeners, appended(bubble("note", text), *([streaming_reply(rid)] if comment else [])))
         if comment and listeners:

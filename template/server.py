@@ -7,6 +7,7 @@ Reads top to bottom: logging, the database and its tables, the key-value store, 
 layout, the routes, and serving. `python server.py` serves on config.HOST:config.PORT; `uvicorn server:app` also works.
 """
 
+import asyncio
 import functools
 import importlib.util
 import inspect
@@ -19,14 +20,26 @@ import time
 from collections.abc import MutableMapping
 from logging.handlers import RotatingFileHandler
 
-import apsw.bestpractice
+import apsw
 import uvicorn
 from fasthtml.common import *
-from fastlite import NotFoundError, database
+from fastlite import NotFoundError
 
 import config
 from chat import Chat
+from database import FAULTS, fault_message, open_database
 from guard import Guard, refusal
+
+# --- Faults at start: a data folder the app cannot write (read-only, missing), a full disk or a locked database is
+# a sentence naming the path and what to do (database.fault_message), not a traceback.
+def start_fault(kind, error, trace):
+    if (text := fault_message(error, config.DB_PATH)) is None: return sys.__excepthook__(kind, error, trace)
+    logging.getLogger("app").error("cannot start: %s", type(error).__name__)
+    print(f"{config.SETTINGS['name']} cannot start. {text}", file=sys.stderr)
+
+
+sys.excepthook = start_fault
+
 
 # --- Private files: another user of this machine must not read the data, the logs or the session key. What the app
 # creates is its user's alone; what an older version created with wider modes is narrowed at start.
@@ -59,19 +72,9 @@ log_file = RotatingFileHandler(config.LOG_DIR / "app.log", maxBytes=1_000_000, b
 log_file.setFormatter(OneLine("%(asctime)s %(levelname)s %(message)s"))
 log.addHandler(log_file)
 
-# --- Database. fastlite (through apswutils) gives every SQLite connection apsw's best-practice hook: a 100 ms busy
-# timeout, then PRAGMA optimize, foreign keys, recursive triggers and WAL. A second process writing at the same time
-# (a notebook, a script, a second server) needs a longer wait, and PRAGMA optimize at connect can fail at once with
-# BusyError when several processes open the database together. So every connection gets this hook instead.
-def prepare_connection(connection: apsw.Connection):
-    connection.set_busy_timeout(5000)
-    connection.pragma("foreign_keys", True)
-    connection.pragma("recursive_triggers", True)
-    connection.pragma("journal_mode", "wal")
-
-
-apsw.connection_hooks[:] = [prepare_connection]
-db = database(config.DB_PATH)
+# --- Database: database.py opens it (WAL, writers that wait their turn, faults worded for the person). The
+# connection belongs to the event loop's thread: every handler runs there (see on_event_loop below).
+db = open_database(config.DB_PATH)
 
 # Every core table, declared here; plugins declare theirs in their own TABLES.
 # A table with a profile_id column belongs to a profile: it only ever shows the active profile's rows.
@@ -84,14 +87,16 @@ SCOPED = []  # the tables that belong to a profile
 
 def declare(tables: dict) -> dict:
     """Create each table, or bring an existing one to its declared columns: fastlite's transform adds new
-    columns (and drops removed ones) and keeps every row. Rows come back as dataclasses."""
+    columns (and drops removed ones) and keeps every row. Rows come back as dataclasses. One transaction: another
+    process starting at the same time waits, then finds the tables made."""
     made = {}
-    for name, schema in tables.items():
-        table = db.t[name]
-        table.create(**schema, transform=True, if_not_exists=True)  # another process may be creating it too
-        table.dataclass()
-        if "profile_id" in table.columns_dict: SCOPED.append(table)
-        made[name] = table
+    with db.transaction():
+        for name, schema in tables.items():
+            table = db.t[name]
+            table.create(**schema, transform=True, if_not_exists=True)
+            table.dataclass()
+            if "profile_id" in table.columns_dict: SCOPED.append(table)
+            made[name] = table
     return made
 
 
@@ -139,7 +144,9 @@ def active_profile():
 
 
 async def scope_to_active_profile():
-    "Runs before every request: profile tables read and write the active profile's rows only (fastlite xtra)."
+    """Runs before every request: profile tables read and write the active profile's rows only (fastlite xtra).
+    A database deleted under the running app is a fault the page shows, before anything is saved into it."""
+    db.check_file()
     profile_id = active_profile().id
     for table in SCOPED: table.xtra(profile_id=profile_id)
 
@@ -151,14 +158,18 @@ class Refused(HTTPException):
 MAX_TEXT = 1000
 
 
-def on_event_loop(handler):
-    """The handler as a coroutine function. FastHTML runs plain functions in worker threads, and apsw refuses a
-    connection that two threads enter at once (ThreadingViolationError: a 500) while the chat and background jobs
-    use it on the event loop. Every handler runs on the event loop, so the database is only ever used there."""
+def on_event_loop(handler, writes: bool):
+    """The handler as a coroutine function, so that FastHTML runs it on the event loop (it runs plain functions in
+    worker threads): the database's connection is the event loop's alone (see database.py), so a plain handler
+    must be quick; slow work that needs no database goes to a thread (plugins/README.md). A plain handler that
+    writes (a POST, PUT, PATCH or DELETE) runs in one transaction: what it saves, the chat's notes of it
+    included, is kept together, or nothing if it answers with an error."""
     if inspect.iscoroutinefunction(handler): return handler
 
     @functools.wraps(handler)  # FastHTML reads the parameters from the wrapped function's signature
-    async def run(*args, **kwargs): return handler(*args, **kwargs)
+    async def run(*args, **kwargs):
+        if not writes: return handler(*args, **kwargs)
+        with db.transaction(): return handler(*args, **kwargs)
     return run
 
 
@@ -172,18 +183,21 @@ def require_text(text: str, what: str) -> str:
 
 # --- The chat seam. Panels are drawn beside the app on every page; narration listeners hear what the apps do;
 # pushers send fragments to the open pages of a profile. chat.py plugs in by adding its panel function to
-# SIDE_PANELS, its `async (profile_id, text)` to LISTENERS and its `async (profile_id, *fragments)` to PUSHERS.
+# SIDE_PANELS, its `(profile_id, text, comment)` to LISTENERS (called at once: it saves its note there and then,
+# and returns the coroutine that tells the open pages) and its `async (profile_id, *fragments)` to PUSHERS.
 SIDE_PANELS = []
 LISTENERS = []
 PUSHERS = []
 
 
-async def narrate(text: str, comment: bool = False, profile_id: int | None = None):
+def narrate(text: str, comment: bool = False, profile_id: int | None = None) -> asyncio.Future:
     """Tells every listener (the chat) what just happened, for the active profile or the one given (a background
     job's, which may not be the active one any more); with comment=True the chat also asks the LLM for a one-line
-    remark on it."""
+    remark on it. The note is saved at once: inside a transaction, with the change it tells of, or not at all.
+    The open pages hear it once that is committed; outside a transaction, await it to wait until they have."""
     if profile_id is None: profile_id = active_profile().id
-    for listener in LISTENERS: await listener(profile_id, text, comment=comment)
+    told = [db.once_committed(listener(profile_id, text, comment=comment)) for listener in LISTENERS]
+    return asyncio.gather(*told)
 
 
 async def push(profile_id: int, *fragments):
@@ -219,10 +233,16 @@ class Plugin:
 
     def route(self, path: str = "", methods=None):
         "Decorator: a route at /<name><path>, methods as in FastHTML (the function's name by default)."
-        return lambda handler: app.route(self.url(path), methods=methods)(on_event_loop(handler))
+        def register(handler):
+            # FastHTML serves a route without methods at the verb its function is named for, else GET and POST
+            verbs = {verb.lower() for verb in ([methods] if isinstance(methods, str) else methods or [handler.__name__])}
+            writes = not verbs <= {"get", "head"}
+            return app.route(self.url(path), methods=methods)(on_event_loop(handler, writes))
+        return register
 
     def page(self, view):
-        "Decorator: view() draws the plugin's main panel; the core serves it inside the page layout at /<name>."
+        """Decorator: view() draws the plugin's main panel; the core serves it inside the page layout at /<name>.
+        An async view is awaited."""
         self.view = view
         return view
 
@@ -277,9 +297,23 @@ def refused(request, error):
     return refusal(status, text)
 
 
-# htmx leaves 4xx answers unswapped by default; these carry the message to show.
+def database_fault(request, error):
+    """A full disk, a read-only or vanished data folder, a lock held too long: the page says what to do. A write
+    it stopped was rolled back, so nothing of it was saved. A page asked for in full gets a page of its own."""
+    text = fault_message(error, config.DB_PATH)
+    if text is None: raise error  # a fault of the code, not of the disk: a 500 with its traceback in the log
+    log.warning("database fault: %s", type(error).__name__)
+    status = 507 if isinstance(error, apsw.FullError) else 503
+    if "hx-request" in request.headers: return refusal(status, text)
+    return HTMLResponse(to_xml(Html(Head(Title(f"Cannot go on · {config.SETTINGS['name']}"), *HEAD),
+                                    Body(Main(H2("The app cannot go on"), P(text, cls="problem"), cls="container")),
+                                    lang="en")), status)
+
+
+# htmx leaves 4xx and 5xx answers unswapped by default; these carry the message to show (503 and 507: faults).
 HTMX_CONFIG = {"responseHandling": [{"code": "204", "swap": False}, {"code": "[23]..", "swap": True},
                                     {"code": "4..", "swap": True, "error": True},
+                                    {"code": "50[37]", "swap": True, "error": True},
                                     {"code": "...", "swap": False, "error": True}]}
 HEAD = (
     Meta(charset="utf-8"), Meta(name="viewport", content="width=device-width, initial-scale=1"),
@@ -298,7 +332,8 @@ app = App(hdrs=HEAD, default_hdrs=False, canonical=False, htmlkw={"lang": "en"},
           key_fname=str(config.ROOT / ".sesskey"), before=scope_to_active_profile,
           middleware=[Middleware(RequestLog), Middleware(Guard)],
           exception_handlers={code: refused for code in (400, 404, 405, 409, 422)}
-                             | {NotFoundError: refused, OverflowError: refused})
+                             | {NotFoundError: refused, OverflowError: refused}
+                             | {fault: database_fault for fault in FAULTS})
 app.mount("/static", StaticFiles(directory=config.ROOT / "static"))
 chat = Chat(db, store, lambda: active_profile().id)
 chat.register(app)
@@ -376,7 +411,9 @@ async def index():
 def plugin_page(plugin: Plugin):
     async def show():
         if store.get("last_app") != plugin.name: store["last_app"] = plugin.name  # no write on every page view
-        return page(plugin.display_name, plugin.view(), current=plugin.name)
+        view = plugin.view()
+        if inspect.isawaitable(view): view = await view  # a view that draws in a worker thread (workflows.py)
+        return page(plugin.display_name, view, current=plugin.name)
     return show
 
 
@@ -432,7 +469,7 @@ async def switch_profile(profile_id: int):
 async def delete_profile(profile_id: int):
     profiles[profile_id]  # a 404 for an unknown id
     if profiles.count == 1: raise Refused(409, "The last profile cannot be deleted: add another one first.")
-    with db.conn:  # the profile and its rows in every app go together, or not at all
+    with db.transaction():  # the profile and its rows in every app go together, or not at all
         for table in SCOPED: table.delete_where("profile_id = ?", [profile_id])
         chat.messages.delete_where("profile_id = ?", [profile_id])
         profiles.delete(profile_id)

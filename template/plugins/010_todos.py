@@ -53,12 +53,14 @@ def setup(plugin):
                      hx_on__after_request="if (event.detail.successful) this.reset()", role="group", cls="add"),
                 todo_list(todos))
 
+    # Each handler that writes is one transaction (plugins/README.md): the todo and the chat's note of it are
+    # saved together, or neither if anything fails.
     @plugin.route("", methods="post")
-    async def add(title: str):
+    def add(title: str):
         last = max((todo.priority or 0 for todo in todos()), default=0)
         todo = todos.insert(title=plugin.require_text(title, "A todo"), done=0, priority=last + 1)
         plugin.log.info("todo %s added", todo.id)
-        await plugin.narrate(f"Added the todo: {todo.title}")
+        plugin.narrate(f"Added the todo: {todo.title}")
         return todo_item(todo)
 
     @plugin.route("/{todo_id}", methods="get")
@@ -76,24 +78,23 @@ def setup(plugin):
         return todo_item(todo)
 
     @plugin.route("/{todo_id}/toggle", methods="post")
-    async def toggle(todo_id: int):
+    def toggle(todo_id: int):
         todo = todos[todo_id]
         todo.done = 0 if todo.done else 1
         todos.update(todo)
         plugin.log.info("todo %s %s", todo.id, "done" if todo.done else "reopened")
-        await plugin.narrate(f"{'Completed' if todo.done else 'Reopened'} the todo: {todo.title}")
+        plugin.narrate(f"{'Completed' if todo.done else 'Reopened'} the todo: {todo.title}")
         return todo_item(todo)
 
     @plugin.route("/{todo_id}", methods="delete")
-    async def delete(todo_id: int):
+    def delete(todo_id: int):
         todo = todos[todo_id]
         todos.delete(todo.id)
         plugin.log.info("todo %s deleted", todo.id)
-        await plugin.narrate(f"Deleted the todo: {todo.title}")
+        plugin.narrate(f"Deleted the todo: {todo.title}")
 
     @plugin.route("/order", methods="post")
     def reorder(order: list[int]):
         "Each todo's priority becomes its place in the posted order; an id not in this profile's list is a 404."
-        with plugin.db.conn:
-            for priority, todo_id in enumerate(order): todos.update(id=todos[todo_id].id, priority=priority)
+        for priority, todo_id in enumerate(order): todos.update(id=todos[todo_id].id, priority=priority)
         plugin.log.info("todos reordered")

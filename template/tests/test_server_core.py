@@ -1,4 +1,5 @@
-"""The core's building blocks: the key-value store, the database connection, schema migration, plugin discovery."""
+"""The core's building blocks: the key-value store, schema migration, plugin discovery (the database connection:
+test_server_database.py)."""
 
 import json
 import re
@@ -30,15 +31,6 @@ def test_store_is_a_dict_kept_in_sqlite(server, client):
         del store["model"]
     row = server.db.q("select value from store where key = 'limits'")[0]
     assert json.loads(row["value"]) == {"history": 40, "on": True}
-
-
-def test_every_connection_has_wal_and_a_5_second_busy_timeout(server):
-    from fastlite import database
-
-    other = database(server.config.DB_PATH)  # any connection the process opens, not only the app's own
-    for connection in (server.db, other):
-        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert connection.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
 
 
 @shipped("plugins/010_todos.py")
