@@ -79,10 +79,15 @@ class Step:
         run.get(id) is its last value, to fill the form with.
     show(run): how it looks once done; run[id] is its value.
     submit(run, form): the step's value from the posted form (Starlette FormData: .get(name), .getlist(name)),
-        or raise plugin.Refused(422, "a sentence") and nothing is saved. May be async. Default: the form as a dict.
+        or raise plugin.Refused(422, "a sentence") and nothing is saved. Default: the form as a dict.
     work(run, job): makes it a background step. An async function, started by the form; what it returns is the
         step's value, and what submit returned is job.input. An exception fails the step with its message.
     watch(run): what a background step shows under its progress bar while at work (its results so far, say).
+
+    form, show, watch and a plain (not async) submit run in a worker thread, as FastHTML runs plain handlers, so
+    that parsing a long paste or drawing a big table holds up no other request: they work from the run and the
+    form, never the app's database (the event loop's; see database.py). An async submit runs on the event loop,
+    and so does work: it awaits its network calls and gives its slow computations to asyncio.to_thread.
     """
     id: str
     title: str
@@ -145,6 +150,33 @@ class Job:
         self.saved.update(values)
         self.flow.runs.update(self.run, "job")
 
+    async def work(self, how: str):
+        "Runs the step's work to its end, keeps the outcome and tells every open tab of the profile."
+        flow, run, step = self.flow, self.run, self.step
+        plugin, showing = flow.plugin, asyncio.create_task(self.show_progress())
+        try:
+            await plugin.narrate(f"{plugin.display_name}: “{step.title}” {how}.", profile_id=run.profile_id)
+            value = await step.work(run, self)
+        except asyncio.CancelledError:
+            if not self.cancelled: raise  # the app is stopping: the run stays at work, to resume after the restart
+            run.job, outcome = None, ("cancelled", ".")
+        except Exception as error:
+            plugin.log.warning("%s run %s: step %s failed (%s)", plugin.name, run.key, step.id, type(error).__name__)
+            run.job |= {"status": "failed", "error": str(error) or type(error).__name__}
+            outcome = ("failed", f": {run.job['error']}")
+        else:
+            run.state[step.id], run.job, run.step = value, None, flow.after(step.id)
+            outcome = ("done", f". {self.message}")
+        finally:
+            showing.cancel()
+            del RUNNING[run.key]
+        # Saved with no await since the job left RUNNING: meanwhile a page would show the run as interrupted.
+        if not flow.runs.update(run, "state", "job", "step"): return
+        plugin.log.info("%s run %s: step %s %s", plugin.name, run.key, step.id, outcome[0])
+        await plugin.push(run.profile_id, await drawn(flow.run_view, run, hx_swap_oob="true"),
+                          Div(run_label(run, flow.steps), hx_swap_oob=f"innerHTML:#option-{run.key}"))
+        await plugin.narrate(f"{plugin.display_name}: “{step.title}” {''.join(outcome)}", profile_id=run.profile_id)
+
 
 @cache
 def pipeline(db, declare) -> Table:
@@ -157,6 +189,11 @@ def pipeline(db, declare) -> Table:
 
 
 def now() -> str: return datetime.now().isoformat()
+
+
+async def drawn(draw: Callable, *args, **kwargs) -> Safe:
+    "What draw(*args, **kwargs) gives, drawn as HTML in a worker thread: a big table holds up no other request."
+    return await asyncio.to_thread(lambda: to_xml(draw(*args, **kwargs), indent=False))
 
 
 def progress_bar(key: str, job: Job, **attrs):
@@ -256,35 +293,7 @@ class Workflow:
 
     def start(self, run: Run, step: Step, how: str = "started"):
         job = RUNNING[run.key] = Job(self, run, step)
-        job.task = asyncio.create_task(self.work(job, how))
-
-    async def work(self, job: Job, how: str):
-        "Runs a background step to its end, keeps the outcome and tells every open tab of the profile."
-        run, step = job.run, job.step
-        showing = asyncio.create_task(job.show_progress())
-        try:
-            await self.plugin.narrate(f"{self.plugin.display_name}: “{step.title}” {how}.", profile_id=run.profile_id)
-            value = await step.work(run, job)
-        except asyncio.CancelledError:
-            if not job.cancelled: raise  # the app is stopping: the run stays at work, to resume after the restart
-            run.job, outcome = None, ("cancelled", ".")
-        except Exception as error:
-            self.plugin.log.warning("%s run %s: step %s failed (%s)", self.plugin.name, run.key, step.id,
-                                    type(error).__name__)
-            run.job |= {"status": "failed", "error": str(error) or type(error).__name__}
-            outcome = ("failed", f": {run.job['error']}")
-        else:
-            run.state[step.id], run.job, run.step = value, None, self.after(step.id)
-            outcome = ("done", f". {job.message}")
-        finally:
-            showing.cancel()
-            del RUNNING[run.key]
-        if not self.runs.update(run, "state", "job", "step"): return
-        self.plugin.log.info("%s run %s: step %s %s", self.plugin.name, run.key, step.id, outcome[0])
-        await self.plugin.push(run.profile_id, self.run_view(run, hx_swap_oob="true"),
-                               Div(run_label(run, self.steps), hx_swap_oob=f"innerHTML:#option-{run.key}"))
-        await self.plugin.narrate(f"{self.plugin.display_name}: “{step.title}” {''.join(outcome)}",
-                                  profile_id=run.profile_id)
+        job.task = asyncio.create_task(job.work(how))
 
     async def stop(self, key: str):
         "Cancels the run's job in this process, if it has one, and waits until its end is kept."
@@ -295,17 +304,21 @@ class Workflow:
 
     # --- drawing ---
 
-    def view(self):
-        return Style(CSS), Hgroup(H2(self.plugin.display_name), self.intro), self.panel(self.runs.last())
+    async def view(self):
+        return Style(CSS), Hgroup(H2(self.plugin.display_name), self.intro), await self.answer(self.runs.last())
 
-    def panel(self, run: Run):
-        "The run picker and the run: what every action of the workflow answers with."
-        return Div(self.run_bar(run), self.run_view(run), id="workflow")
+    async def answer(self, run: Run) -> Safe:
+        "The panel of the run, what every action of the workflow answers with: the runs read here, drawn in a thread."
+        return await drawn(self.panel, run, self.runs.listed())
 
-    def run_bar(self, run: Run):
+    def panel(self, run: Run, listed: list[Run]):
+        "The run picker, of the listed runs, and the run."
+        return Div(self.run_bar(run, listed), self.run_view(run), id="workflow")
+
+    def run_bar(self, run: Run, listed: list[Run]):
         swap = dict(hx_target="#workflow", hx_swap="outerHTML")
         options = [Option(run_label(saved, self.steps), value=saved.key, selected=saved.key == run.key,
-                          id=f"option-{saved.key}") for saved in self.runs.listed()]
+                          id=f"option-{saved.key}") for saved in listed]
         if not run.created: options.insert(0, Option("New run", value="", selected=True, disabled=True))
         return Div(Select(*options, name="run", aria_label="Run", hx_get=self.plugin.url("/runs"), **swap),
                    Button("New run", hx_get=self.plugin.url("/new"), cls="secondary", **swap),
@@ -341,7 +354,7 @@ class Workflow:
         failure = P(run.job["error"], cls="problem") if run.job else None
         return failure, Form(step.form(run), hx_post=url, hx_disabled_elt="find button", **swap)
 
-    # --- routes: each answers with the panel ---
+    # --- routes: each answers with the panel (self.answer) ---
 
     def open_run_at(self, key: str, step_id: str) -> tuple[Run, Step]:
         "The run whose open step this is, with the step: a new run for the first step; else a 404 or a 409."
@@ -358,26 +371,28 @@ class Workflow:
 
     def routes(self):
         # Every route is async, so it runs on the event loop with the background steps: between two awaits,
-        # nothing else reads or writes the runs.
+        # nothing else reads or writes the runs. What a step's functions do in a worker thread is awaited, so a
+        # route checks the run again after it (open_run_at).
         plugin, Refused = self.plugin, self.plugin.Refused
 
         @plugin.route("/new", methods="get")
-        async def new_run(): return self.panel(self.runs.new())
+        async def new_run(): return await self.answer(self.runs.new())
 
         @plugin.route("/runs", methods="get")
         async def open_run(run: str):
             chosen = self.run(run)
             chosen.used = now()
             self.runs.update(chosen, "used")  # the run the page opens next time
-            return self.panel(chosen)
+            return await self.answer(chosen)
 
         @plugin.route("/runs/{key}/steps/{step_id}", methods="post")
         async def submit(request, key: str, step_id: str):
             "The open step's form. The first step of a new run saves the run."
             run, step = self.open_run_at(key, step_id)
             form = await request.form()
-            value = step.submit(run, form) if step.submit else dict(form)
-            if inspect.isawaitable(value): value = await value
+            if not step.submit: value = dict(form)
+            elif inspect.iscoroutinefunction(step.submit): value = await step.submit(run, form)
+            else: value = await asyncio.to_thread(step.submit, run, form)
             run, step = self.open_run_at(key, step_id)  # again: another request may have moved it on meanwhile
             if step.work:
                 run.job = {"input": value, "saved": {}, "status": "working"}
@@ -387,7 +402,7 @@ class Workflow:
                 run.state[step_id], run.step, run.job = value, self.after(step_id), None
                 self.runs.save(run)
             plugin.log.info("%s run %s: step %s %s", plugin.name, key, step_id, "started" if step.work else "done")
-            return self.panel(run)
+            return await self.answer(run)
 
         @plugin.route("/runs/{key}/steps/{step_id}/revert", methods="post")
         async def revert(key: str, step_id: str):
@@ -399,7 +414,7 @@ class Workflow:
             run.step, run.job = step_id, None
             self.runs.save(run)
             plugin.log.info("%s run %s: reverted to step %s", plugin.name, key, step_id)
-            return self.panel(run)
+            return await self.answer(run)
 
         @plugin.route("/runs/{key}/cancel", methods="post")
         async def cancel(key: str):
@@ -409,7 +424,7 @@ class Workflow:
             elif run.job:
                 run.job = None
                 self.runs.update(run, "job")
-            return self.panel(self.run(key))
+            return await self.answer(self.run(key))
 
         @plugin.route("/runs/{key}/resume", methods="post")
         async def resume(key: str):
@@ -417,7 +432,7 @@ class Workflow:
             if run.key in RUNNING or not run.job or run.job["status"] != "working":
                 raise Refused(409, "There is nothing to resume in this run.")
             self.start(run, self.steps[run.step], "resumed after a restart")
-            return self.panel(run)
+            return await self.answer(run)
 
         @plugin.route("/runs/{key}", methods="delete")
         async def delete_run(key: str):
@@ -425,4 +440,4 @@ class Workflow:
             await self.stop(run.key)
             self.runs.delete(run)
             plugin.log.info("%s run %s deleted", plugin.name, key)
-            return self.panel(self.runs.last())
+            return await self.answer(self.runs.last())

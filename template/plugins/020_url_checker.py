@@ -5,6 +5,7 @@ url_checker.py, and the CSV goes to data/url_checks/ like the notebook's. The ta
 server (explore.py); each row shows every hop of its redirect chain with its code.
 """
 
+import asyncio
 from dataclasses import asdict
 
 from fasthtml.common import *
@@ -175,7 +176,7 @@ def setup(plugin):
             await job.progress(len(done), len(urls), f"Checked {len(done):,} of {len(urls):,}: {result.url}")
 
         found = await check_urls(urls, job.input["concurrency"], job.input["timeout"], on_result=tick)
-        csv = write_csv(found, run.key)
+        csv = await asyncio.to_thread(write_csv, found, run.key)  # 5,000 rows: not on the event loop
         await job.progress(len(urls), len(urls), summary(found))
         return job.input | {"csv": csv.name, "results": [asdict(result) for result in found]}
 
