@@ -18,6 +18,7 @@ import re
 import sys
 import time
 from collections.abc import MutableMapping
+from dataclasses import fields
 from logging.handlers import RotatingFileHandler
 
 import apsw
@@ -105,8 +106,11 @@ profiles, store_table = declare(TABLES).values()
 
 def lookup(table, column: str, value):
     """The first row whose column holds value, or None. Every request looks rows up this way, with one query:
-    fastlite's table[key] and table.get read the table's schema twice per call first, which costs more."""
-    return first(table(where=f"{column} = ?", where_args=[value], limit=1))
+    fastlite's table(where=...) asks sqlite_master whether the table exists first, and table[key] also reads its
+    schema, on every call."""
+    names = ", ".join(f"[{field.name}]" for field in fields(table.cls))
+    row = db.execute(f"SELECT {names} FROM [{table.name}] WHERE [{column}] = ? LIMIT 1", [value]).fetchone()
+    return None if row is None else table.cls(*row)
 
 
 # --- The key-value store: UI state that a restart must restore (the active profile, the last app, the model).
@@ -305,7 +309,7 @@ def database_fault(request, error):
     log.warning("database fault: %s", type(error).__name__)
     status = 507 if isinstance(error, apsw.FullError) else 503
     if "hx-request" in request.headers: return refusal(status, text)
-    return HTMLResponse(to_xml(Html(Head(Title(f"Cannot go on · {config.SETTINGS['name']}"), *HEAD),
+    return HTMLResponse(to_xml(Html(Head(Title(f"Cannot go on · {config.SETTINGS['name']}"), HEAD),
                                     Body(Main(H2("The app cannot go on"), P(text, cls="problem"), cls="container")),
                                     lang="en")), status)
 
@@ -315,7 +319,12 @@ HTMX_CONFIG = {"responseHandling": [{"code": "204", "swap": False}, {"code": "[2
                                     {"code": "4..", "swap": True, "error": True},
                                     {"code": "50[37]", "swap": True, "error": True},
                                     {"code": "...", "swap": False, "error": True}]}
-HEAD = (
+def rendered(*components) -> Safe:
+    "Components drawn as HTML (a Safe string, sent as it is): for what is drawn once and shown on every page."
+    return to_xml(components, indent=False)
+
+
+HEAD = rendered(
     Meta(charset="utf-8"), Meta(name="viewport", content="width=device-width, initial-scale=1"),
     Meta(name="htmx-config", content=json.dumps(HTMX_CONFIG)),
     Link(rel="icon", href="/static/favicon.svg", type="image/svg+xml"),
@@ -328,7 +337,7 @@ HEAD = (
 # DEV=1 (`./run dev`): FastHTML's live reload, a script in every page that keeps a WebSocket open to /live-reload
 # and reloads the page once the server is back after a restart (see the end of this file). Off otherwise.
 App = FastHTMLWithLiveReload if config.DEV else FastHTML
-app = App(hdrs=HEAD, default_hdrs=False, canonical=False, htmlkw={"lang": "en"},
+app = App(hdrs=(HEAD,), default_hdrs=False, canonical=False, htmlkw={"lang": "en"},
           key_fname=str(config.ROOT / ".sesskey"), before=scope_to_active_profile,
           middleware=[Middleware(RequestLog), Middleware(Guard)],
           exception_handlers={code: refused for code in (400, 404, 405, 409, 422)}
@@ -343,35 +352,45 @@ PUSHERS.append(chat.push)
 PLUGINS = load_plugins(config.ROOT / "plugins")
 
 
-# --- Page layout
-def brand():
-    return A(Span(cls="brand-mark"), config.SETTINGS["name"], href="/", cls="brand")
+# --- Page layout. What every page shows alike is drawn once, and the profile menu once per set of profiles: the
+# page a person lands on is drawn on every visit, and FastHTML's components cost some 20 µs each (BENCHMARKS.md).
+@functools.cache
+def app_bar(current: str | None) -> Safe:
+    "The brand, then every plugin app in plugin order, the current one marked."
+    return rendered(Ul(Li(A(Span(cls="brand-mark"), config.SETTINGS["name"], href="/", cls="brand"))),
+                    Ul(*[Li(A(plugin.display_name, href=plugin.url(), aria_current="page" if name == current else None))
+                         for name, plugin in PLUGINS.items()], cls="app-menu"))
 
 
-def app_menu(current: str | None):
-    "Every plugin app, in plugin order."
-    return Ul(*[Li(A(plugin.display_name, href=plugin.url(), aria_current="page" if name == current else None))
-                for name, plugin in PLUGINS.items()], cls="app-menu")
-
-
-def profile_menu(**attrs):
+def profile_menu(out_of_band: bool = False) -> Safe:
     "The header's profile switcher: the active profile, the others to switch to, and the profiles page."
-    active = active_profile()
-    others = [Li(A(p.name, href="#", hx_post=f"/profiles/{p.id}/switch")) for p in profiles(order_by="id")
-              if p.id != active.id]
-    return Details(Summary(Small("Profile"), " ", Strong(active.name)),
-                   Ul(*others, Li(A("Manage profiles…", href="/profiles"))),
-                   cls="dropdown", id="profile-menu", **attrs)
+    every = tuple(db.execute("SELECT id, name FROM profile ORDER BY id"))
+    return drawn_profile_menu(active_profile().id, every, out_of_band)
+
+
+@functools.lru_cache(maxsize=64)
+def drawn_profile_menu(active: int, every: tuple, out_of_band: bool) -> Safe:
+    others = [Li(A(name, href="#", hx_post=f"/profiles/{other}/switch")) for other, name in every if other != active]
+    return rendered(Details(Summary(Small("Profile"), " ", Strong(dict(every)[active])),
+                         Ul(*others, Li(A("Manage profiles…", href="/profiles"))),
+                         cls="dropdown", id="profile-menu", hx_swap_oob="true" if out_of_band else None))
+
+
+@functools.lru_cache(maxsize=256)
+def header(current: str | None, menu: Safe) -> Safe:
+    return rendered(Header(Nav(app_bar(current), Ul(Li(menu)), cls="container")))
+
+
+FOOTER = rendered(Footer(Small(f"{config.SETTINGS['name']} · {config.FLAVOUR} template {config.TEMPLATE_VERSION}"),
+                         cls="container"))
 
 
 def page(title: str, *content, current: str | None = None):
     "A whole page: header with the app menu and profile menu, the message area, the content, the side panels."
-    return (Title(f"{title} · {config.SETTINGS['name']}"),
-            Header(Nav(Ul(Li(brand())), app_menu(current), Ul(Li(profile_menu())), cls="container")),
+    return (Title(f"{title} · {config.SETTINGS['name']}"), header(current, profile_menu()),
             Main(Div(Section(Div(id="message", role="status"), *content, cls="app"),
                      *[Aside(panel()) for panel in SIDE_PANELS], cls="workspace"), cls="container"),
-            Footer(Small(f"{config.SETTINGS['name']} · {config.FLAVOUR} template {config.TEMPLATE_VERSION}"),
-                   cls="container"))
+            FOOTER)
 
 
 def profile_row(profile):
@@ -396,7 +415,7 @@ def profile_list():
 
 def changed_profiles():
     "After a change: the profile list, and the header's profile menu swapped out of band."
-    return profile_list(), profile_menu(hx_swap_oob="true")
+    return profile_list(), profile_menu(out_of_band=True)
 
 
 # --- Routes
