@@ -24,7 +24,7 @@ import json
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 
@@ -119,7 +119,8 @@ class Run:
         return cls(**row | {"state": json.loads(row["state"]), "job": json.loads(row["job"] or "null")})
 
     def row(self) -> dict:
-        return asdict(self) | {"state": json.dumps(self.state), "job": json.dumps(self.job) if self.job else None}
+        "The run as its row: the values as JSON (dataclasses.asdict would copy a big job's results first)."
+        return vars(self) | {"state": json.dumps(self.state), "job": json.dumps(self.job) if self.job else None}
 
 
 class Job:
