@@ -31,7 +31,9 @@ from functools import cache
 from fasthtml.common import *
 from fastlite import NotFoundError, Table
 
-TABLES = {"pipeline": dict(key=str, app=str, profile_id=int, step=str, state=str, job=str, created=str, used=str,
+# The big columns last: SQLite walks a long value's overflow pages to reach the columns after it, so the run
+# picker, which reads every run but its state, would read every state too.
+TABLES = {"pipeline": dict(key=str, app=str, profile_id=int, step=str, created=str, used=str, job=str, state=str,
                            pk="key")}
 KEY = re.compile(r"\d{8}-\d{6}-[0-9a-f]{4}")
 PUSH_EVERY = 0.1  # seconds between two pushes of a progress bar: a fast job would flood the tabs otherwise
