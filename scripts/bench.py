@@ -54,12 +54,20 @@ class Plan:
     stream_tokens: int
     jupyter: bool  # the fork has JupyterLab (the default); without it the set-up installs far less
     crawl_pages: int  # the size of the local site crawled
+    writer_runs: int  # pairs of the concurrent-writers figure
+    writers: int  # processes writing at once
+    writer_rows: int  # rows each writes
+    long_list: int  # todos of the long list
+    at_once: int  # concurrent requests
+    urls: int  # the URL list submitted while the page is timed (the URL checker's most)
 
 
 FULL = Plan(warmups=1, runs=7, setup_warmups=1, setup_runs=3, wrk_seconds=5, latency_tokens=200, long_reply=2000,
-            streams=50, stream_tokens=1000, jupyter=True, crawl_pages=10_000)
+            streams=50, stream_tokens=1000, jupyter=True, crawl_pages=10_000, writer_runs=20, writers=4,
+            writer_rows=2000, long_list=1000, at_once=500, urls=5000)
 QUICK = Plan(warmups=0, runs=2, setup_warmups=0, setup_runs=1, wrk_seconds=1, latency_tokens=30, long_reply=300,
-             streams=10, stream_tokens=100, jupyter=False, crawl_pages=300)
+             streams=10, stream_tokens=100, jupyter=False, crawl_pages=300, writer_runs=1, writers=2, writer_rows=200,
+             long_list=100, at_once=50, urls=300)
 
 OLD, NEW = "v1.0.0", "v1.0.1"  # the template releases a fork is updated between
 TOKEN_PACE = 0.01  # seconds between tokens where the pace matters: 100 tokens/s, a fast local model
@@ -78,7 +86,8 @@ ONE_FILE_TEMPLATE = {
 }
 
 BARE_APP = '''\
-"""A bare FastHTML app: one page showing the rows of one SQLite table."""
+"""A bare FastHTML app: one page showing the rows of one SQLite table (the bench puts as many rows in it as the
+fork's page shows todos)."""
 import os
 import uvicorn
 from fasthtml.common import *
@@ -138,6 +147,47 @@ from local_site import BigSite
 uvicorn.run(BigSite(int(os.environ["PAGES"])).app, host="127.0.0.1", port=int(os.environ["PORT"]), log_level="warning")
 '''
 CRAWLED = re.compile(r"([\d,]+) pages crawled")
+LOCAL_SITE = '''\
+"""A web site on 127.0.0.1 for the URL checker to check: /page/N answers at once with a page titled N."""
+import os
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+
+def page(request): return HTMLResponse(f"<title>Page {request.path_params['n']}</title><p>Checked.</p>")
+
+
+app = Starlette(routes=[Route("/page/{n}", page)])
+uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), log_level="warning")
+'''
+
+# A process of the fork writing rows through its database layer, as a notebook or a script does. With
+# `sqlite-timeout` it prepares its connection as the fork did before database.py: SQLite's own 5 s busy timeout.
+WRITER = '''\
+import sys
+
+import apsw
+
+import config
+from database import open_database
+
+if sys.argv[3] == "sqlite-timeout":
+    def before(connection):
+        connection.set_busy_timeout(5000)
+        connection.pragma("journal_mode", "wal")
+    apsw.connection_hooks[:] = [before]
+todos = open_database(config.DB_PATH).t.todo
+print("ready", flush=True)
+sys.stdin.readline()
+failed = 0
+for n in range(int(sys.argv[2])):
+    try: todos.insert(title=f"{sys.argv[1]}-{n}", done=0, priority=n, profile_id=1)
+    except apsw.BusyError: failed += 1
+print(failed, flush=True)
+'''
 
 
 # --- Measuring in pairs
@@ -356,6 +406,18 @@ def setup_rows(plan: Plan, fork: Path, fresh: Scratch) -> list[Row]:
 
 # --- The rendered server against a bare FastHTML app
 
+def add_rows(db_path: Path, table: str, rows: list[tuple], columns: str):
+    "Rows put straight into a server's database, as a notebook would, while it runs."
+    with sqlite3.connect(db_path, timeout=30) as db:
+        db.executemany(f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(rows[0]))})", rows)
+    db.close()
+
+
+def todo_rows(count: int, start: int = 0) -> list[tuple]:
+    return [(f"Todo {n}: something to do, with a title of a usual length", n % 3 == 0, n, 1)
+            for n in range(start, start + count)]
+
+
 def server_rows(plan: Plan, fork: Path, env: dict, fresh: Scratch) -> list[Row]:
     python = fork / ".venv/bin/python"
     bare = fresh("bare-app")
@@ -367,16 +429,65 @@ def server_rows(plan: Plan, fork: Path, env: dict, fresh: Scratch) -> list[Row]:
                           lambda: start_to_200([python, "server.py"], fork, env), plan.runs, plan.warmups)
     rows = [ratio_row("rendered server: process start to first 200", "a bare FastHTML app", base, subject, seconds,
                       "≤ 1.3x", 1.3)]
+    env = env | {"DATA_DIR": str(fresh("pages-data"))}
     with server([python, "bare_app.py"], bare, bare_env) as (bare_process, bare_url), \
          server([python, "server.py"], fork, env) as (fork_process, fork_url):
         wait_for_200(bare_url + "/", bare_process)
         wait_for_200(fork_url + "/", fork_process)
         landing = urllib.request.urlopen(fork_url + "/").url  # where / leads: the app used last
-        rows.append(rate_row(plan, "`GET /` requests per second, keep-alive (a redirect to the app used last)",
-                             bare_url + "/", fork_url + "/", "≥ 0.8x", 0.8))
-        rows.append(rate_row(plan, f"`GET {urllib.parse.urlsplit(landing).path}` requests per second, keep-alive "
-                                   "(the page / leads to, for reference)", bare_url + "/", landing, "—", None))
+        page = urllib.parse.urlsplit(landing).path
+        with httpx.Client(base_url=fork_url) as app:  # ten todos, added the way a person does (the chat notes them)
+            for n in range(10): app.post("/todos", data={"title": todo_rows(1, n)[0][0]}).raise_for_status()
+        add_rows(bare / "bare.db", "items", [(title,) for title, *_ in todo_rows(10)], "name")
+        rows.append(rate_row(plan, f"**the landing page**, `GET {page}` with 10 todos: requests per second, "
+                                   "keep-alive", bare_url + "/", landing, "≥ 0.7x", 0.7))
+        rows.append(rate_row(plan, "`GET /` (a redirect to the landing page), requests per second, keep-alive",
+                             bare_url + "/", fork_url + "/", "—", None))
+        more = plan.long_list - 10
+        add_rows(next(Path(env["DATA_DIR"]).glob("*.db")), "todo", todo_rows(more, 10), "title, done, priority, profile_id")
+        add_rows(bare / "bare.db", "items", [(title,) for title, *_ in todo_rows(more, 10)], "name")
+        rows.append(long_page_row(plan, bare_url + "/", landing))
+        rows.append(asyncio.run(many_at_once(plan, fork_url, page)))
     return rows
+
+
+def long_page_row(plan: Plan, bare_url: str, url: str) -> Row:
+    "The page with a long list, asked for again and again: its first answer after a start, then the median."
+    print(f"{url} with {plan.long_list:,} todos ...", file=sys.stderr)
+    with httpx.Client() as client:
+        first = timed(client.get, url)  # the todos are drawn for the first time
+        base, subject = pairs(lambda: timed(client.get, bare_url), lambda: timed(client.get, url),
+                              plan.runs * 5, plan.warmups * 5)
+    return Row(f"`GET {urllib.parse.urlsplit(url).path}` with {plan.long_list:,} todos: time to the whole page, p50",
+               "a bare FastHTML page of as many rows", millis(statistics.median(base)),
+               f"{millis(statistics.median(subject))} (the first after the start: {millis(first)})",
+               f"{ratio(base, subject):.2f}x", "≤ 30 ms", statistics.median(subject) <= 0.030)
+
+
+async def answer_time(host: str, port: int, path: str) -> float | None:
+    "Seconds from connecting to the end of the answer (a new connection, as each browser tab's first), None if none."
+    started = time.monotonic()
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+        answer = await reader.read()
+        writer.close()
+    except OSError:
+        return None
+    return time.monotonic() - started if answer.startswith(b"HTTP/1.1 200") else None
+
+
+async def many_at_once(plan: Plan, url: str, path: str) -> Row:
+    "plan.at_once requests for the long page sent together; every one must be answered, the slowest within 10 s."
+    print(f"{plan.at_once} requests at once ...", file=sys.stderr)
+    address = urllib.parse.urlsplit(url)
+    times = await asyncio.wait_for(asyncio.gather(*[answer_time(address.hostname, address.port, path)
+                                                    for _ in range(plan.at_once)]), 120)
+    answered = [t for t in times if t is not None]
+    outcome = (f"{len(answered)}/{plan.at_once} answered, median {seconds(statistics.median(answered))}, "
+               f"slowest {seconds(max(answered))}" if answered else f"0/{plan.at_once} answered")
+    return Row(f"{plan.at_once} `GET {path}` at once ({plan.long_list:,} todos)", "—", "—", outcome, "—",
+               "all answered, none after 10 s", len(answered) == plan.at_once and max(answered) <= 10)
 
 
 def rate_row(plan: Plan, figure: str, bare_url: str, url: str, target: str, limit: float | None) -> Row:
@@ -395,6 +506,186 @@ def rate_and_errors(results) -> str:
     rate = per_second(statistics.median(rate for rate, _ in results))
     errors = sum(count for _, count in results)
     return f"{rate}, {errors} error answers" if errors else rate
+
+
+# --- The event loop stays free: the landing page while the URL checker takes a long list and checks another
+
+# The busy side, in a process of its own: starts the URL checker on a list of the local site's URLs, says
+# "checking", then pastes the same list into new runs, one after the other, until that check has finished.
+BUSY_CLIENT = '''\
+import re, sys, time, urllib.parse
+import httpx
+
+app_url, site_url, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+pasted = urllib.parse.urlencode({"text": "\\n".join(f"{site_url}/page/{n}" for n in range(count))})
+form = {"Content-Type": "application/x-www-form-urlencoded"}
+with httpx.Client(base_url=app_url, timeout=300, headers=form) as app:
+    def new_run():
+        return re.search(r'id="run-([\\w-]+)"', app.get("/url_checker/new").text)[1]
+
+    checked = new_run()
+    app.post(f"/url_checker/runs/{checked}/steps/urls", content=pasted).raise_for_status()
+    app.post(f"/url_checker/runs/{checked}/steps/check", content="concurrency=20&timeout=30").raise_for_status()
+    print("checking", flush=True)
+    while "at work" in app.get("/url_checker/runs", params={"run": checked}).text:
+        app.post(f"/url_checker/runs/{new_run()}/steps/urls", content=pasted).raise_for_status()
+'''
+
+
+async def page_latencies(client: httpx.AsyncClient, path: str, done: asyncio.Event, at_least: float) -> list[float]:
+    "Asks for the page again and again, one request at a time, until done is set and at_least seconds passed."
+    latencies, started = [], time.monotonic()
+    while not done.is_set() or time.monotonic() - started < at_least:
+        asked = time.monotonic()
+        (await client.get(path)).raise_for_status()
+        latencies.append(time.monotonic() - asked)
+        await asyncio.sleep(0.01)
+    return latencies
+
+
+def busy_app_latencies(plan: Plan, app_url: str, site_url: str, busy: bool) -> list[float]:
+    """The landing page's latencies, alone (busy=False, for 5 s) or while BUSY_CLIENT, a process of its own (this
+    one only times the page), has plan.urls URLs checked in the background and the same list pasted meanwhile."""
+    async def timed_page(done: asyncio.Event) -> list[float]:
+        async with httpx.AsyncClient(base_url=app_url, timeout=300) as app:
+            return await page_latencies(app, "/todos", done, 1)
+
+    async def timed_while(client: subprocess.Popen | None) -> list[float]:
+        done = asyncio.Event()
+        if client is None: asyncio.get_running_loop().call_later(5, done.set)
+        else: asyncio.get_running_loop().run_in_executor(None, lambda: (client.wait(), done.set()))
+        return await timed_page(done)
+
+    if not busy: return asyncio.run(timed_while(None))
+    client = subprocess.Popen([sys.executable, "-c", BUSY_CLIENT, app_url, site_url, str(plan.urls)], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if client.stdout.readline() != "checking\n": raise RuntimeError(client.stderr.read())
+    latencies = asyncio.run(timed_while(client))
+    if client.returncode: raise RuntimeError(client.stderr.read())
+    return latencies
+
+
+def busy_app_row(plan: Plan, fork: Path, env: dict, fresh: Scratch) -> Row:
+    python = fork / ".venv/bin/python"
+    site = fresh("site")
+    site.mkdir()
+    (site / "local_site.py").write_text(LOCAL_SITE)
+    data = fresh("busy-data")
+    with server([python, site / "local_site.py"], site, dict(os.environ)) as (site_process, site_url), \
+         server([python, "server.py"], fork, env | {"DATA_DIR": str(data)}) as (app_process, app_url):
+        wait_for_200(site_url + "/page/1", site_process)
+        wait_for_200(app_url + "/todos", app_process)
+        print(f"the landing page while {plan.urls:,} URLs are pasted and checked ...", file=sys.stderr)
+        base, subject = [], []
+        for _ in range(max(1, plan.runs // 3)):  # a few pairs: each busy run checks the whole list
+            base += busy_app_latencies(plan, app_url, site_url, busy=False)
+            subject += busy_app_latencies(plan, app_url, site_url, busy=True)
+    p99 = percentile(subject, 99)
+    return Row(f"`GET /todos` while a list of {plan.urls:,} URLs is pasted again and again and another is checked "
+               "in the background: p99", "the same page, the app idle", millis(percentile(base, 99)), millis(p99),
+               f"{(p99 - percentile(base, 99)) * 1000:+.1f} ms", "≤ 100 ms", p99 <= 0.100)
+
+
+# --- Writers: processes writing one database at once, and a notebook writing while the server serves
+
+@contextmanager
+def busy_cores():
+    "A busy loop on every core until the block ends: what a loaded CI machine is like."
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    try:
+        yield
+    finally:
+        for loop in loops: loop.kill()
+        for loop in loops: loop.wait()
+
+
+def writer(fork: Path, env: dict, name: str, rows: int, how: str) -> subprocess.Popen:
+    return subprocess.Popen([fork / ".venv/bin/python", "-c", WRITER, name, str(rows), how], cwd=fork, env=env,
+                            text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def failures(process: subprocess.Popen) -> int:
+    "The writes a writer saw fail; a writer that crashed counts all of them."
+    out, err = process.communicate(timeout=600)
+    if process.returncode: print(err[-2000:], file=sys.stderr)
+    return int(out.split()[-1]) if process.returncode == 0 else int(process.args[4])
+
+
+def database_of(env: dict) -> Path:
+    return next(Path(env["DATA_DIR"]).glob("*.db"))
+
+
+def writers_at_once(plan: Plan, fork: Path, fresh: Scratch, how: str) -> tuple[int, int]:
+    "plan.writers processes each write plan.writer_rows rows into a new database at once: (failed writes, rows)."
+    data = fresh("writers")
+    env = os.environ | {"DATA_DIR": str(data), "LOG_DIR": str(data / "logs")}
+    run([fork / ".venv/bin/python", "-c", "import server"], cwd=fork, env=env)  # its tables, as the app makes them
+    writers = [writer(fork, env, f"w{n}", plan.writer_rows, how) for n in range(plan.writers)]
+    for process in writers:
+        if process.stdout.readline() != "ready\n": raise RuntimeError(process.stderr.read())
+    for process in writers:  # all have the database open: go
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    failed = sum(map(failures, writers))
+    with sqlite3.connect(database_of(env)) as db: (count,) = db.execute("SELECT count(*) FROM todo").fetchone()
+    db.close()
+    return failed, count
+
+
+def writer_rows(plan: Plan, fork: Path, env: dict, fresh: Scratch) -> list[Row]:
+    print(f"{plan.writers} writers at once, {plan.writer_runs} times, every core busy ...", file=sys.stderr)
+    expected = plan.writers * plan.writer_rows
+    with busy_cores():
+        base, subject = pairs(lambda: writers_at_once(plan, fork, fresh, "sqlite-timeout"),
+                              lambda: writers_at_once(plan, fork, fresh, "fork"), plan.writer_runs, 0)
+
+    def outcome(results) -> str:
+        failed_runs = sum(1 for failed, count in results if failed or count != expected)
+        return (f"{sum(failed for failed, _ in results):,} writes failed, in {failed_runs} of {len(results)} runs; "
+                f"{min(count for _, count in results):,} to {max(count for _, count in results):,} rows")
+
+    rows = [Row(f"{plan.writers} processes × {plan.writer_rows:,} rows into one database at once, every core busy "
+                f"with a loop, {plan.writer_runs} times", "SQLite's own 5 s busy timeout (the fork before)",
+                outcome(base), outcome(subject), "—", f"0 failed, {expected:,} rows every time",
+                all(failed == 0 and count == expected for failed, count in subject))]
+    rows.append(notebook_row(plan, fork, env, fresh))
+    return rows
+
+
+async def todo_requests(app_url: str, until) -> tuple[list[float], int]:
+    "Adds a todo and shows the list, one after the other, until until() says stop: (adding latencies, errors)."
+    latencies, errors, n = [], 0, 0
+    async with httpx.AsyncClient(base_url=app_url, timeout=60, headers={"HX-Request": "true"}) as app:
+        while not until(n):
+            asked = time.monotonic()
+            added = await app.post("/todos", data={"title": f"Served {n}"})
+            latencies.append(time.monotonic() - asked)
+            errors += added.status_code != 200
+            errors += (await app.get("/todos")).status_code != 200
+            n += 1
+    return latencies, errors
+
+
+def notebook_row(plan: Plan, fork: Path, env: dict, fresh: Scratch) -> Row:
+    "A notebook-style process writes rows while the server adds and shows todos: nothing may fail on either side."
+    rows = plan.writer_rows * 2
+    print(f"a notebook writing {rows:,} rows while the server serves ...", file=sys.stderr)
+    env = env | {"DATA_DIR": str(fresh("notebook-data"))}
+    with server([fork / ".venv/bin/python", "server.py"], fork, env) as (app_process, app_url):
+        wait_for_200(app_url + "/todos", app_process)
+        count = plan.writer_rows // 10
+        alone, _ = asyncio.run(todo_requests(app_url, lambda n: n >= count))
+        notebook = writer(fork, env, "notebook", rows, "fork")
+        notebook.stdout.readline()
+        notebook.stdin.write("go\n")
+        notebook.stdin.flush()
+        served, errors = asyncio.run(todo_requests(app_url, lambda n: n >= count and notebook.poll() is not None))
+        failed = failures(notebook)
+    outcome = (f"{rows - failed:,}/{rows:,} rows written; {len(served) * 2:,} requests, {errors} errors; "
+               f"adding a todo p99 {millis(percentile(served, 99))}")
+    return Row(f"a notebook-style process writing {rows:,} rows while the server adds and shows todos",
+               "the server alone", f"adding a todo p99 {millis(percentile(alone, 99))}", outcome, "—",
+               "0 errors on either side", failed == 0 and errors == 0)
 
 
 # --- The chat against reading the fake Ollama directly
@@ -629,7 +920,17 @@ def report(plan: Plan, quick: bool, rows: list[Row]) -> str:
         "- Servers run in the fork's venv on 127.0.0.1: `python server.py` (uvicorn, one process) and a bare FastHTML "
         "app (`fast_app` with one table, one page listing its rows, `uvicorn.run`). Start: from spawning the process "
         "to the first 200 for `/`, redirects followed. Requests per second: `wrk -t1 -c10` (keep-alive) for "
-        f"{plan.wrk_seconds} s; error answers (4xx, 5xx) are counted.",
+        f"{plan.wrk_seconds} s; error answers (4xx, 5xx) are counted. The fork's page shows the todos added through "
+        "it (so its chat panel shows their notes), the bare page as many rows; the long list's rows are put into "
+        "both databases directly. Its time is one request after the other, from asking to the whole answer.",
+        f"- At once: {plan.at_once} connections opened together, each asking once (`Connection: close`).",
+        f"- Idle and busy: the landing page asked for one request after the other, 10 ms apart, alone, then while "
+        f"the URL checker checks {plan.urls:,} URLs of a local site (20 at a time) and the same list is pasted into "
+        "new runs one after the other until the check is done.",
+        f"- Writers: each run is a new database; {plan.writers} processes open it through the fork's database.py "
+        f"and insert {plan.writer_rows:,} rows each in a loop, all starting together, while a busy loop runs on every "
+        "core. The baseline prepares the connections as the fork did before (SQLite's busy timeout of 5 s, "
+        "synchronous FULL). The notebook-style process does the same while the server adds and shows todos.",
         "- Chat: the fork's fake LLM (tests/fake_ollama.py) stamps each token with the time it sent it. Directly: "
         "one keep-alive httpx client streams /api/chat (Ollama) or /v1/chat/completions (OpenAI-compatible). "
         "Through the chat: a WebSocket client sends the message as the page does and reads the fragments until the "
@@ -670,6 +971,7 @@ def main():
             env = os.environ | {"HOST": "127.0.0.1", "DEV": "0", "LLM_BACKEND": "ollama", "OLLAMA_HOST": llm_url,
                                 "DATA_DIR": str(fresh("data")), "LOG_DIR": str(fresh("logs"))}
             rows += server_rows(plan, fork, env, fresh)
+            rows.append(busy_app_row(plan, fork, env, fresh))
             for backend, backend_env in BACKENDS.items():
                 served = server([fork / ".venv/bin/python", "server.py"], fork, env | backend_env(llm_url))
                 with served as (app, app_url):
@@ -679,6 +981,7 @@ def main():
                         print("concurrent chat streams ...", file=sys.stderr)
                         rows.append(asyncio.run(concurrent_streams(plan, app_url, app)))
             rows += asyncio.run(crawl_rows(plan, fork, env | {"DATA_DIR": str(fresh("crawl-data"))}, fresh))
+        rows += writer_rows(plan, fork, env, fresh)
 
     args.output.write_text(report(plan, args.quick, rows))
     print(f"Wrote {args.output}", file=sys.stderr)

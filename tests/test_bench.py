@@ -11,7 +11,10 @@ FIGURES = [
     *(f"`copier update` with one upstream change, {flavour}" for flavour in FLAVOURS),
     "fresh fork set-up",
     "rendered server: process start to first 200",
-    "`GET /` requests per second",
+    "**the landing page**, `GET /todos` with 10 todos",
+    "`GET /` (a redirect to the landing page)",
+    "todos: time to the whole page, p50",
+    "is pasted again and again and another is checked in the background",
     "chat: time to first token",
     "chat: added latency per token, p50",
     "chat: added latency per token, p99",
@@ -53,4 +56,11 @@ def test_quick_mode_writes_every_figure_with_numbers_to_its_output(tmp_path):
         assert row is not None and NUMBER.search(row["subject value"]), f"{figure!r}: {row}"
     streams = next(row for row in rows if "concurrent chat streams" in row["figure"])
     assert re.search(r"\d+/\d+ complete, \d+ errors, .*peak RSS \d+ MB", streams["subject value"]), streams
+    at_once = next(row for row in rows if " at once (" in row["figure"])
+    assert re.search(r"\d+/\d+ answered, median [\d.]+ s, slowest [\d.]+ s", at_once["subject value"]), at_once
+    writers = next(row for row in rows if "rows into one database at once, every core busy" in row["figure"])
+    for column in ("baseline value", "subject value"):
+        assert re.search(r"[\d,]+ writes failed, in \d+ of \d+ runs; [\d,]+ to [\d,]+ rows", writers[column]), writers
+    notebook = next(row for row in rows if "notebook-style process writing" in row["figure"])
+    assert re.search(r"[\d,]+/[\d,]+ rows written; [\d,]+ requests, \d+ errors", notebook["subject value"]), notebook
     assert committed_benchmarks() == before, "the quick mode wrote over BENCHMARKS.md"
