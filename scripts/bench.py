@@ -892,6 +892,15 @@ def crawled_pages(crawl_db: Path) -> int:
 
 # --- The report
 
+NOTES = "\n## Notes\n"  # what follows it in BENCHMARKS.md is written by hand, and kept when the bench runs again
+
+
+def kept_notes(path: Path) -> str:
+    "The hand-written notes of the report at path (what each change bought, what holds a figure back), if any."
+    text = path.read_text() if path.exists() else ""
+    return NOTES + text.split(NOTES, 1)[1] if NOTES in text else ""
+
+
 def report(plan: Plan, quick: bool, rows: list[Row]) -> str:
     met = {True: "yes", False: "**no**", None: "—"}
     lines = [
@@ -983,7 +992,7 @@ def main():
             rows += asyncio.run(crawl_rows(plan, fork, env | {"DATA_DIR": str(fresh("crawl-data"))}, fresh))
         rows += writer_rows(plan, fork, env, fresh)
 
-    args.output.write_text(report(plan, args.quick, rows))
+    args.output.write_text(report(plan, args.quick, rows) + kept_notes(args.output))
     print(f"Wrote {args.output}", file=sys.stderr)
 
 
