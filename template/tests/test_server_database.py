@@ -14,9 +14,10 @@ import apsw
 import httpx
 import pytest
 
-from conftest import ROOT, app_server
+from conftest import ROOT, app_server, shipped
 
 HX = {"HX-Request": "true"}
+through_the_todos = shipped("plugins/010_todos.py")  # the tests that write todos, as a person would
 
 
 def todo_count(server) -> int:
@@ -32,6 +33,7 @@ def other(server):
     connection.close()
 
 
+@through_the_todos
 def test_every_connection_uses_wal_and_waits_for_a_writer_to_finish(server, client, other):
     for connection in (server.db.conn, other):  # any connection the process opens, not only the app's own
         assert connection.pragma("journal_mode") == "wal" and connection.pragma("synchronous") == 1  # NORMAL
@@ -42,6 +44,7 @@ def test_every_connection_uses_wal_and_waits_for_a_writer_to_finish(server, clie
     assert time.monotonic() - started >= 0.4 and todo_count(server) == 1
 
 
+@through_the_todos
 def test_a_transaction_that_reads_then_writes_never_fails_while_others_write(server, client, other):
     # A deferred transaction (BEGIN, or apsw's `with connection:`) that reads, then writes after another
     # connection committed, fails at once with SQLITE_BUSY_SNAPSHOT; db.transaction() takes the write lock first.
@@ -51,7 +54,8 @@ def test_a_transaction_that_reads_then_writes_never_fails_while_others_write(ser
     stop = threading.Event()
 
     def write_meanwhile():
-        while not stop.is_set(): other.execute("INSERT INTO todo (title, done, priority, profile_id) VALUES ('x', 0, 0, 9)")
+        while not stop.is_set():
+            other.execute("INSERT INTO todo (title, done, priority, profile_id) VALUES ('x', 0, 0, 9)")
 
     writer = threading.Thread(target=write_meanwhile)
     writer.start()
@@ -67,6 +71,7 @@ def test_a_transaction_that_reads_then_writes_never_fails_while_others_write(ser
     assert server.db.execute("SELECT n FROM counter").fetchone()[0] == 50
 
 
+@through_the_todos
 def test_a_lock_held_without_writes_is_a_message_naming_the_database(server, client, other, monkeypatch):
     import database
 
@@ -79,6 +84,7 @@ def test_a_lock_held_without_writes_is_a_message_naming_the_database(server, cli
     assert todo_count(server) == 0
 
 
+@through_the_todos
 def test_a_full_disk_is_a_message_and_the_write_saves_nothing(server, client):
     client.get("/todos")
     pages = server.db.conn.pragma("page_count")
@@ -97,6 +103,7 @@ def test_a_full_disk_is_a_message_and_the_write_saves_nothing(server, client):
     assert client.post("/todos", data={"title": "Space again"}, headers=HX).status_code == 200
 
 
+@through_the_todos
 def test_a_write_whose_chat_note_fails_saves_nothing(server, client, monkeypatch):
     def full(profile_id, text, comment=False): raise apsw.FullError("database or disk is full")
 
@@ -106,6 +113,7 @@ def test_a_write_whose_chat_note_fails_saves_nothing(server, client, monkeypatch
     assert todo_count(server) == 0
 
 
+@through_the_todos
 def test_a_note_is_told_to_the_pages_once_its_change_is_saved_and_never_if_it_is_not(server, client, monkeypatch):
     told = []
 
@@ -156,6 +164,7 @@ def test_a_data_folder_the_app_cannot_write_stops_the_start_with_a_message(fault
     assert "or set DATA_DIR to one" in result.stderr
 
 
+@through_the_todos
 def test_a_database_deleted_under_the_running_app_is_a_message_on_the_page(data_env):
     with app_server(data_env) as url, httpx.Client(base_url=url) as client:
         assert client.get("/todos").status_code == 200
