@@ -13,6 +13,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = yaml.safe_load((ROOT / "copier.yml").read_text())
 FLAVOURS = QUESTIONS["flavour"]["choices"]
+# Each flavour's fork runs its whole test suite once in scripts/test: these after an update (tests/test_update.py),
+# the others on a fresh render (tests/test_forks.py). Botifython has every module pipulate has but for its deleted
+# plugin, whose tests pipulate's fresh fork runs.
+SUITE_AFTER_UPDATE = {"darwinix", "botifython"}
+SUITE_WHEN_FRESH = [flavour for flavour in FLAVOURS if flavour not in SUITE_AFTER_UPDATE]
 
 
 def render(dst: Path, src: Path = ROOT, vcs_ref: str = "HEAD", **answers) -> Path:

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from pathspec import PathSpec
 
-from template_tools import FLAVOURS, QUESTIONS, commit_all, git, render, snapshot
+from template_tools import FLAVOURS, QUESTIONS, SUITE_AFTER_UPDATE, commit_all, git, render, snapshot
 
 UPSTREAM_2, UPSTREAM_3 = "Upstream change in 0.2.0", "Upstream change in 0.3.0"
 NEWEST = "v0.3.0"
@@ -209,9 +209,6 @@ NEVER_TOUCHED = {"data/acme.csv": "id,name\n1,Acme\n", "logs/acme-old.log": "an 
                  "botify_token.txt": "acme-botify-token\n"}
 OVERRIDDEN_IDNA = "3.10"  # requirements.lock pins another version
 SHIPPED_PLUGIN = "plugins/020_url_checker.py"
-# The forks whose whole suite runs after the update. Botifython has every module pipulate has: pipulate's fork
-# updates with --no-test, then runs its own tests and the template's tests of the plugin it deleted.
-WHOLE_SUITE = {"darwinix", "botifython"}
 
 
 @pytest.fixture(scope="module", params=FLAVOURS)
@@ -234,7 +231,9 @@ def updated(request, template, tmp_path_factory):
     untouched = {path: (fork / path).stat().st_mtime_ns for path in NEVER_TOUCHED}
     commit_all(fork, "Customise")
     head = git(fork, "rev-parse", "HEAD")
-    whole_suite = request.param in WHOLE_SUITE
+    # Botifython has every module pipulate has: pipulate's fork updates with --no-test, then runs its own tests and
+    # the template's tests of the plugin it deleted (its whole suite runs on a fresh render, in test_forks.py).
+    whole_suite = request.param in SUITE_AFTER_UPDATE
     result = run(fork, "update") if whole_suite else run(fork, "update", "--no-test")
     tests = result if whole_suite else run(fork, "test", "tests/test_acme.py", "tests/test_server_workflows.py")
     status = git(fork, "status", "--porcelain")
