@@ -3,6 +3,7 @@ Markdown, Stop stops it, Shift+Enter starts a new line, the status says whether 
 scrolls inside the panel while the page keeps its height, and the page asks nothing of any other host.
 Saves pipulate.png (the README's screenshot) to $SCREENSHOT_DIR, else a temporary folder."""
 
+import re
 import time
 
 import pytest
@@ -157,6 +158,11 @@ def test_the_size_limit_shows_before_sending(page, fake):
     expect(size).not_to_have_class("over")
 
 
+def settled(swapped_in):
+    "Waits until htmx has settled what it swapped in: only then does it listen to events there (20 ms, or more)."
+    expect(swapped_in).not_to_have_class(re.compile(r"\bhtmx-added\b"))
+
+
 def test_the_status_shows_whether_the_llm_is_there_before_sending(browser, chat_url, backend):
     running_at, backend.url = backend.url, f"http://127.0.0.1:{free_port()}"
     page = browser.new_page()
@@ -166,9 +172,11 @@ def test_the_status_shows_whether_the_llm_is_there_before_sending(browser, chat_
     expect(page.get_by_label("Model")).to_have_value("llama3.2")
     expect(page.locator("#chat-log")).to_be_empty()
     assert "Enter sends" in page.locator("#chat-log").evaluate("log => getComputedStyle(log, '::before').content")
+    settled(page.locator("#chat-picker"))
     backend.url = running_at  # Ollama started; the person opens the picker
     page.get_by_label("Model").focus()
     expect(status).to_have_text(f"llama3.2 is ready (Ollama at {running_at}).")
+    settled(status)
     expect(page.locator("#chat-model option")).to_have_text(["llama3.2:latest", "qwen2.5:7b"])
     page.get_by_label("Model").select_option("qwen2.5:7b")
     expect(status).to_have_text(f"qwen2.5:7b is ready (Ollama at {running_at}).")
