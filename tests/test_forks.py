@@ -10,6 +10,7 @@ import pytest
 from template_tools import FLAVOURS, SUITE_WHEN_FRESH, render
 
 
+@pytest.mark.fork_suite
 @pytest.mark.parametrize("flavour", SUITE_WHEN_FRESH)
 def test_fork_passes_its_own_tests(flavour, tmp_path):
     fork = render(tmp_path / flavour, flavour=flavour)

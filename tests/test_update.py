@@ -211,7 +211,8 @@ OVERRIDDEN_IDNA = "3.10"  # requirements.lock pins another version
 SHIPPED_PLUGIN = "plugins/020_url_checker.py"
 
 
-@pytest.fixture(scope="module", params=FLAVOURS)
+@pytest.fixture(scope="module", params=[pytest.param(flavour, marks=pytest.mark.fork_suite)
+                                        if flavour in SUITE_AFTER_UPDATE else flavour for flavour in FLAVOURS])
 def updated(request, template, tmp_path_factory):
     """A fork rendered from v0.1.0, customised and committed, then `./run update` to v0.3.0; then the update
     committed and `./run update` once more."""
