@@ -500,6 +500,10 @@ async def delete_profile(profile_id: int):
 DEV_RELOAD = ["*.py", "settings.toml", "prompts/*", "static/*", "static/*/*"]
 
 if __name__ == "__main__":
+    # Slow work runs in worker threads (see plugins/README.md), which hold the GIL for up to its switch interval
+    # whenever the event loop wants it back: 1 ms instead of Python's 5 took a fifth to a third off the p99 of a page
+    # asked while a 5,000-URL list was being parsed (BENCHMARKS.md).
+    sys.setswitchinterval(0.001)
     if config.DEV:
         # uvicorn's reloader serves from a fresh process, which runs this file again as __main__ first (the way
         # multiprocessing starts one): "__main__:app" is that app, where "server:app" would make a second one.
