@@ -20,6 +20,9 @@ document.addEventListener("keydown", (event) => {
   const cancel = event.target.closest?.(".editing")?.querySelector("button.cancel");
   if (cancel) {
     event.preventDefault();
+    // htmx wires a swapped-in row once it has settled (20 ms, longer on a busy machine), and the editor has the focus
+    // before that: an Escape that quick would click a button that does nothing yet.
+    htmx.process(cancel);
     cancel.click();
   }
 });
