@@ -13,6 +13,9 @@ from template_tools import COMMITTER, commit_all, git, snapshot
 def repo(tmp_path):
     """A copy of the template whose scripts/test passes or fails on demand, in one second instead of minutes."""
     repo = snapshot(tmp_path)
+    # This repository's own changelog may have just been released, leaving nothing under "## Unreleased".
+    changelog = repo / "CHANGELOG.md"
+    changelog.write_text(changelog.read_text().replace("## Unreleased\n", "## Unreleased\n\n- A change.\n", 1))
     set_tests(repo, passing=True)
     return repo
 
