@@ -19,6 +19,7 @@ pytestmark = needs_chromium
 
 OPENED = "document.addEventListener('htmx:wsOpen', () => window.chatOpen = true)"
 SHOWN = """reply => {
+    if (reply.classList.contains('done')) return ['', true];  // finished since the loop looked: its Copy is no step
     const rects = [...reply.querySelectorAll('.md, .tail')].flatMap(e => [...e.getClientRects()]);
     return [reply.textContent.replace(/\\s+/g, ' ').trim(), new Set(rects.map(r => Math.round(r.top))).size <= 1];
 }"""  # what a streaming reply shows, and whether it is all on one line
