@@ -31,6 +31,7 @@ import re
 import sqlite3
 import time
 import zlib
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -303,6 +304,7 @@ class Crawl:
                     or datetime.now().isoformat(timespec="seconds"))
         limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
         parser = ThreadPoolExecutor(1, thread_name_prefix="crawl-parse")  # one page parsed at a time
+        self.turns = defaultdict(asyncio.Lock)  # host -> its requests' queue for wait_turn, in this run's event loop
         try:
             async with httpx.AsyncClient(headers={"User-Agent": settings.user_agent}, limits=limits,
                                          timeout=settings.timeout, follow_redirects=False) as client:
@@ -366,13 +368,13 @@ class Crawl:
         return self.robots[origin]
 
     async def wait_turn(self, host: str):
-        "Waits until a request to the host may start: `delay` (or robots.txt's Crawl-delay) after the one before."
+        """Waits until a request to the host may start: `delay` (or robots.txt's Crawl-delay) after the one before
+        started. The host's requests take their turns one at a time, so a turn that woke late delays the next."""
         rules = self.robots.get(f"{self.site.scheme}://{self.site.netloc.decode('ascii')}")
         delay = max(self.settings.delay, (rules.crawl_delay(self.settings.user_agent) or 0) if rules else 0)
-        now = time.monotonic()
-        start = max(now, self.next_request.get(host, now))
-        self.next_request[host] = start + delay
-        if start > now: await asyncio.sleep(start - now)
+        async with self.turns[host]:
+            if (wait := self.next_request.get(host, 0) - time.monotonic()) > 0: await asyncio.sleep(wait)
+            self.next_request[host] = time.monotonic() + delay
 
     # --- seeding: the start URL and the sitemaps
     async def seed(self):
