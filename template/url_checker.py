@@ -7,6 +7,8 @@ Plain Python over httpx, shared by the URL checker workflow and notebooks/url_ch
     results = await check_urls(urls, concurrency=10, timeout=10, on_result=show)
     path = write_csv(results, "my-run")
 
+The app checks through check_urls_apart, the same checks in a process of their own (`python -m url_checker`).
+
 Redirects are followed one hop at a time, so each hop keeps its own code (301, 302, 303, 307 and 308 told apart);
 a loop, or more than MAX_REDIRECTS hops, ends the chain with an error. A URL that fails (timeout, unknown host,
 refused connection) gets its error in its result; it never stops the others.
@@ -15,9 +17,11 @@ refused connection) gets its error in its result; it never stops the others.
 import asyncio
 import html
 import ipaddress
+import json
 import re
+import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
@@ -171,6 +175,37 @@ async def check_urls(urls, concurrency: int = 10, timeout: float = 10, on_result
         return await asyncio.gather(*map(check, urls))
 
 
+async def check_urls_apart(urls, concurrency: int = 10, timeout: float = 10, on_result=None) -> list[UrlCheck]:
+    """check_urls in a process of its own, as the app checks: the HTTP work of a long list (parsing, TLS, reading
+    titles) then takes a core of its own, not the event loop that serves every page, and not the loop's GIL either.
+    Cancelling it stops the process."""
+    checker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "url_checker", str(concurrency), str(timeout), cwd=Path(__file__).parent,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=4 * TITLE_SCAN_LIMIT,
+        start_new_session=True)  # a Ctrl-C stops the app, and the app this process: the run stays at work, to resume
+    checked = {}
+    try:
+        checker.stdin.write("\n".join(urls).encode())
+        checker.stdin.close()
+        async for line in checker.stdout:
+            result = from_dict(json.loads(line))
+            checked[result.url] = result
+            if on_result: await on_result(result)
+        if await checker.wait(): raise RuntimeError(f"the URL checks' process failed (exit {checker.returncode})")
+    finally:
+        if checker.returncode is None:
+            checker.kill()
+            await checker.wait()
+    return [checked[url] for url in urls]
+
+
+def check_stdin(concurrency: str, timeout: str):
+    "python -m url_checker CONCURRENCY TIMEOUT: checks the URLs on stdin, one a line; prints each result, a JSON line."
+    async def report(result: UrlCheck): print(json.dumps(asdict(result)), flush=True)
+
+    asyncio.run(check_urls(sys.stdin.read().split(), int(concurrency), float(timeout), on_result=report))
+
+
 def csv_row(result: UrlCheck) -> list:
     return [getattr(result, column) for column in CSV_COLUMNS]
 
@@ -184,3 +219,7 @@ def write_csv(results: list[UrlCheck], run: str | None = None) -> Path:
     "Saves the results as data/url_checks/<run>.csv (run defaults to the time now); returns its path."
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", run or f"{datetime.now():%Y%m%d-%H%M%S}").strip("._") or "run"
     return write_safe_csv(CHECKS_DIR / f"{name}.csv", CSV_COLUMNS, map(csv_row, results))
+
+
+if __name__ == "__main__":
+    check_stdin(*sys.argv[1:])

@@ -12,8 +12,8 @@ from fasthtml.common import *
 
 import explore
 from explore import Column, Filter, View, address
-from url_checker import CHECKS_DIR, MAX_REDIRECTS, UrlCheck, check_urls, from_dict, parse_url_list, write_csv
-from workflows import Step, Workflow
+from url_checker import CHECKS_DIR, MAX_REDIRECTS, UrlCheck, check_urls_apart, from_dict, parse_url_list, write_csv
+from workflows import Step, Workflow, drawn
 
 NAME = "url_checker"
 DISPLAY_NAME = "URL checker"
@@ -147,6 +147,11 @@ def results(run):
             results_rows(run, view))
 
 
+def kept(found: list[UrlCheck], key: str):
+    "The results as the run keeps them, a CSV and dicts: 5,000 of each take a while, so a worker thread makes them."
+    return write_csv(found, key), [asdict(result) for result in found]
+
+
 def setup(plugin):
     def read_urls(run, form):
         text = form.get("text", "")
@@ -175,10 +180,10 @@ def setup(plugin):
             done.append(result)
             await job.progress(len(done), len(urls), f"Checked {len(done):,} of {len(urls):,}: {result.url}")
 
-        found = await check_urls(urls, job.input["concurrency"], job.input["timeout"], on_result=tick)
-        csv = await asyncio.to_thread(write_csv, found, run.key)  # 5,000 rows: not on the event loop
+        found = await check_urls_apart(urls, job.input["concurrency"], job.input["timeout"], on_result=tick)
+        csv, results = await asyncio.to_thread(kept, found, run.key)
         await job.progress(len(urls), len(urls), summary(found))
-        return job.input | {"csv": csv.name, "results": [asdict(result) for result in found]}
+        return job.input | {"csv": csv.name, "results": results}
 
     flow = Workflow(plugin, [
         Step("urls", "Paste the URLs", form=url_form, submit=read_urls, show=url_list),
@@ -193,4 +198,5 @@ def setup(plugin):
     async def rows(request, key: str):
         run = flow.run(key)
         if "check" not in run.state: raise plugin.Refused(404, "This run has no results yet: check its URLs first.")
-        return results_rows(run, View.read(request.query_params, COLUMNS, FILTERS, default_sort="checked"), answer=True)
+        view = View.read(request.query_params, COLUMNS, FILTERS, default_sort="checked")
+        return await drawn(results_rows, run, view, answer=True)  # 5,000 results sorted and filtered: in a thread

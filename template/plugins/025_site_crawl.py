@@ -19,7 +19,7 @@ import explore
 from crawler import CRAWLED, CRAWLS_DIR, FINDING, FINDINGS, USER_AGENT, Crawl, Settings
 from explore import Column, Filter, View, address
 from url_checker import normal_url
-from workflows import Step, Workflow
+from workflows import Step, Workflow, drawn
 
 NAME = "site_crawl"
 DISPLAY_NAME = "Site crawl"
@@ -390,7 +390,7 @@ def setup(plugin):
     async def rows(request, key: str):
         flow.run(key)
         view = View.read(request.query_params, COLUMNS, FILTERS, default_sort="id")
-        return page_rows(key, view, live=key in AT_WORK, answer=True)
+        return await drawn(page_rows, key, view, live=key in AT_WORK, answer=True)  # a query of the whole crawl
 
     @plugin.route("/runs/{key}/pages/{page_id}", methods="get")
     async def detail(key: str, page_id: int):

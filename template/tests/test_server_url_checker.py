@@ -159,6 +159,40 @@ def test_each_result_is_reported_as_soon_as_it_is_ready(site):
     assert [r.url for r in results] == [f"{site.url}/busy/1", f"{site.url}/"]
 
 
+def test_the_app_checks_in_a_process_of_its_own_with_the_same_results(site):
+    urls = [f"{site.url}{path}" for path in ("/busy/1", "/", "/hop/4", "/loop", "/missing", "/plain")]
+    urls.append("http://127.0.0.1:9/")  # nothing listens on the discard port
+    reported = []
+
+    async def on_result(result): reported.append(result.url)
+
+    apart = asyncio.run(url_checker.check_urls_apart(urls, concurrency=3, timeout=2, on_result=on_result))
+    here = check(*urls, concurrency=3, timeout=2)
+    assert [result.url for result in apart] == urls  # in the order given
+    assert sorted(reported) == sorted(urls) and reported[-1] == f"{site.url}/busy/1"  # each as soon as it is ready
+    assert [(r.hops, r.final_url, r.final_status, r.title, r.flag, bool(r.error)) for r in apart] == \
+           [(r.hops, r.final_url, r.final_status, r.title, r.flag, bool(r.error)) for r in here]
+
+
+def test_a_cancelled_check_stops_its_process(site, monkeypatch):
+    started, spawn = [], asyncio.create_subprocess_exec
+
+    async def spawned(*args, **kwargs):
+        started.append(await spawn(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", spawned)
+
+    async def cancelled_soon():
+        checking = asyncio.create_task(url_checker.check_urls_apart([f"{site.url}/slow"], timeout=10))
+        await asyncio.sleep(1)
+        checking.cancel()
+        with pytest.raises(asyncio.CancelledError): await checking
+
+    asyncio.run(cancelled_soon())
+    assert len(started) == 1 and started[0].returncode is not None  # stopped, not left checking
+
+
 def test_results_are_saved_as_csv_under_data_with_every_hop(tmp_path, monkeypatch):
     monkeypatch.setattr(url_checker, "CHECKS_DIR", tmp_path / "url_checks")
     hops = [{"url": "https://a.example/", "status": 301}, {"url": "https://a.example/new", "status": 200}]
