@@ -18,8 +18,10 @@ import asyncio
 import html
 import ipaddress
 import json
+import os
 import re
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
@@ -178,15 +180,14 @@ async def check_urls(urls, concurrency: int = 10, timeout: float = 10, on_result
 async def check_urls_apart(urls, concurrency: int = 10, timeout: float = 10, on_result=None) -> list[UrlCheck]:
     """check_urls in a process of its own, as the app checks: the HTTP work of a long list (parsing, TLS, reading
     titles) then takes a core of its own, not the event loop that serves every page, and not the loop's GIL either.
-    Cancelling it stops the process."""
+    Cancelling it stops the process, and so does the app's end, however it ends (the process's stdin closes)."""
     checker = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "url_checker", str(concurrency), str(timeout), cwd=Path(__file__).parent,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=4 * TITLE_SCAN_LIMIT,
         start_new_session=True)  # a Ctrl-C stops the app, and the app this process: the run stays at work, to resume
     checked = {}
     try:
-        checker.stdin.write("\n".join(urls).encode())
-        checker.stdin.close()
+        checker.stdin.write(json.dumps(list(urls)).encode() + b"\n")  # and stdin stays open while the app is here
         async for line in checker.stdout:
             result = from_dict(json.loads(line))
             checked[result.url] = result
@@ -200,10 +201,13 @@ async def check_urls_apart(urls, concurrency: int = 10, timeout: float = 10, on_
 
 
 def check_stdin(concurrency: str, timeout: str):
-    "python -m url_checker CONCURRENCY TIMEOUT: checks the URLs on stdin, one a line; prints each result, a JSON line."
+    """python -m url_checker CONCURRENCY TIMEOUT: checks the URLs of the JSON list on stdin's first line, printing
+    each result as a JSON line, until the end of stdin: the app that asked is gone, and the checks stop with it."""
     async def report(result: UrlCheck): print(json.dumps(asdict(result)), flush=True)
 
-    asyncio.run(check_urls(sys.stdin.read().split(), int(concurrency), float(timeout), on_result=report))
+    urls = json.loads(sys.stdin.readline())
+    threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
+    asyncio.run(check_urls(urls, int(concurrency), float(timeout), on_result=report))
 
 
 def csv_row(result: UrlCheck) -> list:

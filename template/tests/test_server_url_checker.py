@@ -4,6 +4,9 @@ spreadsheet); and the starter notebook, run headless."""
 
 import asyncio
 import csv
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -191,6 +194,20 @@ def test_a_cancelled_check_stops_its_process(site, monkeypatch):
 
     asyncio.run(cancelled_soon())
     assert len(started) == 1 and started[0].returncode is not None  # stopped, not left checking
+
+
+def test_the_checks_process_stops_once_the_app_that_asked_is_gone():
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes connections, never answers
+        checker = subprocess.Popen([sys.executable, "-m", "url_checker", "1", "60"], cwd=ROOT, stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE)
+        try:
+            checker.stdin.write(f'["http://127.0.0.1:{silent.getsockname()[1]}/"]\n'.encode())
+            checker.stdin.flush()
+            time.sleep(1)
+            checker.stdin.close()  # as when the app is killed: the OS closes its pipes
+            assert checker.wait(timeout=20) == 0  # long before the check's 60 s timeout
+        finally:
+            checker.kill()
 
 
 def test_results_are_saved_as_csv_under_data_with_every_hop(tmp_path, monkeypatch):
