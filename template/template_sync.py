@@ -301,6 +301,22 @@ def choose_target(template: Template, answers: dict, requested: str | None, answ
     return None
 
 
+def copier_update(*args: str) -> int:
+    """copier update, its messages passed on as they come, except that an answer its validator refuses (-d
+    app_port=80, say) is the validator's message, not copier's traceback."""
+    copier = subprocess.Popen([sys.executable, "-m", "copier", "update", "--defaults", "--conflict", "inline", *args],
+                              stderr=subprocess.PIPE, text=True)
+    traceback = []
+    for line in copier.stderr:
+        if traceback or line.startswith("Traceback (most recent call last):"): traceback.append(line)
+        else: sys.stderr.write(line)
+    if traceback and traceback[-1].startswith("ValueError: Validation error for question"):
+        say(traceback[-1].removeprefix("ValueError: ").rstrip() + " Nothing was changed.")
+    elif traceback:
+        say("".join(traceback).rstrip())
+    return copier.wait()
+
+
 def update(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="./run update", allow_abbrev=False, description=(
         "Merges the template's newest release into this fork, then runs its tests. Other options go to copier update."))
@@ -326,8 +342,7 @@ def update(argv: list[str]) -> int:
         old = template.render(before["_commit"], before, "old")
         mine = {path: Path(path).read_bytes() if Path(path).is_file() else None for path in old.files}
         tracked = set(git("ls-files", "-z").split("\0"))
-        status = subprocess.run([sys.executable, "-m", "copier", "update", "--defaults", "--conflict", "inline",
-                                 f"--vcs-ref={target}", *copier_args]).returncode
+        status = copier_update(f"--vcs-ref={target}", *copier_args)
         if status == 4:
             say("This update crosses a template release with a migration, a script from the template that moves or\n"
                 f"converts files in this fork: CHANGELOG.md in {template.url} says what it does.\n"

@@ -472,6 +472,16 @@ def test_an_answer_change_updates_the_template_files_keeps_the_data_and_names_ol
     db.close()
 
 
+def test_an_answer_the_template_refuses_is_named_in_one_line_and_changes_nothing(template, tmp_path):
+    fork = fork_of(template, tmp_path / "fork", NEWEST, flavour="pipulate")
+    before = answers(fork)
+    result = run(fork, "update", "--no-test", "-d", "app_port=80")
+    assert result.returncode != 0
+    assert "Validation error for question 'app_port': The app port must be between 1024 and 65535, not 80." \
+        in result.stderr and "Traceback" not in result.stderr
+    assert answers(fork) == before and git(fork, "status", "--porcelain") == ""
+
+
 def test_a_new_python_version_says_the_venv_is_still_on_the_old_one(template, tmp_path):
     fork = fork_of(template, tmp_path / "fork", NEWEST, flavour="darwinix")
     assert run(fork, "setup").returncode == 0
