@@ -33,6 +33,7 @@ import time
 import zlib
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -177,6 +178,16 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+def new_file(path: Path, settings: Settings):
+    """Makes a new crawl's file under another name, then renames it into place: the app's pages open a crawl's file
+    as soon as it is there, and two connections setting up one new file at once fail ("database is locked")."""
+    part = path.with_name(f".{path.name}.part")
+    with closing(connect(part)) as db:
+        db.execute("INSERT OR REPLACE INTO crawl (id, settings, status) VALUES (1, ?, 'new')",
+                   [json.dumps(asdict(settings))])
+    part.replace(path)
+
+
 def in_site(url: httpx.URL, site: httpx.URL) -> bool:
     return url.scheme in ("http", "https") and url.host == site.host and url.port == site.port
 
@@ -261,13 +272,11 @@ class Crawl:
     kept in it); Crawl(path) opens the one there, to resume or read."""
 
     def __init__(self, path: Path, settings: Settings | None = None):
-        self.path, self.db = Path(path), connect(Path(path))
-        kept = self.db.execute("SELECT settings FROM crawl").fetchone()
-        if kept is None:
-            if settings is None: raise FileNotFoundError(f"no crawl in {path}")
-            self.db.execute("INSERT INTO crawl (id, settings, status) VALUES (1, ?, 'new')",
-                            [json.dumps(asdict(settings))])
-        self.settings = Settings(**json.loads(kept["settings"])) if kept else settings
+        self.path = Path(path)
+        if settings is not None and not self.path.exists(): new_file(self.path, settings)
+        if not self.path.exists(): raise FileNotFoundError(f"no crawl in {path}")
+        self.db = connect(self.path)
+        self.settings = Settings(**json.loads(self.db.execute("SELECT settings FROM crawl").fetchone()["settings"]))
         self.site = self.settings.site
         self.robots: dict[str, Protego | None] = {}  # origin -> its rules (None: it has none)
         self.next_request: dict[str, float] = {}  # host -> when its next request may start (time.monotonic)

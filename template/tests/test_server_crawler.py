@@ -5,6 +5,7 @@ frontier in the file, the CSV and the workbook (safe to open in a spreadsheet), 
 import asyncio
 import csv
 import sqlite3
+import threading
 import time
 
 import openpyxl
@@ -136,6 +137,28 @@ def test_a_crawl_can_start_from_a_gzipped_sitemap_through_its_index(tmp_path, si
     assert sorted(tuple(row) for row in rows) == [(f"{site.url}{path}", 0, "done", 1)
                                                   for path in ("/", "/about", ORPHAN)]
     assert mapped.db.execute("SELECT note FROM crawl").fetchone()[0] == "3 URLs in the sitemaps"
+
+
+def test_a_new_crawls_file_is_never_seen_half_made(tmp_path):
+    "The app's pages open a crawl's file while the crawl makes it: there is no file yet, or a whole one."
+    problems, made = [], threading.Event()
+    for n in range(50):
+        path = tmp_path / f"{n}.db"
+
+        def read():
+            while not made.is_set():
+                try: Crawl(path).close()
+                except FileNotFoundError: pass
+                except Exception as problem: problems.append(problem)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try: Crawl(path, Settings(start="https://example.com/")).close()
+        finally:
+            made.set()
+            reader.join(10)
+            made.clear()
+    assert problems == [] and sorted(tmp_path.iterdir()) == sorted(tmp_path / f"{n}.db" for n in range(50))
 
 
 def test_a_stopped_crawl_resumes_from_its_frontier_and_fetches_nothing_twice(tmp_path, site):
