@@ -27,15 +27,17 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
-let closingEditor = null;  // the id of the row whose editor the response being swapped in replaces
+// Other swaps may come between (the chat's model picker loads itself, slowly on a busy machine): only the swap that
+// brings the row back gives the focus, and no other swap forgets the row.
+let closingEditor = null;  // the id of the row whose editor a response being swapped in replaces
 document.addEventListener("htmx:beforeSwap", (event) => {
   const editor = document.activeElement?.closest(".editing");
-  closingEditor = editor && event.detail.target.contains(editor) ? editor.id : null;
+  if (editor && event.detail.target.contains(editor)) closingEditor = editor.id;
 });
-htmx.onLoad(() => {
-  const opener = closingEditor && document.getElementById(closingEditor)?.querySelector('[hx-get$="/edit"]');
-  if (opener) {
-    opener.focus();
+htmx.onLoad((loaded) => {
+  const row = closingEditor && document.getElementById(closingEditor);
+  if (row && loaded.contains(row) && !row.matches(".editing")) {
+    row.querySelector('[hx-get$="/edit"]')?.focus();
     closingEditor = null;
   }
 });
