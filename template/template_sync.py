@@ -81,16 +81,20 @@ class Template:
     def git(self, *args: str) -> str:
         return git(*args, cwd=self.repo)
 
-    def newest_release(self) -> str | None:
-        """The newest release tag, by copier's rule: the highest PEP 440 version that is not a pre-release."""
+    def releases(self, *where: str) -> dict[str, Version]:
+        """The release tags (of the commit where names, if given), by copier's rule: PEP 440 versions that are not
+        pre-releases."""
         releases = {}
-        for tag in self.git("tag", "--list").split():
+        for tag in self.git("tag", "--list", *where).split():
             try:
                 releases[tag] = Version(tag)
             except InvalidVersion:
                 continue
-        return max((tag for tag, version in releases.items() if not version.is_prerelease), key=releases.get,
-                   default=None)
+        return {tag: version for tag, version in releases.items() if not version.is_prerelease}
+
+    def newest_release(self) -> str | None:
+        releases = self.releases()
+        return max(releases, key=releases.get, default=None)
 
     def commit(self, ref: str) -> str | None:
         """The commit ref names (a tag, a hash, or copier's `v1.0.0-3-gabc1234`), or None."""
@@ -102,8 +106,16 @@ class Template:
         return subprocess.run(["git", "merge-base", "--is-ancestor", older, newer], cwd=self.repo).returncode == 0
 
     def name(self, commit: str) -> str:
-        """What copier records as _commit for this commit."""
-        return self.git("describe", "--tags", "--always", commit).strip()
+        """The newest release tag on this commit, else what copier records as _commit for it (git describe, which
+        may pick the older of two tags on one commit)."""
+        releases = self.releases("--points-at", commit)
+        return max(releases, key=releases.get, default=None) or self.git("describe", "--tags", "--always",
+                                                                          commit).strip()
+
+    def release_commit(self, tag: str) -> str | None:
+        """The commit scripts/release made for release tag (vX.Y.Z: "Release X.Y.Z"), or None."""
+        subject = f"^Release {re.escape(tag.removeprefix('v'))}$"
+        return self.git("log", "--all", "--format=%h", "--extended-regexp", f"--grep={subject}").split("\n")[0] or None
 
     def config(self, ref: str) -> dict:
         "The template's copier.yml at ref."
@@ -263,6 +275,12 @@ def choose_target(template: Template, answers: dict, requested: str | None, answ
     """The template commit to update to, or None when there is nothing to do; says which and why."""
     recorded = answers["_commit"]
     current = template.commit(recorded)
+    if not current and (release := template.release_commit(recorded)):
+        push = "" if Path(template.url).is_absolute() else " and git push --tags"
+        fail(f"The template at {template.url} has no tag {recorded}, the release {ANSWERS} records, though it has "
+             f"that release's commit, {release}: its tags were left out (a clone or mirror made without them). In the "
+             f"template's repository, scripts/release --restore-tags{push} tags its releases again; then run this "
+             "again.")
     if not current:
         fail(f"The template at {template.url} has no commit {recorded}, the one {ANSWERS} records (was the fork "
              "rendered from uncommitted template changes?). Set _commit to the release it was rendered from, commit, "
@@ -289,8 +307,8 @@ def choose_target(template: Template, answers: dict, requested: str | None, answ
     if target == current and requested:
         say(f"Nothing new: this fork is on {requested} already ({recorded}).")
     elif target == current and newest:
-        say(f"Nothing new: this fork is on template {recorded}, the newest release"
-            f"{'' if recorded == newest else f' ({newest})'}.")
+        say(f"Nothing new: this fork is on template {newest}, the newest release"
+            f"{'' if recorded == newest else f' ({ANSWERS} names the same commit {recorded})'}.")
     elif not newest:
         say(f"Nothing new: the template has no release yet, and this fork is on its newest commit ({recorded}).")
     else:
