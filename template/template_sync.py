@@ -22,6 +22,8 @@ import yaml
 from packaging.version import InvalidVersion, Version
 from pathspec import PathSpec
 
+import fork_check
+
 ANSWERS = ".copier-answers.yml"
 # copier's own conflict labels, so a conflict reads the same whoever made it (and pre-commit's check finds it).
 LABELS = ["-L", "before updating", "-L", "last update", "-L", "after updating"]
@@ -373,10 +375,12 @@ def update(argv: list[str]) -> int:
         kept = keep_fork_versions(old, new, moved, mine)
         skipped = skipped_template_changes(old, new, moved, mine, tracked)
         leftovers = mentions_of_old_answers(before, after, new)
-    return report(after["_commit"], kept, skipped, leftovers, options.no_test)
+        own = fork_check.own_modules(new.files)
+    return report(after["_commit"], kept, skipped, leftovers, options.no_test, own)
 
 
-def report(version: str, kept: dict[str, str], skipped: list[str], leftovers: list[str], no_test: bool) -> int:
+def report(version: str, kept: dict[str, str], skipped: list[str], leftovers: list[str], no_test: bool,
+           own: list[str]) -> int:
     if skipped:
         say("You deleted these template files, so this update's changes to them are not applied (./run drift shows "
             "the template's version):")
@@ -393,6 +397,11 @@ def report(version: str, kept: dict[str, str], skipped: list[str], leftovers: li
         say("Resolve each '<<<<<<< before updating' ... '>>>>>>> after updating' block, then git add the file.")
     if kept or conflicted:
         say("Then run ./run test and commit. To drop the update instead: git reset --hard && git clean -fd")
+        return 1
+    # The updated ./run checks, with the updated .venv; before the tests, which may never call what broke.
+    if own and subprocess.run(["./run", "check", *own]).returncode:
+        say("The update is merged, but your code calls the template in ways it no longer takes (above). Fix them, or "
+            "drop the update: git reset --hard && git clean -fd")
         return 1
     if no_test:
         say(f"Merged template {version} without running the tests (--no-test): run ./run test, review with git diff, "

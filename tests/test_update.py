@@ -645,6 +645,53 @@ def test_two_tags_on_one_commit_are_one_release(template, tmp_path):
     assert git(fork, "status", "--porcelain") == ""
 
 
+# --- The fork's own code against the new template ---------------------------------------------------------
+
+
+ACME_URLS_PLUGIN = '''"""Acme's URL counter: a plugin of the fork's own that calls a helper of the template's."""
+
+from fasthtml.common import *
+
+from url_checker import parse_url_list
+
+NAME = "acme_urls"
+DISPLAY_NAME = "Acme URLs"
+
+
+def setup(plugin):
+    @plugin.page
+    def view():
+        return Form(Textarea(name="text"), Button("Count"), hx_post=plugin.url(), hx_target="#count"), P(id="count")
+
+    @plugin.route("", methods="post")
+    def count(text: str):
+        urls, refused = parse_url_list(text)
+        return P(f"{len(urls)} URLs, {len(refused)} lines refused", id="count")
+'''
+
+
+def test_a_call_of_the_forks_own_that_the_new_template_no_longer_takes_stops_the_update(template, tmp_path):
+    clone = tmp_path / "template"
+    subprocess.run(["git", "clone", "--quiet", str(template.repo), str(clone)], check=True)
+    # The release after the newest: the helper gains a required parameter, and the template's own callers follow.
+    substitute(clone / "template/url_checker.py", r"^def parse_url_list\(text: str\)", "def parse_url_list(text: str, limit: int)")
+    substitute(clone / "template/plugins/020_url_checker.py", r"parse_url_list\(text\)", "parse_url_list(text, 5000)")
+    substitute(clone / "template/tests/test_server_url_checker.py", r'parse_url_list\("""', 'parse_url_list(limit=5000, text="""')
+    release(clone, "0.4.0")
+    fork = fork_of(SimpleNamespace(repo=clone), tmp_path / "fork", NEWEST, flavour="pipulate")
+    (fork / "plugins/500_acme_urls.py").write_text(ACME_URLS_PLUGIN)
+    commit_all(fork, "Acme's URL counter")
+    line = ACME_URLS_PLUGIN.splitlines().index("        urls, refused = parse_url_list(text)") + 1
+    misfit = f'plugins/500_acme_urls.py:{line}: error: Missing positional argument "limit" in call to "parse_url_list"'
+    result = run(fork, "update", "--no-test")
+    assert result.returncode == 1 and f"\n  {misfit}  [call-arg]\n" in result.stderr, result.stderr
+    assert ("The update is merged, but your code calls the template in ways it no longer takes (above). Fix them, or "
+            "drop the update: git reset --hard && git clean -fd") in result.stderr
+    assert answers(fork)["_commit"] == "v0.4.0"
+    again = run(fork, "check")  # what the fork runs once it has fixed them
+    assert again.returncode == 1 and misfit in again.stderr
+
+
 # --- The working tree, drift, migrations and the weekly job ---------------------------------------------------
 
 
