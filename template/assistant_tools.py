@@ -60,6 +60,13 @@ class Call:
     arguments: dict | str
     id: str = ""
 
+    @property
+    def parsed(self) -> dict | str:
+        "The arguments as an object, also where they came as JSON text; as they came if that is not JSON."
+        if not isinstance(self.arguments, str): return self.arguments
+        try: return json.loads(self.arguments or "{}")
+        except ValueError: return self.arguments
+
 
 def described(function) -> tuple[str, dict[str, str]]:
     "The docstring's first paragraph, and each parameter's description from its `name: text` line under Args:."
@@ -235,6 +242,6 @@ async def tool_rounds(chat, profile: int, reply, messages: list[dict], show) -> 
         for call, (result, card) in zip(calls, answers):
             if card: await show(card_view(card))
             else:
-                used.append({"name": call.name, "arguments": call.arguments, "result": result})
+                used.append({"name": call.name, "arguments": call.parsed, "result": result})
                 await show(tool_line(used[-1]))
     return used

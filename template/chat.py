@@ -214,6 +214,10 @@ class Ollama(Backend):
     def model_names(self, payload):
         return [m["name"] for m in payload.get("models", [])]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.capable = {}  # model -> whether /api/show lists `tools` among its capabilities
+
     async def supports_tools(self, model: str) -> bool:
         "Whether /api/show lists `tools` among the model's capabilities (asked once per model)."
         if model not in self.capable:
@@ -224,9 +228,6 @@ class Ollama(Backend):
                     self.capable[model] = "tools" in response.json().get("capabilities", [])
             except LLMError: return False  # the chat itself will say what is wrong
         return self.capable[model] and await super().supports_tools(model)
-
-    @cached_property
-    def capable(self) -> dict: return {}  # model -> whether it supports tools
 
     def chunk_text(self, line: bytes, calls=None) -> str:
         if not line.strip(): return ""
@@ -645,11 +646,11 @@ class Chat:
             reply = self.streams[rid] = Streaming(rid, lambda html: self.tabs.send_html(listeners, html),
                                                   first=to_xml(stop_button(rid, hx_swap_oob="true"), indent=False))
             shown = lambda *parts: self.tabs.send(listeners, Div(*parts, hx_swap_oob=f"beforebegin:#{rid}"))
-            try: tools = await tool_rounds(self, profile, reply, self.history.for_llm(profile, request), shown)
+            try: used = await tool_rounds(self, profile, reply, self.history.for_llm(profile, request), shown)
             finally: del self.streams[rid]
-            if (text := reply.text) or tools:  # kept before it is shown: a note that comes after it goes after it
+            if (text := reply.text) or used:  # kept before it is shown: a note that comes after it goes after it
                 if keep_request: self.history.remember(profile, "user", request)
-                for tool in tools: self.history.remember(profile, "tool", json.dumps(tool))
+                for tool in used: self.history.remember(profile, "tool", json.dumps(tool))
                 if text: self.history.remember(profile, "assistant", text, reply.stopped)
             after = [Div(bubble("error", reply.fault), hx_swap_oob=f"afterend:#{rid}")] if reply.fault else []
             await self.tabs.send(listeners, finished_reply(text, reply.stopped, id=rid, hx_swap_oob="true"),
@@ -764,5 +765,6 @@ class Chat:
         app.post("/chat/model")(self.choose_model)
         app.post("/chat/stop")(self.stop)
         app.post("/chat/clear")(self.clear)
-        app.post("/chat/cards/{card}/run")(self.run_card)
-        app.post("/chat/cards/{card}/dismiss")(self.dismiss_card)
+        if self.tools:
+            app.post("/chat/cards/{card}/run")(self.run_card)
+            app.post("/chat/cards/{card}/dismiss")(self.dismiss_card)

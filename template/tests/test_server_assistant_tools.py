@@ -104,6 +104,7 @@ def test_a_read_round_answers_from_the_crawl(server, live, site, llm):
     used = [e for e in elements(frames) if e.tag == "details"]
     assert [e.find(lambda n: n.tag == "strong").text for e in used] == ["crawl_summary", "crawl_pages"]
     assert "open" not in used[0].attrs  # folded
+    assert json.loads(used[1].find(lambda n: n.tag == "code").text) == {"run": key, "finding": "missing_title"}
     page = live.get("/todos").text  # the history keeps them, folded before the answer
     assert page.index("crawl_pages") < page.index("1 page lacks a title")
 
