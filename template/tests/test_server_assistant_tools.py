@@ -158,6 +158,7 @@ def test_a_crawled_page_that_gives_orders_makes_a_card_at_most(server, live, sit
     assert server.db.execute("SELECT count(*) FROM pipeline").fetchone()[0] == runs  # nothing started
 
 
+@pytest.mark.parametrize("llm", ["ollama"], indirect=True)  # the protocols: the tests above
 def test_a_crawl_the_person_runs_from_a_card_is_bounded(server, live, site, llm):
     llm.calls = [[("start_crawl", {"start": f"{site.url}/", "max_pages": 2})]]
     with chat_socket(live) as ws:
@@ -167,6 +168,22 @@ def test_a_crawl_the_person_runs_from_a_card_is_bounded(server, live, site, llm)
         assert "at most 2 pages: Started crawling" in answer.text
         page = wait_for(lambda: crawl_done(live))
     assert re.search(r"Crawled 2 pages of 127\.0\.0\.1 \(stopped at the page limit\)", page)
+
+
+@pytest.mark.parametrize("llm", ["ollama"], indirect=True)  # the protocols: the tests above
+def test_urls_the_person_has_checked_from_a_card_are_read_back(server, live, site, llm):
+    urls = [f"{site.url}/", f"{site.url}/bait", f"{site.url}/gone"]
+    llm.calls = [[("check_urls", {"urls": urls})]]
+    with chat_socket(live) as ws:
+        [card] = cards(exchange(ws, "check these")[1])
+        assert "Check 3 URLs: " in live.post(f"/chat/cards/{card}/run", headers=HX).text
+        wait_for(lambda: llm.finished == 3)  # the model has heard what came of it
+    wait_for(lambda: "Checked 3 URLs" in live.get("/url_checker").text)
+    llm.calls = [[("url_check_results", {"outcome": "4xx"})]]
+    with chat_socket(live) as ws: exchange(ws, "which failed?")
+    [found] = map(json.loads, tool_messages(llm.requests[-1]))
+    assert found["summary"].startswith("Checked 3 URLs: 2 answered 2xx") and found["matching"] == 1
+    assert [(r["url"], r["status"]) for r in found["results"]] == [(f"{site.url}/gone", 404)]
 
 
 def test_a_model_without_tools_chats_as_before_and_says_so(server, live, llm):
