@@ -674,9 +674,12 @@ def test_a_call_of_the_forks_own_that_the_new_template_no_longer_takes_stops_the
     clone = tmp_path / "template"
     subprocess.run(["git", "clone", "--quiet", str(template.repo), str(clone)], check=True)
     # The release after the newest: the helper gains a required parameter, and the template's own callers follow.
-    substitute(clone / "template/url_checker.py", r"^def parse_url_list\(text: str\)", "def parse_url_list(text: str, limit: int)")
-    substitute(clone / "template/plugins/020_url_checker.py", r"parse_url_list\(text\)", "parse_url_list(text, 5000)")
-    substitute(clone / "template/tests/test_server_url_checker.py", r'parse_url_list\("""', 'parse_url_list(limit=5000, text="""')
+    rendered = clone / "template"
+    substitute(rendered / "url_checker.py", r"^def parse_url_list\(text: str\)",
+               "def parse_url_list(text: str, limit: int)")
+    substitute(rendered / "plugins/020_url_checker.py", r"parse_url_list\(text\)", "parse_url_list(text, 5000)")
+    substitute(rendered / "tests/test_server_url_checker.py", r'parse_url_list\("""',
+               'parse_url_list(limit=5000, text="""')
     release(clone, "0.4.0")
     fork = fork_of(SimpleNamespace(repo=clone), tmp_path / "fork", NEWEST, flavour="pipulate")
     (fork / "plugins/500_acme_urls.py").write_text(ACME_URLS_PLUGIN)

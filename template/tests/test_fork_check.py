@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MINE = '''import template_sync
+# Code of a fork's own that calls a template module (this one: every flavour has it, and it imports little).
+MINE = '''import fork_check
 import module_that_is_gone
 
 
 def add(text: str):  # a POST route's handler
-    merged = template_sync.merge(text.encode(), b"")
-    return template_sync.helper_that_is_gone(merged)
+    found = fork_check.misfits()
+    return fork_check.helper_that_is_gone(found)
 '''
 
 
@@ -38,6 +39,6 @@ def test_each_call_that_no_longer_fits_is_named_with_its_file_and_line(tmp_path)
     assert result.returncode == 1
     assert result.stderr.startswith("Your code no longer fits the template's modules here (mypy):\n")
     for line, message in [(2, 'Cannot find implementation or library stub for module named "module_that_is_gone"'),
-                          (6, 'Missing positional argument "theirs" in call to "merge"'),
+                          (6, 'Missing positional argument "paths" in call to "misfits"'),
                           (7, 'Module has no attribute "helper_that_is_gone"')]:
         assert f"  {mine}:{line}: error: {message}" in result.stderr
