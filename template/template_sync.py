@@ -249,9 +249,9 @@ class Update:
 
     def preview(self, scratch: Scratch) -> None:
         "What --dry-run shows: each file, and what migrations do to files git does not track."
-        print("\n".join(file_by_file(self.old, self.new, self.mine, self.conflicts())))
         written, removed = scratch.untracked_changes(scratch.result_tree())
-        print("\n".join([f"  {'written by a migration':<26}{path}" for path in written] +
+        print("\n".join(file_by_file(self.old, self.new, self.mine, self.conflicts()) +
+                        [f"  {'written by a migration':<26}{path}" for path in written] +
                         [f"  {'removed by a migration':<26}{path}" for path in removed]))
 
 
