@@ -238,6 +238,8 @@ def page_detail(crawl: Crawl, row, columns: int):
              ("Size", f"{row['size']:,} bytes{' (read up to the cap)' if row['truncated'] else ''}"
               if row["size"] is not None else None),
              ("External links", row["external_links"]), ("In the sitemap", "yes" if row["in_sitemap"] else None),
+             ("Sitemap lastmod", " ".join(filter(None, [row["lastmod"], row["lastmod_problem"] and
+                                                         f"({row['lastmod_problem']})"])) or None),
              ("Linked from", ", ".join(crawl.linked_from(row["url"])) or None), ("Crawled", row["crawled"])]
     return Tr(Td(Table(*[Tr(Th(label, scope="row"), Td(value)) for label, value in facts if value not in (None, "")],
                        cls="page-detail"), colspan=columns))
@@ -294,7 +296,7 @@ def results(run):
     except FileNotFoundError: return P("The crawl's file is gone from data/crawls/: crawl again.", cls="problem")
     try:
         return (Style(explore.CSS + CSS),
-                P(done["summary"]), findings_list(run.key, crawl), charts(crawl),
+                P(done["summary"], Br(), Small(crawl.note or "")), findings_list(run.key, crawl), charts(crawl),
                 *explorer(run.key, View("id")))
     finally:
         crawl.close()
