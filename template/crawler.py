@@ -44,6 +44,7 @@ from protego import Protego
 from selectolax.lexbor import LexborHTMLParser
 
 import config
+import onpage
 import sitemaps
 from exports import write_csv, write_xlsx
 from findings import CORE, CRAWLED, REDIRECTS, Finding
@@ -119,14 +120,14 @@ CREATE INDEX IF NOT EXISTS page_seconds ON page (seconds);
 CREATE INDEX IF NOT EXISTS page_words ON page (words);
 """
 PENDING = ("queued", "sitemap")
-FINDINGS = CORE + sitemaps.FINDINGS
+FINDINGS = CORE + sitemaps.FINDINGS + onpage.FINDINGS
 FINDING = {finding.id: finding for finding in FINDINGS}
 
 # The page table's columns for CSV and Excel, in order.
 EXPORT_COLUMNS = ["url", "status", "redirect_to", "depth", "title", "description", "h1_count", "h1", "canonical",
                   "meta_robots", "x_robots_tag", "indexable", "not_indexable_why", "hreflang", "words", "inlinks",
-                  "outlinks", "external_links", "in_sitemap", "lastmod", "lastmod_problem", "content_type", "size",
-                  "truncated", "seconds", "error", "state", "crawled"]
+                  "outlinks", "external_links", "in_sitemap", "content_type", "size", "truncated", "seconds", "error",
+                  "state", "crawled", *onpage.COLUMNS, *sitemaps.COLUMNS]
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -137,7 +138,7 @@ def connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode = wal")
     db.execute("PRAGMA synchronous = normal")
     db.executescript(SCHEMA)
-    add_columns(db, sitemaps.COLUMNS)
+    add_columns(db, sitemaps.COLUMNS | onpage.COLUMNS)
     return db
 
 
@@ -184,6 +185,7 @@ class Parsed:
     hreflang: list[str] = field(default_factory=list)  # "lang url"
     words: int = 0
     links: list[tuple[str, bool]] = field(default_factory=list)  # (absolute URL, followed)
+    onpage: dict = field(default_factory=dict)  # onpage.COLUMNS' values
 
 
 def attribute(node, name: str) -> str | None:
@@ -195,7 +197,7 @@ def parse_page(body: bytes, encoding: str, url: str) -> Parsed:
     try: text = body.decode(encoding, errors="replace")
     except LookupError: text = body.decode("utf-8", errors="replace")
     tree = LexborHTMLParser(text)
-    title = tree.css_first("title")
+    title_node = tree.css_first("title")
     base = httpx.URL(url)
     if (base_href := attribute(tree.css_first("base[href]"), "href")) and (found := absolute(base_href, base)):
         base = found
@@ -207,20 +209,20 @@ def parse_page(body: bytes, encoding: str, url: str) -> Parsed:
     for anchor in tree.css("a[href], area[href]"):
         if target := absolute(anchor.attributes.get("href") or "", base):
             links.append((str(target), follow and "nofollow" not in (anchor.attributes.get("rel") or "").lower()))
+    title = " ".join(title_node.text().split()) if title_node is not None else None
+    description = " ".join((attribute(tree.css_first("meta[name=description i]"), "content") or "").split()) or None
+    facts = onpage.facts(tree, base, title, description)  # before the scripts go: JSON-LD is in them
     words = 0
     if tree.body is not None:
         for hidden in tree.body.css("script, style, noscript, template, svg"): hidden.decompose()
         words = len(tree.body.text(separator=" ").split())
     return Parsed(
-        title=" ".join(title.text().split()) if title is not None else None,
-        description=" ".join((attribute(tree.css_first("meta[name=description i]"), "content") or "").split())
-        or None,
-        canonical=str(canonical_url) if canonical_url else None,
+        title=title, description=description, canonical=str(canonical_url) if canonical_url else None,
         meta_robots=robots,
         h1=[" ".join(h1.text(separator=" ").split()) for h1 in tree.css("h1")],
         hreflang=[f"{link.attributes.get('hreflang')} {link.attributes.get('href')}"
                   for link in tree.css("link[rel~=alternate i][hreflang][href]")],
-        words=words, links=links)
+        words=words, links=links, onpage=facts)
 
 
 def noindex(directives: str | None) -> bool:
@@ -506,13 +508,15 @@ class Crawl:
                 "UPDATE page SET state = 'done', status = ?, error = ?, redirect_to = ?, content_type = ?, html = ?, "
                 "size = ?, truncated = ?, seconds = ?, title = ?, description = ?, canonical = ?, meta_robots = ?, "
                 "x_robots_tag = ?, h1_count = ?, h1 = ?, hreflang = ?, words = ?, outlinks = ?, external_links = ?, "
-                "indexable = ?, not_indexable_why = ?, crawled = ? WHERE id = ?",
+                "indexable = ?, not_indexable_why = ?, crawled = ?"
+                + "".join(f", {column} = ?" for column in parsed.onpage) + " WHERE id = ?",
                 [found["status"], found["error"], found["redirect_to"], found["content_type"], int(found["html"]),
                  found["size"], int(found["truncated"]), found["seconds"], parsed.title, parsed.description,
                  parsed.canonical, parsed.meta_robots, found["x_robots_tag"],
                  len(parsed.h1) if found["html"] else None, " | ".join(parsed.h1) or None,
                  "\n".join(parsed.hreflang) or None, parsed.words if found["html"] else None, len(internal),
-                 len(external), int(not why), why or None, datetime.now().isoformat(timespec="seconds"), page_id])
+                 len(external), int(not why), why or None, datetime.now().isoformat(timespec="seconds"),
+                 *parsed.onpage.values(), page_id])
 
     def link(self, source: int, urls: list[str]):
         "Keeps the links from source to these known URLs; each new one raises its target's in-link count."

@@ -233,6 +233,18 @@ def page_detail(crawl: Crawl, row, columns: int):
              ("Indexable", None if row["indexable"] is None else "yes" if row["indexable"]
               else f"no: {row['not_indexable_why']}"),
              ("Meta description", row["description"]),
+             ("Lengths", f"title {row['title_chars']} characters, {row['title_px']} px; description "
+              f"{row['description_chars']} characters, {row['description_px']} px" if row["html"] else None),
+             ("Images", f"{row['images']}, {row['images_no_alt']} without alt" if row["images"] else None),
+             ("Structured data", "; ".join(filter(None, [
+                 row["jsonld_types"] and f"JSON-LD: {row['jsonld_types']}",
+                 row["jsonld_errors"] and f"{plural(row['jsonld_errors'], 'JSON-LD block')} that is no JSON",
+                 row["microdata_types"] and f"microdata: {row['microdata_types']}"]))),
+             ("rel=prev / next", " / ".join(url or "—" for url in (row["rel_prev"], row["rel_next"]))
+              if row["rel_prev"] or row["rel_next"] else None),
+             ("nofollow links", row["nofollow_links"] or None),
+             ("Mixed content", f"{plural(row['mixed_content'], 'resource')} over http" if row["mixed_content"]
+              else None),
              ("h1", f"{row['h1_count']}: {row['h1'] or ''}" if row["h1_count"] is not None else None),
              ("hreflang", row["hreflang"]), ("Content type", row["content_type"]),
              ("Size", f"{row['size']:,} bytes{' (read up to the cap)' if row['truncated'] else ''}"

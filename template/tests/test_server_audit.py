@@ -12,7 +12,8 @@ import pytest
 
 from audit_site import LASTMOD, AuditSite
 from conftest import served, shipped
-from crawler import FINDING, Crawl, Settings
+from crawler import FINDING, Crawl, Settings, parse_page
+from onpage import pixels
 from sitemaps import lastmod_problem
 
 # The pages each finding lists on the trap site (the findings of the other checks are in test_server_crawler.py).
@@ -22,6 +23,11 @@ EXPECTED = {
     "sitemap_broken": ["/gone"], "sitemap_redirect": ["/moved"], "sitemap_not_indexable": ["/noindex"],
     "sitemap_blocked": ["/blocked/page"], "not_in_sitemap": ["/about"],
     "sitemap_lastmod": ["/gone", "/orphan", "/short"],
+    "title_long": ["/long"], "title_short": ["/short"], "description_long": ["/long"], "description_short": ["/short"],
+    "images_no_alt": ["/images"], "jsonld_invalid": ["/bad-jsonld"], "structured_data": ["/jsonld"],
+    "nofollow": ["/header-nofollow", "/nofollow"], "x_robots_tag": ["/header-nofollow"],
+    "nofollow_links": ["/sponsored"],
+    "pagination": ["/list", "/list/2"], "pagination_broken": ["/list/2"],
 }
 
 
@@ -71,6 +77,31 @@ def test_each_lastmod_is_kept_with_what_is_wrong_with_it(audited, site):
         None, None, None, "not a W3C date", "not a W3C date"]
 
 
+def test_each_page_has_its_on_page_facts(audited, site):
+    def facts(path, *columns):
+        row = audited.db.execute(f"SELECT {', '.join(columns)} FROM page WHERE url = ?", [site.url + path]).fetchone()
+        return tuple(row)
+
+    assert facts("/", "title", "title_chars", "title_px") == ("Home | Audit trap site for the tests", 36, 302)
+    assert facts("/long", "title_chars", "title_px", "description_chars", "description_px") == (106, 902, 260, 1584)
+    assert facts("/images", "images", "images_no_alt") == (4, 2)
+    assert facts("/jsonld", "jsonld_types", "jsonld_errors", "microdata_types") == (
+        "Article, BreadcrumbList", 0, "Product")
+    assert facts("/bad-jsonld", "jsonld_types", "jsonld_errors") == (None, 1)
+    assert facts("/list/2", "rel_prev", "rel_next") == (f"{site.url}/list", f"{site.url}/gone")
+    assert facts("/sponsored", "nofollow_links") == (1,)
+
+
+def test_pixel_widths_are_arials_and_mixed_content_is_counted_on_https_pages():
+    assert pixels("Home", 20) == round((722 + 556 + 833 + 556) * 20 / 1000) == 53  # Arial's widths, 20 px
+    assert pixels("é", 1000) == pixels("e", 1000) == 556 and pixels("日本", 1000) == 2000
+    page = b"""<html><head><link rel="stylesheet" href="http://cdn.example/a.css"><script src="/b.js"></script>
+        </head><body><img src="http://cdn.example/c.png" alt="c"><iframe src="https://video.example/"></iframe>
+        <a href="http://example.com/">a link is no resource</a></body></html>"""
+    assert parse_page(page, "utf-8", "https://example.com/").onpage["mixed_content"] == 2
+    assert parse_page(page, "utf-8", "http://example.com/").onpage["mixed_content"] == 0
+
+
 @shipped("plugins/025_site_crawl.py")
 def test_the_app_lists_filters_and_exports_every_finding(live, site):
     from test_server_site_crawl import done_page, rows, start
@@ -86,8 +117,13 @@ def test_the_app_lists_filters_and_exports_every_finding(live, site):
     assert [(row["url"].removeprefix(site.url), row["lastmod"], row["lastmod_problem"]) for row in table] == [
         ("/gone", "last week", "not a W3C date"), ("/orphan", "2999-01-01", "in the future"),
         ("/short", "2025-06-31", "not a W3C date")]
+    detail = re.search(r'hx-get="(/site_crawl/runs/[\w-]+/pages/\d+)"',
+                       live.get(f"/site_crawl/runs/{key}/pages", params={"q": "/jsonld"}).text)[1]
+    shown = html.unescape(live.get(detail).text)
+    assert "JSON-LD: Article, BreadcrumbList; microdata: Product" in shown
+    assert "title 47 characters, 385 px; description 103 characters, 629 px" in shown
     book = openpyxl.load_workbook(io.BytesIO(live.get(f"/site_crawl/runs/{key}/crawl.xlsx").content))
     header = [cell.value for cell in book["Pages"][1]]
-    assert {"lastmod", "lastmod_problem"} <= set(header)
+    assert {"lastmod", "lastmod_problem", "title_px", "images_no_alt", "jsonld_types", "mixed_content"} <= set(header)
     findings = {row[0].value: row[1].value for row in book["Findings"].iter_rows(min_row=2)}
     assert {FINDING[finding].label: len(pages) for finding, pages in EXPECTED.items()}.items() <= findings.items()
