@@ -46,6 +46,7 @@ from selectolax.lexbor import LexborHTMLParser
 import config
 import onpage
 import sitemaps
+import validation
 from exports import write_csv, write_xlsx
 from findings import CORE, CRAWLED, REDIRECTS, Finding
 from url_checker import normal_url, redirect_target
@@ -71,6 +72,7 @@ class Settings:
     timeout: float = 10  # seconds for a page, body included
     max_size: int = 5 * 1024 * 1024  # bytes read of a page; the rest is left, and the page flagged
     user_agent: str = USER_AGENT  # sent with every request, and the one robots.txt is read for
+    near_duplicates: float = 0.9  # the similarity (0 to 1) from which two pages are near-duplicates; 0: not looked for
 
     def __post_init__(self):
         if self.start: self.start = normal_url(self.start)
@@ -120,14 +122,14 @@ CREATE INDEX IF NOT EXISTS page_seconds ON page (seconds);
 CREATE INDEX IF NOT EXISTS page_words ON page (words);
 """
 PENDING = ("queued", "sitemap")
-FINDINGS = CORE + sitemaps.FINDINGS + onpage.FINDINGS
+FINDINGS = CORE + sitemaps.FINDINGS + onpage.FINDINGS + validation.FINDINGS
 FINDING = {finding.id: finding for finding in FINDINGS}
 
 # The page table's columns for CSV and Excel, in order.
 EXPORT_COLUMNS = ["url", "status", "redirect_to", "depth", "title", "description", "h1_count", "h1", "canonical",
                   "meta_robots", "x_robots_tag", "indexable", "not_indexable_why", "hreflang", "words", "inlinks",
                   "outlinks", "external_links", "in_sitemap", "content_type", "size", "truncated", "seconds", "error",
-                  "state", "crawled", *onpage.COLUMNS, *sitemaps.COLUMNS]
+                  "state", "crawled", *onpage.COLUMNS, *sitemaps.COLUMNS, *validation.EXPORTED]
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -138,7 +140,7 @@ def connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode = wal")
     db.execute("PRAGMA synchronous = normal")
     db.executescript(SCHEMA)
-    add_columns(db, sitemaps.COLUMNS | onpage.COLUMNS)
+    add_columns(db, sitemaps.COLUMNS | onpage.COLUMNS | validation.COLUMNS)
     return db
 
 
@@ -185,7 +187,7 @@ class Parsed:
     hreflang: list[str] = field(default_factory=list)  # "lang url"
     words: int = 0
     links: list[tuple[str, bool]] = field(default_factory=list)  # (absolute URL, followed)
-    onpage: dict = field(default_factory=dict)  # onpage.COLUMNS' values
+    columns: dict = field(default_factory=dict)  # the audit's columns (onpage.py, validation.py) and their values
 
 
 def attribute(node, name: str) -> str | None:
@@ -212,17 +214,17 @@ def parse_page(body: bytes, encoding: str, url: str) -> Parsed:
     title = " ".join(title_node.text().split()) if title_node is not None else None
     description = " ".join((attribute(tree.css_first("meta[name=description i]"), "content") or "").split()) or None
     facts = onpage.facts(tree, base, title, description)  # before the scripts go: JSON-LD is in them
-    words = 0
+    words = []
     if tree.body is not None:
         for hidden in tree.body.css("script, style, noscript, template, svg"): hidden.decompose()
-        words = len(tree.body.text(separator=" ").split())
+        words = tree.body.text(separator=" ").split()
     return Parsed(
         title=title, description=description, canonical=str(canonical_url) if canonical_url else None,
         meta_robots=robots,
         h1=[" ".join(h1.text(separator=" ").split()) for h1 in tree.css("h1")],
-        hreflang=[f"{link.attributes.get('hreflang')} {link.attributes.get('href')}"
+        hreflang=[f"{link.attributes.get('hreflang')} {absolute(link.attributes.get('href'), base) or ''}"
                   for link in tree.css("link[rel~=alternate i][hreflang][href]")],
-        words=words, links=links, onpage=facts)
+        words=len(words), links=links, columns=facts | {"minhash": validation.signature(words)})
 
 
 def noindex(directives: str | None) -> bool:
@@ -299,6 +301,7 @@ class Crawl:
                 ended = await self.crawl(on_progress)
         finally:
             parser.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(validation.check, self.path, settings.near_duplicates)  # a thread: it reads every page
         self.record(status=ended, finished=datetime.now().isoformat(timespec="seconds"))
         return self.progress()
 
@@ -509,14 +512,14 @@ class Crawl:
                 "size = ?, truncated = ?, seconds = ?, title = ?, description = ?, canonical = ?, meta_robots = ?, "
                 "x_robots_tag = ?, h1_count = ?, h1 = ?, hreflang = ?, words = ?, outlinks = ?, external_links = ?, "
                 "indexable = ?, not_indexable_why = ?, crawled = ?"
-                + "".join(f", {column} = ?" for column in parsed.onpage) + " WHERE id = ?",
+                + "".join(f", {column} = ?" for column in parsed.columns) + " WHERE id = ?",
                 [found["status"], found["error"], found["redirect_to"], found["content_type"], int(found["html"]),
                  found["size"], int(found["truncated"]), found["seconds"], parsed.title, parsed.description,
                  parsed.canonical, parsed.meta_robots, found["x_robots_tag"],
                  len(parsed.h1) if found["html"] else None, " | ".join(parsed.h1) or None,
                  "\n".join(parsed.hreflang) or None, parsed.words if found["html"] else None, len(internal),
                  len(external), int(not why), why or None, datetime.now().isoformat(timespec="seconds"),
-                 *parsed.onpage.values(), page_id])
+                 *parsed.columns.values(), page_id])
 
     def link(self, source: int, urls: list[str]):
         "Keeps the links from source to these known URLs; each new one raises its target's in-link count."

@@ -25,7 +25,9 @@ NAME = "site_crawl"
 DISPLAY_NAME = "Site crawl"
 AT_WORK: dict[str, Crawl] = {}  # run key -> its crawl at work in this process, for Stop
 LIMITS = {"max_pages": (1, 100_000), "max_depth": (0, 100), "concurrency": (1, 20), "delay": (0, 60),
-          "timeout": (1, 120), "max_size_mb": (0.1, 50)}
+          "timeout": (1, 120), "max_size_mb": (0.1, 50), "near_duplicates": (0, 1)}
+DEFAULTS = {"max_pages": 500, "max_depth": 10, "concurrency": 4, "delay": 0.25, "timeout": 10, "max_size_mb": 5,
+            "near_duplicates": 0.9, "user_agent": USER_AGENT}  # a field a form leaves out takes its default
 SHOW = {"2xx": "status BETWEEN 200 AND 299", "3xx": "status BETWEEN 300 AND 399", "4xx": "status BETWEEN 400 AND 499",
         "5xx": "status >= 500", "failed": "state = 'done' AND status IS NULL", "blocked": "state = 'blocked'",
         "pending": "state IN ('queued', 'sitemap')", "beyond": "state = 'beyond'"}
@@ -246,7 +248,10 @@ def page_detail(crawl: Crawl, row, columns: int):
              ("Mixed content", f"{plural(row['mixed_content'], 'resource')} over http" if row["mixed_content"]
               else None),
              ("h1", f"{row['h1_count']}: {row['h1'] or ''}" if row["h1_count"] is not None else None),
-             ("hreflang", row["hreflang"]), ("Content type", row["content_type"]),
+             ("hreflang", row["hreflang"]), ("hreflang problems", row["hreflang_problems"]),
+             ("Near-duplicate of", row["near_duplicate_of"]
+              and f"{row['near_duplicate_of']} ({row['similarity']:.0%} alike)"),
+             ("Content type", row["content_type"]),
              ("Size", f"{row['size']:,} bytes{' (read up to the cap)' if row['truncated'] else ''}"
               if row["size"] is not None else None),
              ("External links", row["external_links"]), ("In the sitemap", "yes" if row["in_sitemap"] else None),
@@ -278,8 +283,7 @@ def site_shown(run):
 
 # --- Step 2: the crawl, in the background
 def crawl_form(run):
-    chosen = run.get("crawl") or {"max_pages": 500, "max_depth": 10, "concurrency": 4, "delay": 0.25,
-                                  "timeout": 10, "max_size_mb": 5, "user_agent": USER_AGENT}
+    chosen = DEFAULTS | (run.get("crawl") or {})
     def number_field(name, label, step="1"):
         low, high = LIMITS[name]
         return Label(label, Input(type="number", name=name, value=chosen[name], min=low, max=high, step=step,
@@ -289,6 +293,7 @@ def crawl_form(run):
             Div(number_field("delay", "Seconds between requests", "any"),
                 number_field("timeout", "Timeout per page (s)", "any"),
                 number_field("max_size_mb", "Page size cap (MB)", "any"), cls="grid"),
+            number_field("near_duplicates", "Near-duplicates from this similarity (0 to 1; 0: not looked for)", "any"),
             Label("User agent (sent, and the one robots.txt is read for)",
                   Input(name="user_agent", value=chosen["user_agent"], required=True)),
             Button("Start the crawl"))
@@ -332,11 +337,11 @@ def setup(plugin):
     def read_settings(run, form):
         chosen = {}
         for name, (low, high) in LIMITS.items():
-            try: value = float(form.get(name, ""))
+            try: value = float(form.get(name, DEFAULTS[name]))
             except ValueError: raise plugin.Refused(422, f"{name.replace('_', ' ')} must be a number.") from None
             if not low <= value <= high:
                 raise plugin.Refused(422, f"{name.replace('_', ' ').capitalize()} goes from {low:g} to {high:g}.")
-            chosen[name] = value if name in ("delay", "timeout", "max_size_mb") else int(value)
+            chosen[name] = value if name in ("delay", "timeout", "max_size_mb", "near_duplicates") else int(value)
         agent = " ".join((form.get("user_agent") or "").split())
         if not 1 <= len(agent) <= 300: raise plugin.Refused(422, "Give a user agent of up to 300 characters.")
         return chosen | {"user_agent": agent}
@@ -349,7 +354,7 @@ def setup(plugin):
                 start=site["start"], sitemaps=site["sitemaps"], robots_sitemaps=site["robots_sitemaps"],
                 max_pages=chosen["max_pages"], max_depth=chosen["max_depth"], concurrency=chosen["concurrency"],
                 delay=chosen["delay"], timeout=chosen["timeout"], max_size=int(chosen["max_size_mb"] * 1024 * 1024),
-                user_agent=chosen["user_agent"])).close()
+                user_agent=chosen["user_agent"], near_duplicates=chosen["near_duplicates"])).close()
             await job.keep(file=crawl_file(run.key).name)
         crawl = AT_WORK[run.key] = open_crawl(run.key)
 

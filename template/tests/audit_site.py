@@ -8,6 +8,9 @@ lead to. Each trap is a page named for it:
   /jsonld: JSON-LD (Article, BreadcrumbList) and microdata (Product); /bad-jsonld: JSON-LD that is no JSON;
   /list, /list/2: rel=next/prev, and /list/2's next leads to /gone; /nofollow (meta robots nofollow);
   /header-nofollow (X-Robots-Tag: nofollow); /sponsored: a rel=nofollow link
+  /canonical-404, /canonical-redirect, /canonical-noindex: canonicals to /gone, /moved and /noindex (in no sitemap)
+  /en, /fr, /de: /en names /de, which names nothing back, a code "english" and /gone; /fr names /en but not itself
+  /article and /article-copy: the same long text but for one word; /article-other: another text
 """
 
 import html
@@ -32,7 +35,20 @@ def page(title: str, *links: str, body: str = "Words on the page.", head: str = 
 
 
 HOME_LINKS = ["/about", "/moved", "/gone", "/noindex", "/blocked/page", "/long", "/short", "/images", "/jsonld",
-              "/bad-jsonld", "/list", "/nofollow", "/header-nofollow", "/sponsored"]
+              "/bad-jsonld", "/list", "/nofollow", "/header-nofollow", "/sponsored", "/canonical-404",
+              "/canonical-redirect", "/canonical-noindex", "/en", "/fr", "/de", "/article", "/article-copy",
+              "/article-other"]
+ARTICLE = " ".join(f"Paragraph {n} of a long article about crawling sites, with words enough to compare."
+                   for n in range(30))
+
+
+def alternates(*pairs: str) -> str:
+    return "".join(f'<link rel="alternate" hreflang="{code}" href="{href}">'
+                   for code, href in (pair.split() for pair in pairs))
+
+
+def canonical(href: str) -> str: return f'<link rel="canonical" href="{href}">'
+
 PAGES = {
     "/": page("Home", *HOME_LINKS),
     "/about": page("About us", "/"),
@@ -55,10 +71,21 @@ PAGES = {
     "/nofollow": page("Links not followed", "/", "/about", head='<meta name="robots" content="nofollow">'),
     "/header-nofollow": page("Links not followed either", "/"),
     "/sponsored": page("A sponsored link", "/", body='<a href="/about" rel="sponsored nofollow">sponsor</a>'),
+    "/canonical-404": page("Canonical to a missing page", "/", head=canonical("/gone")),
+    "/canonical-redirect": page("Canonical to a redirect", "/", head=canonical("/moved")),
+    "/canonical-noindex": page("Canonical to a noindex page", "/", head=canonical("/noindex")),
+    "/en": page("In English", "/", head=alternates("en /en", "fr /fr", "de /de", "english /en", "es /gone")),
+    "/fr": page("En français", "/", head=alternates("en /en")),
+    "/de": page("Auf Deutsch", "/"),
+    "/article": page("An article", "/", body=ARTICLE),
+    "/article-copy": page("A copy of the article", "/", body=ARTICLE.replace("Paragraph 5", "Section 5")),
+    "/article-other": page("Another article", "/", body=" ".join(
+        f"Chapter {n}: a different text on another subject, each line a little unlike the one before it."
+        for n in range(12))),
 }
 LASTMOD = {"/": "2026-01-05", "/orphan": "2999-01-01", "/gone": "last week", "/long": "2025-06",
            "/short": "2025-06-31"}
-SITEMAP = [path for path in PAGES if path != "/about"] + ["/gone", "/moved"]
+SITEMAP = [path for path in PAGES if path != "/about" and not path.startswith("/canonical")] + ["/gone", "/moved"]
 
 
 class AuditSite(NotedSite):

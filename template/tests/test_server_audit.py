@@ -10,15 +10,18 @@ import re
 import openpyxl
 import pytest
 
-from audit_site import LASTMOD, AuditSite
+from audit_site import LASTMOD, SITEMAP, AuditSite
 from conftest import served, shipped
 from crawler import FINDING, Crawl, Settings, parse_page
 from onpage import pixels
 from sitemaps import lastmod_problem
+from validation import near_duplicates
 
 # The pages each finding lists on the trap site (the findings of the other checks are in test_server_crawler.py).
 EXPECTED = {
-    "broken": ["/gone"], "redirect": ["/moved"], "not_indexable": ["/noindex"], "blocked": ["/blocked/page"],
+    "broken": ["/gone"], "redirect": ["/moved"], "blocked": ["/blocked/page"],
+    "not_indexable": ["/canonical-404", "/canonical-noindex", "/canonical-redirect", "/noindex"],
+    "canonical_elsewhere": ["/canonical-404", "/canonical-noindex", "/canonical-redirect"],
     "sitemap_orphan": ["/orphan"],
     "sitemap_broken": ["/gone"], "sitemap_redirect": ["/moved"], "sitemap_not_indexable": ["/noindex"],
     "sitemap_blocked": ["/blocked/page"], "not_in_sitemap": ["/about"],
@@ -28,6 +31,10 @@ EXPECTED = {
     "nofollow": ["/header-nofollow", "/nofollow"], "x_robots_tag": ["/header-nofollow"],
     "nofollow_links": ["/sponsored"],
     "pagination": ["/list", "/list/2"], "pagination_broken": ["/list/2"],
+    "canonical_broken": ["/canonical-404"], "canonical_redirect": ["/canonical-redirect"],
+    "canonical_not_indexable": ["/canonical-noindex"],
+    "hreflang_bad_code": ["/en"], "hreflang_no_self": ["/fr"], "hreflang_no_return": ["/en"], "hreflang_broken": ["/en"],
+    "near_duplicate": ["/article", "/article-copy"],
 }
 
 
@@ -60,7 +67,7 @@ def test_every_finding_lists_exactly_the_traps(audited, site):
 
 def test_a_relative_sitemap_line_is_read_against_robots_txt(audited, site):
     assert "/sitemap.xml" in [path for _, path in site.requests]
-    assert audited.note == "16 URLs in the sitemaps"
+    assert audited.note == f"{len(SITEMAP)} URLs in the sitemaps" == "22 URLs in the sitemaps"
     orphan = audited.db.execute("SELECT depth, inlinks FROM page WHERE url = ?", [f"{site.url}/orphan"]).fetchone()
     assert tuple(orphan) == (None, 0)
 
@@ -98,8 +105,20 @@ def test_pixel_widths_are_arials_and_mixed_content_is_counted_on_https_pages():
     page = b"""<html><head><link rel="stylesheet" href="http://cdn.example/a.css"><script src="/b.js"></script>
         </head><body><img src="http://cdn.example/c.png" alt="c"><iframe src="https://video.example/"></iframe>
         <a href="http://example.com/">a link is no resource</a></body></html>"""
-    assert parse_page(page, "utf-8", "https://example.com/").onpage["mixed_content"] == 2
-    assert parse_page(page, "utf-8", "http://example.com/").onpage["mixed_content"] == 0
+    assert parse_page(page, "utf-8", "https://example.com/").columns["mixed_content"] == 2
+    assert parse_page(page, "utf-8", "http://example.com/").columns["mixed_content"] == 0
+
+
+def test_hreflang_and_near_duplicates_are_judged_against_the_crawl(audited, site):
+    problems = {url.removeprefix(site.url): text for url, text in audited.db.execute(
+        "SELECT url, hreflang_problems FROM page WHERE hreflang_problems IS NOT NULL")}
+    assert problems == {"/en": f"bad code: english; no return link from {site.url}/de; "
+                               f"to a page answering 404: {site.url}/gone",
+                        "/fr": "no self-reference"}
+    similar = {url.removeprefix(site.url): (twin.removeprefix(site.url), similarity) for url, twin, similarity in
+               audited.db.execute("SELECT url, near_duplicate_of, similarity FROM page WHERE similarity IS NOT NULL")}
+    assert similar == {"/article": ("/article-copy", 0.969), "/article-copy": ("/article", 0.969)}
+    assert near_duplicates(audited.db, 0.99) == []  # the person's threshold decides
 
 
 @shipped("plugins/025_site_crawl.py")
@@ -124,6 +143,7 @@ def test_the_app_lists_filters_and_exports_every_finding(live, site):
     assert "title 47 characters, 385 px; description 103 characters, 629 px" in shown
     book = openpyxl.load_workbook(io.BytesIO(live.get(f"/site_crawl/runs/{key}/crawl.xlsx").content))
     header = [cell.value for cell in book["Pages"][1]]
-    assert {"lastmod", "lastmod_problem", "title_px", "images_no_alt", "jsonld_types", "mixed_content"} <= set(header)
+    assert {"lastmod", "lastmod_problem", "title_px", "images_no_alt", "jsonld_types", "mixed_content",
+            "hreflang_problems", "near_duplicate_of", "similarity"} <= set(header) and "minhash" not in header
     findings = {row[0].value: row[1].value for row in book["Findings"].iter_rows(min_row=2)}
     assert {FINDING[finding].label: len(pages) for finding, pages in EXPECTED.items()}.items() <= findings.items()

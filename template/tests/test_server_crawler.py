@@ -42,7 +42,7 @@ def audited(site, tmp_path_factory):
     done.close()
 
 
-def test_each_page_has_its_seo_facts(audited):
+def test_each_page_has_its_seo_facts(audited, site):
     done, pages = audited
     home, about = pages["/"], pages["/about"]
     assert (home["status"], home["depth"], home["title"], home["description"], home["h1_count"], home["h1"]) == (
@@ -50,7 +50,7 @@ def test_each_page_has_its_seo_facts(audited):
     assert home["outlinks"] == 19 and home["external_links"] == 2  # mailto: and #top are no links
     assert home["words"] == 1 + 11 + len(HOME_LINKS) and home["indexable"] == 1 and home["in_sitemap"] == 1
     assert (about["depth"], about["inlinks"], about["found_on"]) == (1, 1, home["id"])  # a redirect to it is no link
-    assert pages["/hreflang"]["hreflang"].splitlines() == ["en /hreflang", "fr /fr/hreflang"]
+    assert pages["/hreflang"]["hreflang"].splitlines() == [f"en {site.url}/hreflang", f"fr {site.url}/fr/hreflang"]
     assert 0 < home["seconds"] < 1 and home["content_type"] == "text/html" and done.status == "done"
 
 
