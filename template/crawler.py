@@ -44,6 +44,7 @@ from protego import Protego
 from selectolax.lexbor import LexborHTMLParser
 
 import config
+import link_check
 import onpage
 import sitemaps
 import validation
@@ -58,6 +59,8 @@ SITEMAP_FILES = 200  # sitemaps read from one index (and its nested indexes) at 
 SITEMAP_URLS = 100_000  # URLs taken from the sitemaps at most
 MAX_URL = 2048  # characters: longer links are left alone
 PROGRESS_EVERY = 0.25  # seconds between two progress reports
+ENDINGS = {"done": "every page within the limits", "limit": "stopped at the page limit",
+           "stopped": "stopped before the end"}
 
 
 @dataclass
@@ -73,6 +76,7 @@ class Settings:
     max_size: int = 5 * 1024 * 1024  # bytes read of a page; the rest is left, and the page flagged
     user_agent: str = USER_AGENT  # sent with every request, and the one robots.txt is read for
     near_duplicates: float = 0.9  # the similarity (0 to 1) from which two pages are near-duplicates; 0: not looked for
+    check_external: bool = False  # once the crawl ends, ask each external link's URL (link_check.py)
 
     def __post_init__(self):
         if self.start: self.start = normal_url(self.start)
@@ -122,7 +126,7 @@ CREATE INDEX IF NOT EXISTS page_seconds ON page (seconds);
 CREATE INDEX IF NOT EXISTS page_words ON page (words);
 """
 PENDING = ("queued", "sitemap")
-FINDINGS = CORE + sitemaps.FINDINGS + onpage.FINDINGS + validation.FINDINGS
+FINDINGS = CORE + sitemaps.FINDINGS + onpage.FINDINGS + validation.FINDINGS + link_check.FINDINGS
 FINDING = {finding.id: finding for finding in FINDINGS}
 
 # The page table's columns for CSV and Excel, in order.
@@ -139,7 +143,7 @@ def connect(path: Path) -> sqlite3.Connection:
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode = wal")
     db.execute("PRAGMA synchronous = normal")
-    db.executescript(SCHEMA)
+    db.executescript(SCHEMA + link_check.SCHEMA)
     add_columns(db, sitemaps.COLUMNS | onpage.COLUMNS | validation.COLUMNS)
     return db
 
@@ -279,6 +283,13 @@ class Crawl:
         return Progress(counts.get("done", 0), sum(counts.get(state, 0) for state in PENDING), errors,
                         counts.get("blocked", 0), last)
 
+    def summary(self, final: Progress) -> str:
+        "How an ended crawl went, in a sentence."
+        def plural(n: int, word: str) -> str: return f"{n:,} {word}{'' if n == 1 else 's'}"
+        return (f"Crawled {plural(final.done, 'page')} of {self.site.host} ({ENDINGS[self.status]}): "
+                f"{plural(final.errors, 'error')}, {final.blocked:,} blocked by robots.txt, "
+                f"{final.queued:,} left in the queue.")
+
     # --- running
     def stop(self):
         "Ends the crawl after the pages at work: what is crawled stays, the rest stays queued."
@@ -302,6 +313,7 @@ class Crawl:
         finally:
             parser.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(validation.check, self.path, settings.near_duplicates)  # a thread: it reads every page
+        if settings.check_external and ended != "stopped": await link_check.check(self.db, settings, lambda: self.stopping)
         self.record(status=ended, finished=datetime.now().isoformat(timespec="seconds"))
         return self.progress()
 
@@ -507,6 +519,7 @@ class Crawl:
             self.add_urls(followed, below, "queued" if within else "beyond", page_id)
             self.add_urls([link for link, follow in internal.items() if not follow], below, "beyond", page_id)
             self.link(page_id, list(internal))
+            link_check.keep(self.db, page_id, external)
             self.db.execute(
                 "UPDATE page SET state = 'done', status = ?, error = ?, redirect_to = ?, content_type = ?, html = ?, "
                 "size = ?, truncated = ?, seconds = ?, title = ?, description = ?, canonical = ?, meta_robots = ?, "
@@ -587,4 +600,6 @@ class Crawl:
                          [(finding.label, count, finding.level, finding.why) for finding, count in self.findings()]),
             "Broken links": (["linking page", "broken URL", "status or error"], self.broken_links()),
             "Redirect chains": (["URL", "redirects", "chain", "final URL", "final status"], self.redirect_chains()),
+            "Broken external links": (["linking page", "external URL", "status or error"],
+                                      link_check.broken(self.db)),
         })

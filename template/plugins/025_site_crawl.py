@@ -27,7 +27,7 @@ AT_WORK: dict[str, Crawl] = {}  # run key -> its crawl at work in this process, 
 LIMITS = {"max_pages": (1, 100_000), "max_depth": (0, 100), "concurrency": (1, 20), "delay": (0, 60),
           "timeout": (1, 120), "max_size_mb": (0.1, 50), "near_duplicates": (0, 1)}
 DEFAULTS = {"max_pages": 500, "max_depth": 10, "concurrency": 4, "delay": 0.25, "timeout": 10, "max_size_mb": 5,
-            "near_duplicates": 0.9, "user_agent": USER_AGENT}  # a field a form leaves out takes its default
+            "near_duplicates": 0.9, "check_external": True, "user_agent": USER_AGENT}  # a field a form leaves out takes its default
 SHOW = {"2xx": "status BETWEEN 200 AND 299", "3xx": "status BETWEEN 300 AND 399", "4xx": "status BETWEEN 400 AND 499",
         "5xx": "status >= 500", "failed": "state = 'done' AND status IS NULL", "blocked": "state = 'blocked'",
         "pending": "state IN ('queued', 'sitemap')", "beyond": "state = 'beyond'"}
@@ -159,7 +159,8 @@ def downloads(key: str, view: View):
                  role="button", cls="outline"),
                A("Excel workbook", href=f"/{NAME}/runs/{key}/crawl.xlsx", download=True, role="button",
                  cls="outline"),
-               Small("The workbook has every page, the findings, the broken links and the redirect chains."),
+               Small("The workbook has every page, the findings, the broken links (external ones too) and the "
+                     "redirect chains."),
                cls="downloads")
 
 
@@ -294,6 +295,8 @@ def crawl_form(run):
                 number_field("timeout", "Timeout per page (s)", "any"),
                 number_field("max_size_mb", "Page size cap (MB)", "any"), cls="grid"),
             number_field("near_duplicates", "Near-duplicates from this similarity (0 to 1; 0: not looked for)", "any"),
+            Label(Input(type="checkbox", name="check_external", value="1", checked=chosen["check_external"]),
+                  "Check the external links once the crawl ends (HEAD, else GET; each site's requests the delay apart)"),
             Label("User agent (sent, and the one robots.txt is read for)",
                   Input(name="user_agent", value=chosen["user_agent"], required=True)),
             Button("Start the crawl"))
@@ -319,10 +322,6 @@ def results(run):
         crawl.close()
 
 
-ENDINGS = {"done": "every page within the limits", "limit": "stopped at the page limit",
-           "stopped": "stopped before the end"}
-
-
 def setup(plugin):
     def read_site(run, form):
         def url(text):
@@ -344,7 +343,7 @@ def setup(plugin):
             chosen[name] = value if name in ("delay", "timeout", "max_size_mb", "near_duplicates") else int(value)
         agent = " ".join((form.get("user_agent") or "").split())
         if not 1 <= len(agent) <= 300: raise plugin.Refused(422, "Give a user agent of up to 300 characters.")
-        return chosen | {"user_agent": agent}
+        return chosen | {"user_agent": agent, "check_external": form.get("check_external") == "1"}
 
     async def crawl_site(run, job):
         site, chosen = run["site"], job.input
@@ -354,7 +353,8 @@ def setup(plugin):
                 start=site["start"], sitemaps=site["sitemaps"], robots_sitemaps=site["robots_sitemaps"],
                 max_pages=chosen["max_pages"], max_depth=chosen["max_depth"], concurrency=chosen["concurrency"],
                 delay=chosen["delay"], timeout=chosen["timeout"], max_size=int(chosen["max_size_mb"] * 1024 * 1024),
-                user_agent=chosen["user_agent"], near_duplicates=chosen["near_duplicates"])).close()
+                user_agent=chosen["user_agent"], near_duplicates=chosen["near_duplicates"],
+                check_external=chosen.get("check_external", False))).close()
             await job.keep(file=crawl_file(run.key).name)
         crawl = AT_WORK[run.key] = open_crawl(run.key)
 
@@ -364,13 +364,10 @@ def setup(plugin):
         try:
             await show(crawl.progress())
             final = await crawl.run(show)
-            status = crawl.status
+            status, summary = crawl.status, crawl.summary(final)
         finally:
             del AT_WORK[run.key]
             crawl.close()
-        summary = (f"Crawled {plural(final.done, 'page')} of {crawl.site.host} ({ENDINGS[status]}): "
-                   f"{plural(final.errors, 'error')}, {final.blocked:,} blocked by robots.txt, "
-                   f"{final.queued:,} left in the queue.")
         await job.progress(final.done, final.done, summary)
         return chosen | {"summary": summary, "status": status}
 

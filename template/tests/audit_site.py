@@ -11,6 +11,8 @@ lead to. Each trap is a page named for it:
   /canonical-404, /canonical-redirect, /canonical-noindex: canonicals to /gone, /moved and /noindex (in no sitemap)
   /en, /fr, /de: /en names /de, which names nothing back, a code "english" and /gone; /fr names /en but not itself
   /article and /article-copy: the same long text but for one word; /article-other: another text
+  / links to the other origin (ELSEWHERE: its URL, set once it is served): /fine (200, but HEAD is refused with 405)
+    and /missing (404); OtherSite is that origin.
 """
 
 import html
@@ -50,7 +52,7 @@ def alternates(*pairs: str) -> str:
 def canonical(href: str) -> str: return f'<link rel="canonical" href="{href}">'
 
 PAGES = {
-    "/": page("Home", *HOME_LINKS),
+    "/": page("Home", *HOME_LINKS, "ELSEWHERE/fine", "ELSEWHERE/missing"),
     "/about": page("About us", "/"),
     "/orphan": page("Orphan", "/"),
     "/noindex": page("Not to index", "/", head='<meta name="robots" content="noindex">'),
@@ -89,6 +91,8 @@ SITEMAP = [path for path in PAGES if path != "/about" and not path.startswith("/
 
 
 class AuditSite(NotedSite):
+    elsewhere = "http://127.0.0.1:9"  # the other origin's URL
+
     def __init__(self):
         super().__init__(Starlette(routes=[
             *(Route(path, self.fixed) for path in PAGES),
@@ -101,7 +105,7 @@ class AuditSite(NotedSite):
 
     async def fixed(self, request):
         path = request.url.path
-        return HTMLResponse(PAGES[path], headers={"X-Robots-Tag": "nofollow"} if path == "/header-nofollow" else None)
+        return HTMLResponse(PAGES[path].replace("ELSEWHERE", self.elsewhere), headers={"X-Robots-Tag": "nofollow"} if path == "/header-nofollow" else None)
 
     def sitemap(self, request):
         urls = "".join(f"<url><loc>{request.base_url}{path.lstrip('/')}</loc>"
@@ -109,3 +113,15 @@ class AuditSite(NotedSite):
                        for path in SITEMAP)
         return Response(f'<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/'
                         f'sitemap/0.9">{urls}</urlset>', media_type="application/xml")
+
+
+class OtherSite(NotedSite):
+    "Another origin: /fine answers GET but refuses HEAD (405), anything else is a 404."
+
+    def __init__(self):
+        async def answer(request):
+            self.requests_made.append((request.method, request.url.path))
+            if request.url.path != "/fine": return HTMLResponse("<title>Not here</title>", 404)
+            return Response(status_code=405) if request.method == "HEAD" else HTMLResponse("<title>Fine</title>")
+        self.requests_made = []  # (method, path)
+        super().__init__(Starlette(routes=[Route("/{path:path}", answer, methods=["GET", "HEAD"])]))

@@ -6,12 +6,14 @@ import csv
 import html
 import io
 import re
+import subprocess
+import sys
 
 import openpyxl
 import pytest
 
-from audit_site import LASTMOD, SITEMAP, AuditSite
-from conftest import served, shipped
+from audit_site import LASTMOD, SITEMAP, AuditSite, OtherSite
+from conftest import ROOT, free_port, served, shipped
 from crawler import FINDING, Crawl, Settings, parse_page
 from onpage import pixels
 from sitemaps import lastmod_problem
@@ -35,18 +37,27 @@ EXPECTED = {
     "canonical_not_indexable": ["/canonical-noindex"],
     "hreflang_bad_code": ["/en"], "hreflang_no_self": ["/fr"], "hreflang_no_return": ["/en"], "hreflang_broken": ["/en"],
     "near_duplicate": ["/article", "/article-copy"],
+    "external_broken": ["/"],
 }
 
 
 @pytest.fixture(scope="module")
-def site():
+def other():
+    with served(OtherSite()) as other:
+        yield other
+
+
+@pytest.fixture(scope="module")
+def site(other):
     with served(AuditSite()) as site:
+        site.elsewhere = other.url
         yield site
 
 
 @pytest.fixture(scope="module")
 def audited(site, tmp_path_factory):
-    crawl = Crawl(tmp_path_factory.mktemp("audit") / "audit.db", Settings(start=f"{site.url}/", delay=0, timeout=5))
+    crawl = Crawl(tmp_path_factory.mktemp("audit") / "audit.db",
+                  Settings(start=f"{site.url}/", delay=0, timeout=5, check_external=True))
     asyncio.run(crawl.run())
     yield crawl
     crawl.close()
@@ -121,11 +132,20 @@ def test_hreflang_and_near_duplicates_are_judged_against_the_crawl(audited, site
     assert near_duplicates(audited.db, 0.99) == []  # the person's threshold decides
 
 
+def test_external_links_are_checked_head_first_then_get(audited, site, other):
+    assert [(url.removeprefix(other.url), status) for url, status in audited.db.execute(
+        "SELECT url, status FROM external ORDER BY url")] == [("/fine", 200), ("/missing", 404)]
+    assert sorted(other.requests_made) == [("GET", "/fine"), ("GET", "/missing"), ("HEAD", "/fine"),
+                                           ("HEAD", "/missing")]
+    from link_check import broken
+    assert [tuple(row) for row in broken(audited.db)] == [(f"{site.url}/", f"{other.url}/missing", 404)]
+
+
 @shipped("plugins/025_site_crawl.py")
-def test_the_app_lists_filters_and_exports_every_finding(live, site):
+def test_the_app_lists_filters_and_exports_every_finding(live, site, other):
     from test_server_site_crawl import done_page, rows, start
 
-    key = start(live, f"{site.url}/")
+    key = start(live, f"{site.url}/", check_external="1")
     page = html.unescape(done_page(live))
     counts = dict(re.findall(r"<span[^>]*>([^<]+)</span>\s*<button[^>]*>([\d,]+)</button>", page))
     assert {FINDING[finding].label: str(len(pages)) for finding, pages in EXPECTED.items()}.items() <= counts.items()
@@ -146,4 +166,41 @@ def test_the_app_lists_filters_and_exports_every_finding(live, site):
     assert {"lastmod", "lastmod_problem", "title_px", "images_no_alt", "jsonld_types", "mixed_content",
             "hreflang_problems", "near_duplicate_of", "similarity"} <= set(header) and "minhash" not in header
     findings = {row[0].value: row[1].value for row in book["Findings"].iter_rows(min_row=2)}
+    assert [[cell.value for cell in row] for row in book["Broken external links"].iter_rows(min_row=2)] == [
+        [f"{site.url}/", f"{other.url}/missing", 404]]
     assert {FINDING[finding].label: len(pages) for finding, pages in EXPECTED.items()}.items() <= findings.items()
+
+
+def crawl_cli(*args: str) -> subprocess.CompletedProcess:
+    "./run crawl's program, with the tests' DATA_DIR (the server module's too)."
+    return subprocess.run([sys.executable, "crawl_cli.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+@shipped("plugins/025_site_crawl.py")
+def test_a_headless_crawl_is_a_run_the_app_shows(live, site, other):
+    from test_server_site_crawl import done_page, rows
+
+    done = crawl_cli(f"{site.url}/", "--delay", "0", "--timeout", "5", "--near-duplicates", "0.9")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"Crawled \d+ pages of 127\.0\.0\.1 \(every page within the limits\): 1 error, 1 blocked "
+                        r"by robots\.txt, 0 left in the queue\.", lines[0])
+    listed = {found[3]: int(found[2].replace(",", "")) for line in lines[1:-1]
+              if (found := re.fullmatch(r"\s+(error|warning|notice)\s+([\d,]+)\s+(.+)", line))}
+    assert len(listed) == len(lines) - 2
+    assert listed == {FINDING[finding].label: len(pages) for finding, pages in EXPECTED.items()}
+    key = re.search(r"Saved as run ([\w-]+) of the Site crawl app", lines[-1])[1]
+    assert "pages crawled" in done.stderr  # the progress
+
+    page = html.unescape(done_page(live))
+    assert f'value="{key}" selected' in page or f'id="run-{key}"' in page
+    assert sorted("/" + path for path in rows(live, key, finding="hreflang_no_return")) == ["/en"]
+    assert sorted("/" + path for path in rows(live, key, finding="external_broken")) == ["/"]
+
+
+def test_a_headless_crawl_that_fails_exits_non_zero():
+    failed = crawl_cli(f"http://127.0.0.1:{free_port()}/", "--timeout", "2", "--no-robots-sitemaps")
+    assert failed.returncode == 1 and "No page answered: the crawl failed." in failed.stderr
+    refused = crawl_cli("--max-pages", "3")
+    assert refused.returncode == 2 and "give a URL, a --sitemap, or both" in refused.stderr

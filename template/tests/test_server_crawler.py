@@ -192,7 +192,8 @@ def test_the_csv_and_the_workbook_hold_every_page_and_no_formula(audited, tmp_pa
     assert rows["/formula"]["title"] == "'" + FORMULA and rows["/moved"]["redirect_to"] == f"{site.url}/moved-again"
 
     book = openpyxl.load_workbook(done.write_xlsx(tmp_path / "crawl.xlsx"))
-    assert book.sheetnames == ["Pages", "Findings", "Broken links", "Redirect chains"]
+    assert book.sheetnames == ["Pages", "Findings", "Broken links", "Redirect chains",
+                               "Broken external links"]
     titles = {row[0].value.removeprefix(site.url): row[4] for row in book["Pages"].iter_rows(min_row=2)}
     assert (titles["/formula"].value, titles["/formula"].data_type) == (FORMULA, "s")  # text, never a formula
     assert book["Pages"].max_row == len(rows) + 1 and book["Broken links"].max_row == 3
