@@ -313,7 +313,8 @@ class Crawl:
         finally:
             parser.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(validation.check, self.path, settings.near_duplicates)  # a thread: it reads every page
-        if settings.check_external and ended != "stopped": await link_check.check(self.db, settings, lambda: self.stopping)
+        if settings.check_external and ended != "stopped":
+            await link_check.check(self.db, settings, lambda: self.stopping)
         self.record(status=ended, finished=datetime.now().isoformat(timespec="seconds"))
         return self.progress()
 

@@ -30,7 +30,7 @@ AT_WORK: dict[str, Crawl] = {}  # run key -> its crawl at work in this process, 
 LIMITS = {"max_pages": (1, 100_000), "max_depth": (0, 100), "concurrency": (1, 20), "delay": (0, 60),
           "timeout": (1, 120), "max_size_mb": (0.1, 50), "near_duplicates": (0, 1)}
 DEFAULTS = {"max_pages": 500, "max_depth": 10, "concurrency": 4, "delay": 0.25, "timeout": 10, "max_size_mb": 5,
-            "near_duplicates": 0.9, "check_external": True, "user_agent": USER_AGENT}  # a field a form leaves out takes its default
+            "near_duplicates": 0.9, "check_external": True, "user_agent": USER_AGENT}  # for fields a form leaves out
 SHOW = {"2xx": "status BETWEEN 200 AND 299", "3xx": "status BETWEEN 300 AND 399", "4xx": "status BETWEEN 400 AND 499",
         "5xx": "status >= 500", "failed": "state = 'done' AND status IS NULL", "blocked": "state = 'blocked'",
         "pending": "state IN ('queued', 'sitemap')", "beyond": "state = 'beyond'"}
@@ -299,7 +299,7 @@ def crawl_form(run):
                 number_field("max_size_mb", "Page size cap (MB)", "any"), cls="grid"),
             number_field("near_duplicates", "Near-duplicates from this similarity (0 to 1; 0: not looked for)", "any"),
             Label(Input(type="checkbox", name="check_external", value="1", checked=chosen["check_external"]),
-                  "Check the external links once the crawl ends (HEAD, else GET; each site's requests the delay apart)"),
+                  "Check the external links once the crawl ends (HEAD, else GET; a site's requests the delay apart)"),
             Label("User agent (sent, and the one robots.txt is read for)",
                   Input(name="user_agent", value=chosen["user_agent"], required=True)),
             Button("Start the crawl"))

@@ -105,7 +105,8 @@ class AuditSite(NotedSite):
 
     async def fixed(self, request):
         path = request.url.path
-        return HTMLResponse(PAGES[path].replace("ELSEWHERE", self.elsewhere), headers={"X-Robots-Tag": "nofollow"} if path == "/header-nofollow" else None)
+        headers = {"X-Robots-Tag": "nofollow"} if path == "/header-nofollow" else None
+        return HTMLResponse(PAGES[path].replace("ELSEWHERE", self.elsewhere), headers=headers)
 
     def sitemap(self, request):
         urls = "".join(f"<url><loc>{request.base_url}{path.lstrip('/')}</loc>"

@@ -35,7 +35,8 @@ EXPECTED = {
     "pagination": ["/list", "/list/2"], "pagination_broken": ["/list/2"],
     "canonical_broken": ["/canonical-404"], "canonical_redirect": ["/canonical-redirect"],
     "canonical_not_indexable": ["/canonical-noindex"],
-    "hreflang_bad_code": ["/en"], "hreflang_no_self": ["/fr"], "hreflang_no_return": ["/en"], "hreflang_broken": ["/en"],
+    "hreflang_bad_code": ["/en"], "hreflang_no_self": ["/fr"], "hreflang_no_return": ["/en"],
+    "hreflang_broken": ["/en"],
     "near_duplicate": ["/article", "/article-copy"],
     "external_broken": ["/"],
 }
