@@ -198,8 +198,8 @@ def attribute(node, name: str) -> str | None:
     return node.attributes.get(name) if node is not None else None
 
 
-def parse_page(body: bytes, encoding: str, url: str) -> Parsed:
-    "The SEO facts of an HTML page: run in the crawl's parsing thread."
+def parse_page(body: bytes, encoding: str, url: str, minhash: bool = True) -> Parsed:
+    "The SEO facts of an HTML page (its MinHash too, for near-duplicates, unless told not): run in the parsing thread."
     try: text = body.decode(encoding, errors="replace")
     except LookupError: text = body.decode("utf-8", errors="replace")
     tree = LexborHTMLParser(text)
@@ -228,7 +228,7 @@ def parse_page(body: bytes, encoding: str, url: str) -> Parsed:
         h1=[" ".join(h1.text(separator=" ").split()) for h1 in tree.css("h1")],
         hreflang=[f"{link.attributes.get('hreflang')} {absolute(link.attributes.get('href'), base) or ''}"
                   for link in tree.css("link[rel~=alternate i][hreflang][href]")],
-        words=len(words), links=links, columns=facts | {"minhash": validation.signature(words)})
+        words=len(words), links=links, columns=facts | {"minhash": validation.signature(words) if minhash else None})
 
 
 def noindex(directives: str | None) -> bool:
@@ -465,7 +465,8 @@ class Crawl:
         await self.wait_turn(target.host)
         found = await self.fetch(url)
         parsed = await asyncio.get_running_loop().run_in_executor(
-            self.parser, parse_page, found.pop("body"), found.pop("encoding"), url) if found["html"] else None
+            self.parser, parse_page, found.pop("body"), found.pop("encoding"), url, self.settings.near_duplicates > 0) \
+            if found["html"] else None
         self.keep(page_id, url, depth, found, parsed)
         return f"{url} ({found['status'] or found['error']})"
 

@@ -12,7 +12,7 @@ import sys
 import openpyxl
 import pytest
 
-from audit_site import LASTMOD, SITEMAP, AuditSite, OtherSite
+from audit_site import ARTICLE, LASTMOD, SITEMAP, AuditSite, OtherSite
 from conftest import ROOT, free_port, served, shipped
 from crawler import FINDING, Crawl, Settings, parse_page
 from onpage import pixels
@@ -131,6 +131,9 @@ def test_hreflang_and_near_duplicates_are_judged_against_the_crawl(audited, site
                audited.db.execute("SELECT url, near_duplicate_of, similarity FROM page WHERE similarity IS NOT NULL")}
     assert similar == {"/article": ("/article-copy", 0.969), "/article-copy": ("/article", 0.969)}
     assert near_duplicates(audited.db, 0.99) == []  # the person's threshold decides
+    long_page = f"<p>{ARTICLE}</p>".encode()
+    assert parse_page(long_page, "utf-8", site.url).columns["minhash"] is not None
+    assert parse_page(long_page, "utf-8", site.url, minhash=False).columns["minhash"] is None  # 0: not looked for
 
 
 def test_external_links_are_checked_head_first_then_get(audited, site, other):
