@@ -14,9 +14,8 @@ NAME = "Café 🚀 שלום 👩‍💻"  # accents, an emoji, Hebrew (right to 
 
 
 def test_an_app_with_a_unicode_name_serves_every_page(fork_copy, data_env):
-    settings = fork_copy / "settings.toml"
-    # A JSON string is a TOML one; first, so that it is a top-level key whatever tables follow.
-    settings.write_text(f"name = {json.dumps(NAME, ensure_ascii=False)}\n{settings.read_text()}", encoding="utf-8")
+    # The copy's settings: only the name (a JSON string is a TOML one); every other setting keeps its default.
+    (fork_copy / "settings.toml").write_text(f"name = {json.dumps(NAME, ensure_ascii=False)}\n", encoding="utf-8")
     with app_server(data_env, cwd=fork_copy) as url, httpx.Client(base_url=url, follow_redirects=True) as client:
         home = client.get("/")
         pages = {"/"} | {link for link in re.findall(r'href="(/[^"]*)"', home.text)
@@ -26,4 +25,4 @@ def test_an_app_with_a_unicode_name_serves_every_page(fork_copy, data_env):
             assert page.status_code == 200, f"{path}: {page.status_code} {page.text[:300]}"
             title = html.unescape(re.search(r"<title>(.*?)</title>", page.text)[1])
             assert title.endswith(f" · {NAME}"), (path, title)
-        assert len(pages) > 3, pages  # the nav was read: every app's page, the profiles, the home page
+        assert "/profiles" in pages, pages  # the header's links were read: the profiles, and every app's page
