@@ -17,7 +17,7 @@ from hostile_site import BOMB, HostileSite
 
 LIMIT = 256 * 1024  # the page and sitemap size cap of these crawls
 MEMORY = 24 * 1024 * 1024  # bytes the crawl may allocate at its peak: a tenth of one bomb, and well above the caps
-LATE = 0.25  # seconds the event loop may be late, at the 99th percentile, while the crawl runs
+HOLD = 0.2  # seconds of CPU the event loop may spend between two of its 10 ms ticks while the crawl runs
 
 
 @pytest.fixture(scope="module")
@@ -29,23 +29,24 @@ def site(tmp_path_factory):
         yield site
 
 
-async def ticking(lateness: list[float]):
-    "How late the event loop wakes for a 10 ms sleep, again and again: the delay every page of the app would see."
+async def ticking(holds: list[float]):
+    """How long the event loop is held between two 10 ms ticks, again and again: the delay every page of the app
+    would see. Counted in the loop thread's CPU time, which a busy machine that deschedules the process leaves alone."""
     while True:
-        asked = time.monotonic()
+        before = time.thread_time()
         await asyncio.sleep(0.01)
-        lateness.append(time.monotonic() - asked - 0.01)
+        holds.append(time.thread_time() - before)
 
 
 def watched(tmp_path, site, robots="none", **settings) -> tuple[Crawl, int, float]:
-    "A finished crawl of the hostile site, the peak of the memory it allocated, and the event loop's p99 lateness."
+    "A finished crawl of the hostile site, the peak of the memory it allocated, and the event loop's longest hold."
     site.robots = robots
     options = {"start": f"{site.url}/", "delay": 0, "timeout": 2, "max_size": LIMIT, "max_sitemap_size": LIMIT,
                "robots_sitemaps": False} | settings
-    crawl, lateness = Crawl(tmp_path / "crawl.db", Settings(**options)), []
+    crawl, holds = Crawl(tmp_path / "crawl.db", Settings(**options)), []
 
     async def run():
-        ticker = asyncio.create_task(ticking(lateness))
+        ticker = asyncio.create_task(ticking(holds))
         try: await crawl.run()
         finally: ticker.cancel()
 
@@ -55,7 +56,7 @@ def watched(tmp_path, site, robots="none", **settings) -> tuple[Crawl, int, floa
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    return crawl, peak, statistics.quantiles(lateness, n=100)[98] if len(lateness) > 1 else 0
+    return crawl, peak, max(holds, default=0)
 
 
 def on(site, settings: dict) -> dict:
@@ -101,12 +102,12 @@ TRAPS = {  # what is crawled, the robots.txt, and the finding it must end with: 
 @pytest.mark.parametrize("trap", TRAPS)
 def test_each_trap_ends_as_a_finding_in_bounded_memory_without_holding_the_app(tmp_path, site, trap):
     where, robots, (finding_id, path, words) = TRAPS[trap]
-    crawl, peak, late = watched(tmp_path, site, robots, **on(site, where))
+    crawl, peak, held = watched(tmp_path, site, robots, **on(site, where))
     assert crawl.status == "done"
     assert finding(crawl, finding_id) >= 1
     if words: assert words in refused(crawl, path, site)
     assert peak < MEMORY < BOMB, f"{peak:,} bytes at the peak"
-    assert late < LATE, f"the event loop was {late:.3f} s late"
+    assert held < HOLD, f"the event loop was held {held:.3f} s"
 
 
 def test_a_crawl_goes_on_past_every_trap_and_shows_what_it_crawled(tmp_path, site):
