@@ -34,6 +34,7 @@ No URL keeps its user:password@: they are dropped before a URL is stored, shown 
 
 import asyncio
 import json
+import pickle
 import re
 import sqlite3
 import sys
@@ -49,9 +50,14 @@ from protego import Protego
 from selectolax.lexbor import LexborHTMLParser
 
 import config
+import link_check
+import onpage
+import sitemaps
+import validation
 from exports import write_csv, write_xlsx
 from fetching import (ACCEPT_ENCODING, Refused, get_robots, get_sitemap, location, read_body, set_location_aside,
                       web_url, why_failed, without_credentials)
+from findings import BROKEN, CORE, CRAWLED, REDIRECTS, Finding
 from url_checker import REDIRECT_CODES, normal_url
 
 CRAWLS_DIR = config.DATA_DIR / "crawls"
@@ -60,8 +66,9 @@ SITEMAP_LIMIT = 50 * 1024 * 1024  # bytes of one sitemap, unpacked: the sitemaps
 SITEMAP_FILES = 200  # sitemaps read from one index (and its nested indexes) at most
 SITEMAP_URLS = 100_000  # URLs taken from the sitemaps at most
 STOP_GRACE = 0.5  # seconds stop() gives the pages at work to finish; the others stay queued
-SLOW = 1.0  # seconds: a page slower than this is a finding
 PROGRESS_EVERY = 0.25  # seconds between two progress reports
+ENDINGS = {"done": "every page within the limits", "limit": "stopped at the page limit",
+           "stopped": "stopped before the end"}
 
 
 def bare_url(text: str) -> str:
@@ -84,6 +91,8 @@ class Settings:
     max_sitemap_size: int = SITEMAP_LIMIT  # bytes of one sitemap, unpacked: a larger one is refused
     max_sitemaps: int = SITEMAP_FILES
     max_sitemap_urls: int = SITEMAP_URLS
+    near_duplicates: float = 0.9  # the similarity (0 to 1) from which two pages are near-duplicates; 0: not looked for
+    check_external: bool = False  # once the crawl ends, ask each external link's URL (link_check.py)
 
     def __post_init__(self):
         if self.start: self.start = bare_url(self.start)
@@ -132,58 +141,15 @@ CREATE INDEX IF NOT EXISTS page_inlinks ON page (inlinks);
 CREATE INDEX IF NOT EXISTS page_seconds ON page (seconds);
 CREATE INDEX IF NOT EXISTS page_words ON page (words);
 """
-CRAWLED = "state IN ('done', 'blocked', 'refused')"
-HTML_200 = "state = 'done' AND status = 200 AND html = 1"
-REDIRECTS = f"status IN ({', '.join(map(str, sorted(REDIRECT_CODES)))})"
 PENDING = ("queued", "sitemap")
-BROKEN = "state = 'done' AND (status >= 400 OR status IS NULL OR error IS NOT NULL)"  # error: its body failed
-
-
-@dataclass
-class Finding:
-    id: str
-    label: str
-    where: str  # an SQL condition on page
-    level: str = "warning"  # error, warning or notice
-    why: str = ""
-
-
-FINDINGS = [
-    Finding("broken", "Broken pages (4xx, 5xx or no answer)", BROKEN,
-            "error", "Links to them lead nowhere: fix the links or the pages."),
-    Finding("redirect_chain", "Redirect chains and loops",
-            f"{REDIRECTS} AND redirect_to IN (SELECT url FROM page WHERE {REDIRECTS})", "error",
-            "Each extra hop costs a round trip, and a loop never ends: link to the last URL."),
-    Finding("redirect", "Redirects", REDIRECTS, "notice", "Links to them cost a hop: link to where they lead."),
-    Finding("missing_title", "Missing titles", f"{HTML_200} AND coalesce(title, '') = ''", "error"),
-    Finding("duplicate_title", "Duplicate titles", f"{HTML_200} AND title IN (SELECT title FROM page WHERE "
-            f"{HTML_200} AND title != '' GROUP BY title HAVING count(*) > 1)", "warning",
-            "Pages with the same title compete with each other in search results."),
-    Finding("missing_description", "Missing meta descriptions", f"{HTML_200} AND coalesce(description, '') = ''"),
-    Finding("duplicate_description", "Duplicate meta descriptions", f"{HTML_200} AND description IN (SELECT "
-            f"description FROM page WHERE {HTML_200} AND description != '' GROUP BY description HAVING count(*) > 1)"),
-    Finding("missing_h1", "Missing h1", f"{HTML_200} AND h1_count = 0", "notice"),
-    Finding("multiple_h1", "More than one h1", f"{HTML_200} AND h1_count > 1", "notice"),
-    Finding("not_indexable", "Non-indexable pages (answer 200)", f"{HTML_200} AND indexable = 0", "warning",
-            "noindex, or a canonical that points elsewhere: search engines will not index them."),
-    Finding("canonical_elsewhere", "Canonical pointing elsewhere", "canonical IS NOT NULL AND canonical != url",
-            "notice"),
-    Finding("sitemap_orphan", "In the sitemap, linked from nowhere", "in_sitemap = 1 AND inlinks = 0 AND "
-            f"{CRAWLED}", "warning", "Nothing on the site links to them: link them, or drop them from the sitemap."),
-    Finding("blocked", "Blocked by robots.txt", "state = 'blocked'", "notice"),
-    Finding("slow", f"Slow pages (over {SLOW:g} s)", f"state = 'done' AND seconds > {SLOW}", "warning"),
-    Finding("truncated", "Pages larger than the size cap", "truncated = 1", "warning"),
-    Finding("refused", "Not read or not followed", "refused IS NOT NULL", "warning",
-            "The crawler would not read or follow these (each says why): a sitemap too large or unsafe, a robots.txt "
-            "it could not read, a redirect or links to addresses that are no web pages."),
-]
+FINDINGS = CORE + sitemaps.FINDINGS + onpage.FINDINGS + validation.FINDINGS + link_check.FINDINGS
 FINDING = {finding.id: finding for finding in FINDINGS}
 
 # The page table's columns for CSV and Excel, in order.
 EXPORT_COLUMNS = ["url", "status", "redirect_to", "depth", "title", "description", "h1_count", "h1", "canonical",
                   "meta_robots", "x_robots_tag", "indexable", "not_indexable_why", "hreflang", "words", "inlinks",
                   "outlinks", "external_links", "in_sitemap", "content_type", "size", "truncated", "seconds", "error",
-                  "refused", "state", "crawled"]
+                  "refused", "state", "crawled", *onpage.COLUMNS, *sitemaps.COLUMNS, *validation.EXPORTED]
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -193,11 +159,16 @@ def connect(path: Path) -> sqlite3.Connection:
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode = wal")
     db.execute("PRAGMA synchronous = normal")
-    db.executescript(SCHEMA)
-    if "refused" not in {column["name"] for column in db.execute("PRAGMA table_info(page)")}:
-        try: db.execute("ALTER TABLE page ADD COLUMN refused TEXT")  # a crawl made before the column was
-        except sqlite3.OperationalError: pass  # another connection added it first
+    db.executescript(SCHEMA + link_check.SCHEMA)
+    add_columns(db, sitemaps.COLUMNS | onpage.COLUMNS | validation.COLUMNS | {"refused": "TEXT"})
     return db
+
+
+def add_columns(db: sqlite3.Connection, columns: dict[str, str]):
+    "Adds the page table's columns a crawl's file made by an older version lacks."
+    have = {row["name"] for row in db.execute("PRAGMA table_info(page)")}
+    for name, kind in columns.items():
+        if name not in have: db.execute(f"ALTER TABLE page ADD COLUMN {name} {kind}")
 
 
 def new_file(path: Path, settings: Settings):
@@ -232,18 +203,19 @@ class Parsed:
     words: int = 0
     links: list[tuple[str, bool]] = field(default_factory=list)  # (absolute URL, followed)
     refused: list[str] = field(default_factory=list)  # the links that cannot be followed, each with why
+    columns: dict = field(default_factory=dict)  # the audit's columns (onpage.py, validation.py) and their values
 
 
 def attribute(node, name: str) -> str | None:
     return node.attributes.get(name) if node is not None else None
 
 
-def parse_page(body: bytes, encoding: str, url: str) -> Parsed:
-    "The SEO facts of an HTML page: run in the crawl's parsing process."
+def parse_page(body: bytes, encoding: str, url: str, minhash: bool = True) -> Parsed:
+    "The SEO facts of an HTML page (its MinHash too, for near-duplicates, unless told not): run in the parsing process."
     try: text = body.decode(encoding, errors="replace")
     except LookupError: text = body.decode("utf-8", errors="replace")
     tree = LexborHTMLParser(text)
-    title = tree.css_first("title")
+    title_node = tree.css_first("title")
     base = httpx.URL(url)
     if (base_href := attribute(tree.css_first("base[href]"), "href")) and (found := absolute(base_href, base)):
         base = found
@@ -259,41 +231,44 @@ def parse_page(body: bytes, encoding: str, url: str) -> Parsed:
             continue
         if target:
             links.append((str(target), follow and "nofollow" not in (anchor.attributes.get("rel") or "").lower()))
-    words = 0
+    title = " ".join(title_node.text().split()) if title_node is not None else None
+    description = " ".join((attribute(tree.css_first("meta[name=description i]"), "content") or "").split()) or None
+    facts = onpage.facts(tree, base, title, description)  # before the scripts go: JSON-LD is in them
+    words = []
     if tree.body is not None:
         for hidden in tree.body.css("script, style, noscript, template, svg"): hidden.decompose()
-        words = len(tree.body.text(separator=" ").split())
+        words = tree.body.text(separator=" ").split()
     return Parsed(
-        title=" ".join(title.text().split()) if title is not None else None,
-        description=" ".join((attribute(tree.css_first("meta[name=description i]"), "content") or "").split())
-        or None,
-        canonical=str(canonical_url) if canonical_url else None,
+        title=title, description=description, canonical=str(canonical_url) if canonical_url else None,
         meta_robots=robots,
         h1=[" ".join(h1.text(separator=" ").split()) for h1 in tree.css("h1")],
-        hreflang=[f"{link.attributes.get('hreflang')} {link.attributes.get('href')}"
+        hreflang=[f"{link.attributes.get('hreflang')} {absolute(link.attributes.get('href'), base) or ''}"
                   for link in tree.css("link[rel~=alternate i][hreflang][href]")],
-        words=words, links=links, refused=refused)
+        words=len(words), links=links, refused=refused,
+        columns=facts | {"minhash": validation.signature(words) if minhash else None})
 
 
 class ParsingProcess:
     """parse_page in a process of its own (`python -m crawler`), one page at a time: Lexbor keeps the GIL, so in a
     thread a page of tiny tags held the app's event loop for half a second and more. A page is sent as a JSON line
-    (its size, encoding and URL) and its bytes; its Parsed comes back as a JSON line. A parse cut short (a stop)
+    (its size, encoding, URL and whether to MinHash it) and its bytes; its Parsed comes back as a pickled dict (its
+    MinHash is bytes), after its size (8 bytes). A parse cut short (a stop)
     ends the process, and the next parse starts another."""
 
     def __init__(self, max_size: int):
         self.process, self.turn, self.max_size, self.ended = None, asyncio.Lock(), max_size, []
 
-    async def parse(self, body: bytes, encoding: str, url: str) -> Parsed:
+    async def parse(self, body: bytes, encoding: str, url: str, minhash: bool) -> Parsed:
         async with self.turn:
             if self.process is None:
                 self.process = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "crawler", cwd=Path(__file__).parent, stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE, limit=16 * self.max_size + 1024 * 1024)  # its links, as JSON
+                    stdout=asyncio.subprocess.PIPE)
             try:
-                self.process.stdin.write(json.dumps([len(body), encoding, url]).encode() + b"\n" + body)
+                self.process.stdin.write(json.dumps([len(body), encoding, url, minhash]).encode() + b"\n" + body)
                 await self.process.stdin.drain()
-                return Parsed(**json.loads(await self.process.stdout.readline()))
+                size = int.from_bytes(await self.process.stdout.readexactly(8), "big")
+                return Parsed(**pickle.loads(await self.process.stdout.readexactly(size)))  # from our own process
             except BaseException:
                 self.process.kill()  # mid-page: what it would answer next is no longer known
                 self.ended.append(self.process)
@@ -311,8 +286,10 @@ class ParsingProcess:
 def parse_stdin():
     "python -m crawler: parses the pages sent on stdin (see ParsingProcess), until stdin ends."
     while header := sys.stdin.buffer.readline():
-        size, encoding, url = json.loads(header)
-        print(json.dumps(asdict(parse_page(sys.stdin.buffer.read(size), encoding, url))), flush=True)
+        size, encoding, url, minhash = json.loads(header)
+        parsed = pickle.dumps(asdict(parse_page(sys.stdin.buffer.read(size), encoding, url, minhash)))
+        sys.stdout.buffer.write(len(parsed).to_bytes(8, "big") + parsed)
+        sys.stdout.buffer.flush()
 
 
 def noindex(directives: str | None) -> bool:
@@ -360,6 +337,11 @@ class Crawl:
         "new, crawling, done (every page within the limits), stopped (by stop()) or limit (at max_pages)."
         return self.db.execute("SELECT status FROM crawl").fetchone()["status"]
 
+    @property
+    def note(self) -> str | None:
+        "How the seeding went: the URLs the sitemaps gave, and the sitemaps that could not be read, with why."
+        return self.db.execute("SELECT note FROM crawl").fetchone()["note"]
+
     def record(self, **columns):
         self.db.execute(f"UPDATE crawl SET {', '.join(f'{name} = ?' for name in columns)}", list(columns.values()))
 
@@ -380,6 +362,19 @@ class Crawl:
         first = self.db.execute("SELECT url, refused FROM page WHERE refused IS NOT NULL ORDER BY state = 'refused' "
                                 "DESC, id LIMIT ?", [limit]).fetchall()
         return count, [f"{row['url']}: {row['refused']}" for row in first]
+
+    def refusals_said(self) -> str:
+        "What the crawl would not read or follow, for the summary: how many, and the first few with why."
+        count, first = self.refusals()
+        if not count: return ""
+        return f" Not read or not followed ({count:,}): {' · '.join(first)}{' …' if count > len(first) else ''}."
+
+    def summary(self, final: Progress) -> str:
+        "How an ended crawl went, in a sentence."
+        def plural(n: int, word: str) -> str: return f"{n:,} {word}{'' if n == 1 else 's'}"
+        return (f"Crawled {plural(final.done, 'page')} of {self.site.host} ({ENDINGS[self.status]}): "
+                f"{plural(final.errors, 'error')}, {final.blocked:,} blocked by robots.txt, "
+                f"{final.queued:,} left in the queue.{self.refusals_said()}")
 
     # --- running
     def stop(self):
@@ -408,6 +403,9 @@ class Crawl:
                 ended = await self.crawl(on_progress) if seeded else "stopped"
         finally:
             await parser.close()
+        await asyncio.to_thread(validation.check, self.path, settings.near_duplicates)  # a thread: it reads every page
+        if settings.check_external and ended != "stopped":
+            await link_check.check(self.db, settings, self.stop_asked.is_set)
         self.record(status=ended, finished=datetime.now().isoformat(timespec="seconds"))
         return self.progress()
 
@@ -496,22 +494,23 @@ class Crawl:
     async def seed(self):
         start, settings = self.settings.start, self.settings
         if start: self.add_urls([start], depth=0, state="queued")
-        sitemaps = list(settings.sitemaps)
-        guessed = None
-        if settings.robots_sitemaps and not sitemaps:
+        listed, guessed = list(settings.sitemaps), None
+        if settings.robots_sitemaps and not listed:
             rules = await self.rules(self.site)
-            sitemaps = [url for url in (rules.sitemaps if rules else [])]
-            if not sitemaps: sitemaps = [guessed := str(self.site.join("/sitemap.xml"))]
-        found = 0
-        for url in await self.sitemap_urls(sitemaps, guessed):
-            found += 1
-            self.add_urls([url], depth=None if start else 0, state="sitemap" if start else "queued", in_sitemap=True)
-        self.record(seeded=1, note=f"{found:,} URLs in the sitemaps" if found else None)
+            listed = sitemaps.from_robots(list(rules.sitemaps) if rules else [], str(self.site.join("/robots.txt")))
+            if not listed: listed = [guessed := str(self.site.join("/sitemap.xml"))]
+        found = await self.sitemap_urls(listed, guessed)
+        self.add_urls(list(found), depth=None if start else 0, state="sitemap" if start else "queued", in_sitemap=True)
+        self.db.executemany("UPDATE page SET lastmod = ?, lastmod_problem = ? WHERE url = ?",
+                            [(lastmod, sitemaps.lastmod_problem(lastmod), url)
+                             for url, lastmod in found.items() if lastmod])
+        self.record(seeded=1, note=f"{len(found):,} URLs in the sitemaps" if found else None)
 
-    async def sitemap_urls(self, sitemaps: list[str], guessed: str | None = None) -> list[str]:
-        """The page URLs of these sitemaps within the site, nested indexes followed, within the settings' counts. A
-        sitemap that cannot be read is refused, with why (but for a guessed /sitemap.xml that is not there)."""
-        settings, pages, seen, todo = self.settings, {}, set(), list(sitemaps)
+    async def sitemap_urls(self, listed: list[str], guessed: str | None = None) -> dict[str, str | None]:
+        """The page URLs of these sitemaps within the site, each with its lastmod, nested indexes followed, within the
+        settings' counts. A sitemap that cannot be read is refused, with why (but for a guessed /sitemap.xml that is
+        not there)."""
+        settings, pages, seen, todo = self.settings, {}, set(), list(listed)
         while todo and len(pages) < settings.max_sitemap_urls:
             url = todo.pop(0)
             if url in seen: continue
@@ -527,16 +526,17 @@ class Crawl:
             except (httpx.HTTPError, Refused) as error:
                 if url != guessed: self.refuse(url, f"The sitemap was not read ({why_failed(error)})")
                 continue
-            found = [target for location in locations if (target := absolute(location, httpx.URL(url)))]
-            if kind == "sitemapindex": todo += map(str, found)
-            else: pages.update((str(target), None) for target in found if in_site(target, self.site))
+            found = [(target, lastmod) for location, lastmod in locations
+                     if (target := absolute(location, httpx.URL(url)))]
+            if kind == "sitemapindex": todo += [str(target) for target, _ in found]
+            else: pages.update((str(target), lastmod) for target, lastmod in found if in_site(target, self.site))
             if len(pages) > settings.max_sitemap_urls or len(locations) >= settings.max_sitemap_urls:
                 self.refuse(url, f"The sitemaps list more than {settings.max_sitemap_urls:,} URLs: the rest were "
                                  "left")
-        return list(pages)[:settings.max_sitemap_urls]
+        return dict(list(pages.items())[:settings.max_sitemap_urls])
 
-    async def read_sitemap(self, url: str) -> tuple[str, list[str]]:
-        "(urlset or sitemapindex, the <loc>s) of one sitemap, in its turn (see fetching.get_sitemap)."
+    async def read_sitemap(self, url: str) -> tuple[str, list[tuple[str, str | None]]]:
+        "(urlset or sitemapindex, each <loc> with its <lastmod>) of one sitemap, in its turn (see fetching.get_sitemap)."
         await self.wait_turn(httpx.URL(url).host)
         return await get_sitemap(self.client, url, self.settings.max_sitemap_size, self.settings.timeout * 3,
                                  self.settings.max_sitemap_urls)
@@ -566,7 +566,8 @@ class Crawl:
             return ""
         await self.wait_turn(target.host)
         found = await self.fetch(url)
-        parsed = await self.parser.parse(found.pop("body"), found.pop("encoding"), url) if found["html"] else None
+        parsed = await self.parser.parse(found.pop("body"), found.pop("encoding"), url,
+                                         self.settings.near_duplicates > 0) if found["html"] else None
         self.keep(page_id, url, depth, found, parsed)
         return f"{url} ({found['status'] or found['error']})"
 
@@ -624,18 +625,20 @@ class Crawl:
             self.add_urls(followed, below, "queued" if within else "beyond", page_id)
             self.add_urls([link for link, follow in internal.items() if not follow], below, "beyond", page_id)
             self.link(page_id, list(internal))
+            link_check.keep(self.db, page_id, external)
             self.db.execute(
                 "UPDATE page SET state = 'done', status = ?, error = ?, redirect_to = ?, content_type = ?, html = ?, "
                 "size = ?, truncated = ?, seconds = ?, title = ?, description = ?, canonical = ?, meta_robots = ?, "
                 "x_robots_tag = ?, h1_count = ?, h1 = ?, hreflang = ?, words = ?, outlinks = ?, external_links = ?, "
-                "indexable = ?, not_indexable_why = ?, crawled = ?, refused = ? WHERE id = ?",
+                "indexable = ?, not_indexable_why = ?, crawled = ?, refused = ?"
+                + "".join(f", {column} = ?" for column in parsed.columns) + " WHERE id = ?",
                 [found["status"], found["error"], found["redirect_to"], found["content_type"], int(found["html"]),
                  found["size"], int(found["truncated"]), found["seconds"], parsed.title, parsed.description,
                  parsed.canonical, parsed.meta_robots, found["x_robots_tag"],
                  len(parsed.h1) if found["html"] else None, " | ".join(parsed.h1) or None,
                  "\n".join(parsed.hreflang) or None, parsed.words if found["html"] else None, len(internal),
                  len(external), int(not why), why or None, datetime.now().isoformat(timespec="seconds"),
-                 refusal(found["refused"], parsed.refused), page_id])
+                 refusal(found["refused"], parsed.refused), *parsed.columns.values(), page_id])
 
     def link(self, source: int, urls: list[str]):
         "Keeps the links from source to these known URLs; each new one raises its target's in-link count."
@@ -704,6 +707,8 @@ class Crawl:
                          [(finding.label, count, finding.level, finding.why) for finding, count in self.findings()]),
             "Broken links": (["linking page", "broken URL", "status or error"], self.broken_links()),
             "Redirect chains": (["URL", "redirects", "chain", "final URL", "final status"], self.redirect_chains()),
+            "Broken external links": (["linking page", "external URL", "status or error"],
+                                      link_check.broken(self.db)),
         })
 
 

@@ -122,8 +122,8 @@ async def get_robots(client: httpx.AsyncClient, url: str, seconds: float) -> tup
 
 
 async def get_sitemap(client: httpx.AsyncClient, url: str, limit: int, seconds: float,
-                      most: int) -> tuple[str, list[str]]:
-    """(urlset or sitemapindex, its first `most` <loc>s) of the sitemap at url, plain or gzipped, within `seconds`:
+                      most: int) -> tuple[str, list[tuple[str, str | None]]]:
+    """(urlset or sitemapindex, its first `most` <loc>s with their <lastmod>) of the sitemap at url, plain or gzipped, within `seconds`:
     read whole up to `limit` bytes unpacked, then parsed in a thread. Refused says why it was not read."""
     async with asyncio.timeout(seconds), client.stream("GET", url) as response:
         if response.status_code != 200: raise Refused(f"it answered HTTP {response.status_code}")
@@ -132,12 +132,12 @@ async def get_sitemap(client: httpx.AsyncClient, url: str, limit: int, seconds: 
     return await asyncio.to_thread(parse_sitemap, body, most)
 
 
-def parse_sitemap(body: bytes, most: int) -> tuple[str, list[str]]:
-    """(urlset or sitemapindex, its first `most` <loc>s): run in a thread. A sitemap that declares a DTD (the way to
+def parse_sitemap(body: bytes, most: int) -> tuple[str, list[tuple[str, str | None]]]:
+    """(urlset or sitemapindex, its first `most` <loc>s, each with its <lastmod>): run in a thread. A sitemap that declares a DTD (the way to
     entity bombs and to reading local files) is refused unread: sitemaps never need one."""
     if re.search(rb"<!(DOCTYPE|ENTITY)", body): raise Refused("it declares entities (a DTD), which sitemaps never "
                                                               "need: an entity bomb, or an attempt to read files")
-    xml, locations, root = XMLPullParser(events=("start", "end")), [], None
+    xml, locations, root, entry = XMLPullParser(events=("start", "end")), [], None, {}
     try:
         for start in range(0, len(body), 1024 * 1024):
             xml.feed(body[start:start + 1024 * 1024])
@@ -145,9 +145,11 @@ def parse_sitemap(body: bytes, most: int) -> tuple[str, list[str]]:
                 tag = element.tag.rsplit("}", 1)[-1]
                 if event == "start":
                     root = root or tag
-                elif tag == "loc" and element.text and len(locations) < most:
-                    locations.append(element.text.strip())
+                elif tag in ("loc", "lastmod") and element.text:
+                    entry[tag] = element.text.strip()
                 elif tag in ("url", "sitemap"):
+                    if "loc" in entry and len(locations) < most: locations.append((entry["loc"], entry.get("lastmod")))
+                    entry = {}
                     element.clear()
         xml.close()
     except ParseError as error:
