@@ -18,6 +18,7 @@ How a step runs is notebook_kernel.py's part.
 import ast
 import io
 import json
+import logging
 import re
 import tokenize
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from IPython.core.inputtransformer2 import TransformerManager
 
 STEP_TAG = "step:"
 SKIP_TAG = "skip"
+log = logging.getLogger("app")
 KINDS = {bool: "bool", int: "int", float: "float", str: "str", list: "list"}  # the defaults a form can ask for
 
 
@@ -100,9 +102,13 @@ def comments(source: str) -> dict[int, tuple[str, bool]]:
 def colab_hint(hint: str) -> dict:
     "Colab's `@param` hint: a list of choices, or {type:..., min:..., max:...} (JavaScript's keys without quotes)."
     if not hint: return {}
-    if hint.startswith("["): return {"choices": ast.literal_eval(hint)}
-    quoted = re.sub(r"([{,]\s*)(\w+)\s*:", r'\1"\2":', hint)
-    return json.loads(quoted.replace("True", "true").replace("False", "false"))
+    try:
+        if hint.startswith("["): return {"choices": list(ast.literal_eval(hint))}
+        quoted = re.sub(r"([{,]\s*)(\w+)\s*:", r'\1"\2":', hint)
+        return dict(json.loads(quoted.replace("True", "true").replace("False", "false")))
+    except (ValueError, SyntaxError, TypeError):
+        log.warning("a @param hint that is neither a list nor {key: value, ...} is left out: %s", hint[:80])
+        return {}
 
 
 def parameter(node: ast.Assign, notes: dict) -> Parameter | None:
@@ -156,7 +162,12 @@ def read_app(path: Path) -> NotebookApp | None:
 
 
 def apps(folder: Path) -> list[NotebookApp]:
-    found = [read_app(path) for path in sorted(folder.glob("*.ipynb"))]
+    "The apps of the notebooks in folder; one that cannot be read is logged and left out, and the others served."
+    found = []
+    for path in sorted(folder.glob("*.ipynb")):
+        try: found.append(read_app(path))
+        except (OSError, ValueError, SyntaxError, nbformat.ValidationError) as error:
+            log.warning("notebooks/apps/%s is not served: %s", path.name, error)
     return [app for app in found if app]
 
 
@@ -183,8 +194,10 @@ def number(p: Parameter, text: str):
     try: value = int(text) if p.kind == "int" else float(text)
     except ValueError:
         raise ValueError(f"{p.label} must be a {'whole ' if p.kind == 'int' else ''}number.") from None
-    if (p.low is not None and value < p.low) or (p.high is not None and value > p.high):
+    if p.low is not None and p.high is not None and not p.low <= value <= p.high:
         raise ValueError(f"{p.label} must be between {p.low:g} and {p.high:g}.")
+    if p.low is not None and value < p.low: raise ValueError(f"{p.label} must be at least {p.low:g}.")
+    if p.high is not None and value > p.high: raise ValueError(f"{p.label} must be at most {p.high:g}.")
     return value
 
 

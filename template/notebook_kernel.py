@@ -16,6 +16,7 @@ too), and those still running when the app exits are killed with their process g
 import asyncio
 import atexit
 import base64
+import logging
 import os
 import re
 import secrets
@@ -23,6 +24,7 @@ import shutil
 import signal
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import nbformat
@@ -35,6 +37,7 @@ import config
 from chat import SANITISER, markdown_html
 from notebook_apps import NotebookApp, NotebookStep, injected
 
+log = logging.getLogger("app")
 LIVE = set()  # the kernels' processes at work, killed at exit with their groups
 SOCKETS = tempfile.mkdtemp(prefix="kernels-")  # private (0700), short (a socket's path has 107 bytes at most)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -91,11 +94,11 @@ class Kernel:
         await self.client.async_execute_cell(cell, len(self.client.nb.cells) - 1)
         return cell.outputs
 
-    async def __aexit__(self, kind, error, trace):
+    async def __aexit__(self, *exception):
         "Ends the kernel: a cancelled step's is interrupted, then killed; a finished one's killed at once."
         pid = self.manager.provisioner.process.pid if self.manager.provisioner else None
         try:
-            if kind is asyncio.CancelledError and self.manager.has_kernel:
+            if asyncio.current_task().cancelling() and self.manager.has_kernel:
                 await asyncio.wait_for(self.manager.interrupt_kernel(), 0.5)
         except (TimeoutError, RuntimeError): pass
         finally:
@@ -104,10 +107,17 @@ class Kernel:
             LIVE.discard(pid)
 
 
-def failure(index: int | None, source: str, error: Exception) -> str:
+def traceback_text(error: BaseException) -> str:
+    "The error with where it was raised, for the log: a kernel's failure is the notebook's (no typed text in it)."
+    return "".join(traceback.format_exception(error)[-3:]).strip()
+
+
+def failure(at: tuple[int | None, str] | None, error: BaseException) -> str:
     "The sentence of a failed step: the cell that failed, by its number in the notebook, and the error."
-    where = f"Cell {index + 1} (“{first_line(source)[:60]}”)" if index is not None else "Setting the inputs"
+    if at is None: where = "Starting the kernel"
+    else: where = f"Cell {at[0] + 1} (“{first_line(at[1])[:60]}”)" if at[0] is not None else "Setting the inputs"
     if isinstance(error, DeadKernelError): return f"{where} stopped the kernel (it crashed or ran out of memory)."
+    if isinstance(error, asyncio.CancelledError): return f"{where} was cut short by the kernel's client."
     named = getattr(error, "ename", type(error).__name__)
     return f"{where} failed: {named}: {getattr(error, 'evalue', str(error))}"
 
@@ -117,15 +127,20 @@ async def run_step(app: NotebookApp, step: NotebookStep, inputs: dict, job) -> d
     cell by cell: each of its own cells' outputs, the files it wrote under data/, and the kernel's start in seconds.
     RuntimeError names a failing cell."""
     cells, own = cells_to_run(app, step, inputs), set(step.cells)
-    before, shown = data_files(), []
+    before, shown, at = data_files(), [], None
     await job.progress(0, len(cells), "Starting a kernel…")
-    async with Kernel(app.path.parent) as kernel:
-        for n, (index, source) in enumerate(cells):
-            await job.progress(n, len(cells), f"Cell {n + 1} of {len(cells)}: {first_line(source)[:80]}")
-            try: outputs = await kernel.run(source)
-            except (CellExecutionError, DeadKernelError) as error:
-                raise RuntimeError(failure(index, source, error)) from None
-            if index in own and outputs: shown.append({"cell": index + 1, "outputs": outputs})
+    try:
+        async with Kernel(app.path.parent) as kernel:
+            for n, at in enumerate(cells):
+                await job.progress(n, len(cells), f"Cell {n + 1} of {len(cells)}: {first_line(at[1])[:80]}")
+                outputs = await kernel.run(at[1])
+                if at[0] in own and outputs: shown.append({"cell": at[0] + 1, "outputs": outputs})
+    except (CellExecutionError, DeadKernelError, asyncio.CancelledError) as error:
+        # nbclient turns a cancel into DeadKernelError: a cancelled step (Cancel, the app's end) stays so
+        if asyncio.current_task().cancelling(): raise asyncio.CancelledError from None
+        if not isinstance(error, CellExecutionError):  # whose text may hold the inputs: not for the log
+            log.warning("notebook app %s: %s", app.name, traceback_text(error))
+        raise RuntimeError(failure(at, error)) from None
     after = data_files()
     wrote = sorted(str(path.relative_to(config.DATA_DIR)) for path in after if before.get(path) != after[path])
     await job.progress(len(cells), len(cells), f"“{step.title}” ran {len(step.cells)} cells.")

@@ -173,7 +173,8 @@ def test_cancel_frees_the_kernel_within_two_seconds_and_no_kernel_outlives_the_a
         client.post(f"/notebook_probe/runs/{key}/cancel")
         wait_for(lambda: ended(kernel), 5)
         assert time.monotonic() - started < 2
-        assert 'class="step open"' in client.get("/notebook_probe").text  # its form again
+        page = client.get("/notebook_probe").text
+        assert 'class="step open"' in page and 'class="problem"' not in page  # its form again, as cancelled
 
         client.post(f"/notebook_probe/runs/{key}/steps/step2", data={"WAIT": "60", "TAGS": ""})
         wait_for(lambda: "time.sleep(WAIT)" in client.get("/notebook_probe").text)
@@ -208,3 +209,17 @@ def test_the_url_checker_notebook_gives_the_plugins_csv_and_resumes_after_a_kill
         plugin_csv = client.get(f"/url_checker/runs/{plugin}/csv").text
     without_time = lambda text: [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(io.StringIO(text))]
     assert without_time(notebook_csv) == without_time(plugin_csv) and len(without_time(plugin_csv)) == 8
+
+
+@shipped("notebooks/apps/site_crawl.ipynb")
+def test_the_site_crawl_notebook_is_an_app_too(fork, env, site):
+    with app_process(env, fork) as app, httpx.Client(base_url=app.url, headers=HX) as client:
+        key = new_run(client, "notebook_site_crawl")
+        client.post(f"/notebook_site_crawl/runs/{key}/steps/step1", data={
+            "START": f"{site.url}/", "SITEMAPS": "", "MAX_PAGES": "30", "MAX_DEPTH": "2", "DELAY": "0",
+            "NAME": "local-site"})
+        done(client, "notebook_site_crawl", "step1")
+        client.post(f"/notebook_site_crawl/runs/{key}/steps/step2")
+        page = done(client, "notebook_site_crawl", "step2")
+        assert "Duplicate titles: 2" in page and "Redirect chains and loops: 5" in page  # as the notebook finds
+        assert "Download local-site.csv" in page and "Download local-site.xlsx" in page
