@@ -18,10 +18,12 @@ import httpx
 import nbformat
 import psutil
 import pytest
+from fasthtml.common import to_xml
 
 from conftest import NOT_COPIED, ROOT, app_process, run_notebook, served, shipped, wait_for
 from local_site import LocalSite
 from notebook_apps import field_value, read_app
+from notebook_kernel import step_outputs
 
 pytestmark = shipped("plugins/050_notebook_apps.py", "plugins/020_url_checker.py", "notebooks/apps/url_checker.ipynb")
 HX = {"HX-Request": "true"}
@@ -125,6 +127,37 @@ def test_the_parameters_become_fields_of_the_first_step_that_reads_them(tmp_path
                                 ("MOOD", "sad", "Mood must be one of calm, loud."),
                                 ("WAIT", "soon", "Wait must be a number.")]:
         with pytest.raises(ValueError, match=re.escape(sentence)): field_value(fields[name], form | {name: bad})
+
+
+def test_outputs_are_drawn_as_jupyterlab_would_and_html_is_sanitised():
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    outputs = [{"output_type": "display_data", "data": {"image/png": png, "text/plain": "<Figure>"}},
+               {"output_type": "execute_result", "data": {
+                   "text/html": '<table onclick="x()"><tr><th>a</th></tr><tr><td>1</td></tr></table><script>x()</script>',
+                   "text/plain": "   a\n0  1"}},
+               {"output_type": "display_data", "data": {"text/markdown": "**done** <img src=x onerror=y()>"}},
+               {"output_type": "stream", "name": "stdout", "text": "<b>as text</b>\n"}]
+    drawn = to_xml(step_outputs({"outputs": [{"cell": 4, "outputs": outputs}], "files": ["url_checks/a.csv"]},
+                                "/app/runs/k/files/step2"))
+    assert f'src="data:image/png;base64,{png}"' in drawn
+    assert "<table><tbody><tr><th>a</th></tr><tr><td>1</td></tr></tbody></table>" in drawn
+    assert "<script" not in drawn and "onclick" not in drawn and "<img src=x" not in drawn  # raw HTML: text at most
+    assert "<strong>done</strong>" in drawn and "&lt;b&gt;as text&lt;/b&gt;" in drawn
+    assert 'href="/app/runs/k/files/step2/0"' in drawn and "Download a.csv" in drawn
+
+
+def test_a_failing_cell_is_named_in_the_steps_error(fork, env):
+    failing = probe_notebook()
+    failing.cells[3].source += "\nif MOOD == 'loud': raise ValueError('too loud')"
+    nbformat.write(failing, fork / "notebooks" / "apps" / "failing.ipynb")
+    with app_process(env, fork) as app, httpx.Client(base_url=app.url, headers=HX) as client:
+        key = new_run(client, "notebook_failing")
+        client.post(f"/notebook_failing/runs/{key}/steps/step1", data={"TEXT": "a", "TIMES": "1", "MOOD": "loud"})
+        def failed():
+            page = html.unescape(client.get("/notebook_failing").text)
+            return page if "failed:" in page else None
+        page = wait_for(failed, 60)
+        assert "Cell 4 (“said = TEXT * TIMES”) failed: ValueError: too loud" in page
 
 
 # --- the app, in a process of its own
