@@ -80,10 +80,15 @@ class Kernel:
 
     async def __aenter__(self):
         started = time.perf_counter()
-        await self.manager.start_kernel(cwd=str(self.folder))
-        LIVE.add(self.manager.provisioner.process.pid)
-        self.client = NotebookClient(nbformat.v4.new_notebook(), km=self.manager, timeout=None, startup_timeout=60)
-        await self.client.async_start_new_kernel_client()
+        try:
+            await self.manager.start_kernel(cwd=str(self.folder))
+            LIVE.add(self.manager.provisioner.process.pid)
+            self.client = NotebookClient(nbformat.v4.new_notebook(), km=self.manager, timeout=None,
+                                         startup_timeout=60)
+            await self.client.async_start_new_kernel_client()
+        except BaseException:  # cancelled, or it never answered: the kernel goes all the same
+            await self.__aexit__()
+            raise
         self.started = time.perf_counter() - started  # the kernel's start, ready for its first cell
         return self
 
