@@ -50,6 +50,7 @@ from html import escape
 
 import httpx
 import nh3
+import orjson
 from fasthtml.common import (A, Button, Div, Fieldset, Form, Label, Link, NotStr, Option, Script, Select, Small,
                              Span, Textarea, to_xml)
 from markdown_it import MarkdownIt
@@ -240,7 +241,7 @@ class Ollama(Backend):
 
     def chunk_text(self, line: bytes, calls=None) -> str:
         if not line.strip(): return ""
-        chunk = json.loads(line)
+        chunk = orjson.loads(line)  # a third the time of json.loads for a chunk
         if error := error_detail(chunk): raise LLMError(f"Ollama stopped with an error: {error}")
         message = chunk.get("message", {})
         for call in message.get("tool_calls") or []:
@@ -281,7 +282,7 @@ class OpenAICompatible(Backend):
         if not line.startswith(b"data:"): return ""  # the blank line after each event, or a comment
         data = line.removeprefix(b"data:").strip()
         if data == b"[DONE]": return ""
-        chunk = json.loads(data)
+        chunk = orjson.loads(data)
         if error := error_detail(chunk): raise LLMError(f"{self.name} stopped with an error: {error}")
         delta = ((chunk.get("choices") or [{}])[0].get("delta")) or {}
         for part in delta.get("tool_calls") or []:  # a call's first part names it, the next ones add to its arguments
