@@ -142,7 +142,8 @@ def test_the_pages_download_as_csv_and_the_crawl_as_a_workbook(server, live, sit
     workbook = live.get(f"/site_crawl/runs/{key}/crawl.xlsx")
     assert workbook.status_code == 200 and workbook.headers["content-type"].endswith("spreadsheetml.sheet")
     book = openpyxl.load_workbook(io.BytesIO(workbook.content))
-    assert book.sheetnames == ["Pages", "Findings", "Broken links", "Redirect chains"]
+    assert book.sheetnames == ["Pages", "Findings", "Broken links", "Redirect chains",
+                               "Broken external links"]
     assert book["Pages"].max_row == len(everything) + 1
     assert live.get("/site_crawl/runs/20250101-000000-abcd/crawl.xlsx").status_code == 404
     downloads = [path for path in (server.config.DATA_DIR / "crawls").iterdir() if path.suffix in (".csv", ".xlsx")]
