@@ -303,7 +303,7 @@ class Load:
     cpu: float  # the server's CPU seconds per request
 
 
-def served_load(url: str, seconds: int, pid: int) -> Load:
+def served_load(url: str, pid: int, seconds: int) -> Load:
     "wrk with keep-alive (one thread, 10 connections) against the server whose process is pid."
     cpu = cpu_seconds(pid)
     out = run(["wrk", "-t1", "-c10", f"-d{seconds}s", url]).stdout
