@@ -140,6 +140,7 @@ class Tools:
     def __init__(self, current_profile: Callable, scope: Callable | None = None):
         self.current_profile, self.scope = current_profile, scope
         self.named: dict[str, Tool] = {}
+        self.offered: list[dict] = []  # their specs, derived once: pydantic takes a millisecond or so for each
         self.cards: dict[str, Card] = {}
         self.told: set[str] = set()  # the models the chat said cannot use tools
 
@@ -147,9 +148,10 @@ class Tools:
         tool = Tool.of(function, card)
         if tool.name in self.named: raise RuntimeError(f"Two tools are named {tool.name!r}: rename one function.")
         self.named[tool.name] = tool
+        self.offered.append(tool.spec())
         return tool
 
-    def specs(self) -> list[dict]: return [tool.spec() for tool in self.named.values()]
+    def specs(self) -> list[dict]: return self.offered
 
     async def run(self, profile: int, tool: Tool, arguments: dict):
         "Runs a tool for the profile, as a request of that profile would; a refusal comes back as its sentence."

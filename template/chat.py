@@ -45,11 +45,12 @@ from collections import defaultdict
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from html import escape
 
 import httpx
 import nh3
+import orjson
 from fasthtml.common import (A, Button, Div, Fieldset, Form, Label, Link, NotStr, Option, Script, Select, Small,
                              Span, Textarea, to_xml)
 from markdown_it import MarkdownIt
@@ -106,20 +107,29 @@ class Backend:
         self.url = url if "://" in url else f"http://{url}"  # OLLAMA_HOST is often written host:port
         self.default_model, self.timeout, self.headers = default_model, timeout, headers or {}
         self.toolless = set()  # the models that answered "does not support tools"
+        self.client, self.kept_for = None, None
 
-    @cached_property
-    def tls(self):
-        "Made once: making it loads the CA certificates, some 20 ms that every reply's first token would wait for."
-        return httpx.create_ssl_context()
+    def kept_client(self) -> httpx.AsyncClient:
+        """The client of the running event loop, kept until close(): its connections stay open between replies, so
+        a reply waits for neither a new client (its TLS context loads the CA certificates, some 20 ms) nor a new
+        TCP connection. A client's connections belong to one event loop (tests run an app on several), and to one
+        url."""
+        if self.kept_for != (asyncio.get_running_loop(), self.url):
+            self.client = httpx.AsyncClient(base_url=self.url, headers=self.headers,
+                                            timeout=httpx.Timeout(self.timeout, connect=5))
+            self.kept_for = (asyncio.get_running_loop(), self.url)
+        return self.client
+
+    async def close(self):
+        "Closes the kept connections (the app shuts down)."
+        if self.client and self.kept_for[0] is asyncio.get_running_loop(): await self.client.aclose()
+        self.client, self.kept_for = None, None
 
     @asynccontextmanager
     async def connection(self):
-        "An HTTP client for one exchange, whose faults come out as LLMErrors."
-        timeout = httpx.Timeout(self.timeout, connect=5)
+        "The kept HTTP client, for one exchange whose faults come out as LLMErrors."
         try:
-            async with httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=timeout,
-                                         verify=self.tls) as client:
-                yield client
+            yield self.kept_client()
         except (httpx.ConnectError, httpx.ConnectTimeout):
             raise LLMError(self.unreachable()) from None
         except httpx.TimeoutException:
@@ -231,7 +241,7 @@ class Ollama(Backend):
 
     def chunk_text(self, line: bytes, calls=None) -> str:
         if not line.strip(): return ""
-        chunk = json.loads(line)
+        chunk = orjson.loads(line)  # a third the time of json.loads for a chunk
         if error := error_detail(chunk): raise LLMError(f"Ollama stopped with an error: {error}")
         message = chunk.get("message", {})
         for call in message.get("tool_calls") or []:
@@ -272,7 +282,7 @@ class OpenAICompatible(Backend):
         if not line.startswith(b"data:"): return ""  # the blank line after each event, or a comment
         data = line.removeprefix(b"data:").strip()
         if data == b"[DONE]": return ""
-        chunk = json.loads(data)
+        chunk = orjson.loads(data)
         if error := error_detail(chunk): raise LLMError(f"{self.name} stopped with an error: {error}")
         delta = ((chunk.get("choices") or [{}])[0].get("delta")) or {}
         for part in delta.get("tool_calls") or []:  # a call's first part names it, the next ones add to its arguments
@@ -347,6 +357,16 @@ finished_html = lru_cache(maxsize=128)(markdown_html)  # every page shows the fi
 
 # --- The conversation of each profile, kept in the database
 
+def system_prompt() -> str:
+    "The fork's system prompt; the file is read again only once it changed."
+    try: return prompt_text(SYSTEM_PROMPT, SYSTEM_PROMPT.stat().st_mtime_ns)
+    except FileNotFoundError: return ""
+
+
+@lru_cache(maxsize=1)
+def prompt_text(path, mtime_ns: int) -> str: return path.read_text().strip()
+
+
 class History:
     """Each profile's messages (role user, assistant, note, or tool: a tool that ran, as JSON), oldest first;
     `chat_history_limit` of them at most."""
@@ -372,7 +392,7 @@ class History:
     def for_llm(self, profile: int, request: str) -> list[dict]:
         """What the LLM sees: the system prompt, the history with notes as user lines, then the request.
         Runs of one role are merged, since some chat templates insist that user and assistant alternate."""
-        system = SYSTEM_PROMPT.read_text().strip() if SYSTEM_PROMPT.exists() else ""
+        system = system_prompt()
         turns = [{"role": "system", "content": system}] if system else []
         lines = [(m["role"], m["content"]) for m in self(profile)] + [("user", request)]
         for role, content in lines:
@@ -615,6 +635,15 @@ class Tabs:
         job.add_done_callback(lambda done: self.jobs.pop(done, None))
 
 
+def closing(lifespan, close):
+    "The app's lifespan, then close() as the app shuts down."
+    @asynccontextmanager
+    async def closing_lifespan(app):
+        async with lifespan(app) as state: yield state
+        await close()
+    return closing_lifespan
+
+
 class Chat:
     """The chat of one app: `panel()` draws it, `register(app)` adds its routes, `narrate()` tells it what happened.
 
@@ -759,6 +788,7 @@ class Chat:
 
     def register(self, app):
         app.router.routes.append(WebSocketRoute("/ws", self.connect))
+        app.router.lifespan_context = closing(app.router.lifespan_context, self.backend.close)
         app.get("/chat/models")(self.picker)
         app.get("/chat/status")(self.status)
         app.get("/chat/download")(self.download)

