@@ -459,8 +459,9 @@ async def edit_profile(profile_id: int):
                    Button("Save"), Button("Cancel", type="button", hx_get=f"/profiles/{profile_id}",
                                           hx_target=f"#profile-{profile_id}", hx_swap="outerHTML",
                                           cls="secondary cancel"),
-                   hx_put=f"/profiles/{profile_id}", hx_target="#profiles", hx_swap="outerHTML", role="group"),
-              id=f"profile-{profile_id}", cls="row editing")
+                   hx_put=f"/profiles/{profile_id}", hx_target="#profiles", hx_swap="outerHTML", role="group",
+                   cls="editor"),
+              id=f"profile-{profile_id}", cls="row")
 
 
 @app.get("/profiles/{profile_id}")
