@@ -447,7 +447,7 @@ def message_form():
         Fieldset(role="group")(
             Textarea(name="msg", id="chat-input", placeholder="Ask the assistant…", aria_label="Message", rows=1,
                      required=True, data_max_bytes=MAX_MESSAGE_BYTES, aria_describedby="chat-size"),
-            Button("Send"), stop_button()),
+            Button("Send", id="chat-send"), stop_button()),
         Small(f"Enter sends, Shift+Enter adds a line; {limit}.", id="chat-size", data_limit=limit))
 
 
