@@ -350,7 +350,7 @@ def setup(plugin):
             del AT_WORK[run.key]
             crawl.close()
         summary = (f"Crawled {plural(final.done, 'page')} of {crawl.site.host} ({ENDINGS[status]}): "
-                   f"{plural(final.errors, 'error')}, {final.blocked:,} blocked by robots.txt, "
+                   f"{plural(final.errors, 'error')}, {final.blocked:,} more listed but blocked by robots.txt, "
                    f"{final.queued:,} left in the queue.")
         await job.progress(final.done, final.done, summary)
         return chosen | {"summary": summary, "status": status}

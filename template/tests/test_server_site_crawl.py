@@ -80,7 +80,7 @@ def test_what_to_crawl_is_refused_with_the_reason(live):
 def test_a_crawl_shows_its_findings_charts_and_pages(server, live, site):
     key = start(live, f"{site.url}/")
     page = html.unescape(done_page(live))
-    assert re.search(r"Crawled \d+ pages of 127\.0\.0\.1 \(every page within the limits\): 2 errors, 1 blocked", page)
+    assert re.search(r"Crawled \d+ pages of 127\.0\.0\.1 \(every page within the limits\): 2 errors, 1 more listed but blocked", page)
     counts = dict(re.findall(r"<span[^>]*>([^<]+)</span>\s*<button[^>]*>([\d,]+)</button>", page))
     assert counts["Redirect chains and loops"] == "5" and counts["Duplicate titles"] == "2"
     assert counts["In the sitemap, linked from nowhere"] == "1"
