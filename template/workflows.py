@@ -68,6 +68,7 @@ ol.steps > li.step { list-style: none; margin-bottom: .75rem; padding: .9rem 1.1
 @keyframes job-busy { to { background-position: 3.4rem 0; } }
 @media (prefers-reduced-motion: reduce) { .job progress:indeterminate { animation: none; } }
 .job small { color: var(--pico-muted-color); }
+.job + div { margin-bottom: .75rem; }  /* Cancel, apart from what the step shows under it (the crawl's Stop) */
 .job + div button { width: auto; }
 """
 
