@@ -105,7 +105,7 @@ uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]))
 STAMPED_LLM = '''\
 """The fork's fake Ollama, replying to a message ending in "COUNT PACE" with COUNT tokens sent PACE seconds apart.
 Each token is the time.monotonic() it was sent at (a clock every process shares), so a reader can tell how long it
-took to arrive."""
+took to arrive. A message starting with TOOL, offered tools, is first answered with a call of list_todos."""
 import asyncio
 import os
 import sys
@@ -119,11 +119,20 @@ from fake_ollama import FakeLLM
 
 class StampedLLM(FakeLLM):
     def reply(self, messages):
-        count, pace = messages[-1]["content"].split()[-2:]
+        count, pace = next(m["content"] for m in reversed(messages) if m["role"] == "user").split()[-2:]
         return [float(pace)] * int(count)
+
+    def answer(self, body):
+        last = body["messages"][-1]
+        if body.get("tools") and last["role"] == "user" and last["content"].startswith("TOOL"):
+            self.calls = [[("list_todos", {})]]
+        return super().answer(body)
 
     async def paced(self, paces, chunk, error, end):
         for pace in paces:
+            if isinstance(pace, dict):  # a tool call
+                yield chunk(pace)
+                continue
             await asyncio.sleep(pace)
             yield chunk(f"{time.monotonic():.6f} ")
         yield end()
@@ -721,12 +730,12 @@ async def read_direct(client: httpx.AsyncClient, count: int, pace: float, backen
     return Reading(first - asked, latencies, time.monotonic() - asked)
 
 
-async def read_chat(ws, count: int, pace: float) -> Reading:
+async def read_chat(ws, count: int, pace: float, prefix: str = "") -> Reading:
     """Asks through the chat's WebSocket, as the page does, and reads the fragments until the reply is done. A frame
     that shows the whole reply so far (its Markdown rendered, or the finished reply) brings the tokens past those
-    already seen; the others bring text to append."""
+    already seen; the others bring text to append. prefix starts the message (TOOL: a read tool round first)."""
     asked, first, latencies = time.monotonic(), None, []
-    await ws.send(json.dumps({"msg": f"{count} {pace}"}))
+    await ws.send(json.dumps({"msg": f"{prefix}{count} {pace}"}))
     while True:
         frame = await ws.recv()
         done = "assistant done" in frame
@@ -792,6 +801,22 @@ async def chat_pairs(plan: Plan, llm_url: str, app_url: str, process, backend: s
                         higher_is_better=True)
         row.subject_value += f"; server CPU {cpu_per_token * 1e6:.0f} µs per token"
         return rows + [row]
+
+
+async def tool_round_row(plan: Plan, app_url: str) -> Row:
+    """A reply after a read tool round (the model calls list_todos, then answers) against the same reply asked
+    without a tool call, both through the chat, whose history is cleared before each."""
+    async with httpx.AsyncClient(base_url=app_url, timeout=60) as app, \
+               websockets.connect(ws_url(app_url), max_size=None) as ws:
+        async def total(prefix: str) -> float:
+            (await app.post("/chat/clear")).raise_for_status()
+            return (await read_chat(ws, 5, 0, prefix)).total
+        results = [(await total(""), await total("TOOL ")) for _ in range(plan.warmups + plan.runs)][plan.warmups:]
+    base, subject = [b for b, _ in results], [s for _, s in results]
+    added = statistics.median(s - b for b, s in results)
+    return Row("chat: added time of a read tool round (list_todos), 5-token reply", "the same reply without one",
+               millis(statistics.median(base)), millis(statistics.median(subject)), f"{added * 1000:+.1f} ms",
+               "—", None)
 
 
 async def concurrent_streams(plan: Plan, app_url: str, process) -> Row:
@@ -989,6 +1014,8 @@ def main():
                     if backend == "ollama":
                         print("concurrent chat streams ...", file=sys.stderr)
                         rows.append(asyncio.run(concurrent_streams(plan, app_url, app)))
+                        print("chat: a read tool round ...", file=sys.stderr)
+                        rows.append(asyncio.run(tool_round_row(plan, app_url)))
             rows += asyncio.run(crawl_rows(plan, fork, env | {"DATA_DIR": str(fresh("crawl-data"))}, fresh))
         rows += writer_rows(plan, fork, env, fresh)
 

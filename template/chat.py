@@ -58,6 +58,7 @@ from starlette.responses import Response
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from assistant_tools import Call, ToolsRefused, card_done, tool_line, tool_rounds
 from config import OLLAMA_HOST, OLLAMA_MODEL, ROOT, SETTINGS
 
 SYSTEM_PROMPT = ROOT / "prompts" / "system.md"  # fork-owned: the fork words its assistant there
@@ -68,6 +69,7 @@ MAX_FRAME_BYTES = 8 * MAX_MESSAGE_BYTES  # the message JSON-escaped, with the he
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*(:[A-Za-z0-9._-]+)?")
 MAX_MODEL_NAME = 200
 COMMENT_REQUEST = "In one short line, comment on what I just did."
+RESULT_REQUEST = "Tell me in a line or two what came of it."
 RENDER_EVERY = 0.25  # seconds between renderings of a streaming reply's Markdown, at the least
 EMPTY_HINT = ("Ask the assistant anything: Enter sends, Shift+Enter starts a new line. "
               "It also hears what you do in the apps.")
@@ -97,11 +99,13 @@ async def line_batches(response: httpx.Response):
 
 class Backend:
     """The HTTP plumbing both LLM APIs share. Subclasses say who they are (name, api, and the setting that points
-    at them), where to ask (models_path, chat_path) and how to read answers (model_names, chunk_text)."""
+    at them), where to ask (models_path, chat_path), how to read answers (model_names, chunk_text, whose tool calls
+    go to a list) and how to answer tool calls (tool_turns)."""
 
     def __init__(self, url: str, default_model: str, timeout: float, headers: dict | None = None):
         self.url = url if "://" in url else f"http://{url}"  # OLLAMA_HOST is often written host:port
         self.default_model, self.timeout, self.headers = default_model, timeout, headers or {}
+        self.toolless = set()  # the models that answered "does not support tools"
 
     @cached_property
     def tls(self):
@@ -136,6 +140,7 @@ class Backend:
         try: detail = error_detail(response.json())
         except ValueError: detail = None
         if response.status_code == 404 and model and detail: raise LLMError(self.missing(model, detail))
+        if response.status_code == 400 and "does not support tools" in (detail or ""): raise ToolsRefused(detail)
         detail = detail or response.text[:200]
         raise LLMError(f"{self.name} answered {response.status_code} at {response.url}: {detail}")
 
@@ -152,16 +157,20 @@ class Backend:
         if listed(model, names): return names, None
         return names, self.missing(model, f"it has {', '.join(names)}" if names else "it has none")
 
-    async def stream(self, model: str, messages: list[dict]):
-        "Yields the reply's text as the server sends it: the text of each batch of lines that arrived."
+    async def supports_tools(self, model: str) -> bool:
+        return model not in self.toolless
+
+    async def stream(self, model: str, messages: list[dict], tools: list[dict] | None = None, calls=None):
+        """Yields the reply's text as the server sends it: the text of each batch of lines that arrived. With tools
+        offered, the calls the model makes go to the list calls."""
         async with self.connection() as client:
-            body = {"model": model, "messages": messages, "stream": True}
+            body = {"model": model, "messages": messages, "stream": True} | ({"tools": tools} if tools else {})
             async with client.stream("POST", self.chat_path, json=body) as response:
                 if response.is_error or "html" in response.headers.get("content-type", ""):  # a web page, not a stream
                     await response.aread()
                     self.check(response, model)
                 async for lines in line_batches(response):
-                    if text := "".join([self.chunk_text(line) for line in lines]): yield text
+                    if text := "".join([self.chunk_text(line, calls) for line in lines]): yield text
 
 
 def listed(model: str, names: list[str]) -> bool:
@@ -205,11 +214,35 @@ class Ollama(Backend):
     def model_names(self, payload):
         return [m["name"] for m in payload.get("models", [])]
 
-    def chunk_text(self, line: bytes) -> str:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.capable = {}  # model -> whether /api/show lists `tools` among its capabilities
+
+    async def supports_tools(self, model: str) -> bool:
+        "Whether /api/show lists `tools` among the model's capabilities (asked once per model)."
+        if model not in self.capable:
+            try:
+                async with self.connection() as client:
+                    response = await client.post("/api/show", json={"model": model})
+                    self.check(response, model)
+                    self.capable[model] = "tools" in response.json().get("capabilities", [])
+            except LLMError: return False  # the chat itself will say what is wrong
+        return self.capable[model] and await super().supports_tools(model)
+
+    def chunk_text(self, line: bytes, calls=None) -> str:
         if not line.strip(): return ""
         chunk = json.loads(line)
         if error := error_detail(chunk): raise LLMError(f"Ollama stopped with an error: {error}")
-        return chunk.get("message", {}).get("content", "")
+        message = chunk.get("message", {})
+        for call in message.get("tool_calls") or []:
+            calls.append(Call(call["function"]["name"], call["function"].get("arguments") or {}))
+        return message.get("content", "")
+
+    def tool_turns(self, text: str, calls: list[Call], results: list[str]) -> list[dict]:
+        "The model's turn with its calls, then a `tool` message with each call's result."
+        asked = [{"function": {"name": call.name, "arguments": call.arguments}} for call in calls]
+        return [{"role": "assistant", "content": text, "tool_calls": asked},
+                *[{"role": "tool", "content": result, "tool_name": call.name} for call, result in zip(calls, results)]]
 
 
 class OpenAICompatible(Backend):
@@ -235,14 +268,25 @@ class OpenAICompatible(Backend):
     def model_names(self, payload):
         return [m["id"] for m in payload.get("data", [])]
 
-    def chunk_text(self, line: bytes) -> str:
+    def chunk_text(self, line: bytes, calls=None) -> str:
         if not line.startswith(b"data:"): return ""  # the blank line after each event, or a comment
         data = line.removeprefix(b"data:").strip()
         if data == b"[DONE]": return ""
         chunk = json.loads(data)
         if error := error_detail(chunk): raise LLMError(f"{self.name} stopped with an error: {error}")
-        choices = chunk.get("choices") or [{}]
-        return (choices[0].get("delta") or {}).get("content") or ""
+        delta = ((chunk.get("choices") or [{}])[0].get("delta")) or {}
+        for part in delta.get("tool_calls") or []:  # a call's first part names it, the next ones add to its arguments
+            function, index = part.get("function") or {}, part.get("index", 0)
+            if index >= len(calls): calls.append(Call(function.get("name", ""), "", part.get("id", "")))
+            calls[index].arguments += function.get("arguments") or ""
+        return delta.get("content") or ""
+
+    def tool_turns(self, text: str, calls: list[Call], results: list[str]) -> list[dict]:
+        "The model's turn with its calls, then a `tool` message answering each by its id."
+        asked = [{"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+                 for call in calls]
+        return [{"role": "assistant", "content": text or None, "tool_calls": asked},
+                *[{"role": "tool", "tool_call_id": call.id, "content": result} for call, result in zip(calls, results)]]
 
 
 def backend_from_env() -> Backend:
@@ -304,7 +348,8 @@ finished_html = lru_cache(maxsize=128)(markdown_html)  # every page shows the fi
 # --- The conversation of each profile, kept in the database
 
 class History:
-    "Each profile's messages (role user, assistant or note), oldest first; `chat_history_limit` of them at most."
+    """Each profile's messages (role user, assistant, note, or tool: a tool that ran, as JSON), oldest first;
+    `chat_history_limit` of them at most."""
 
     def __init__(self, db):
         self.table = db.t.chat_message
@@ -332,6 +377,7 @@ class History:
         lines = [(m["role"], m["content"]) for m in self(profile)] + [("user", request)]
         for role, content in lines:
             if role == "note": role, content = "user", f"Note: {content}"
+            if role == "tool": role, content = "user", f"Note: you used the tool {used(content)}"
             if turns and turns[-1]["role"] == role: turns[-1]["content"] += f"\n\n{content}"
             else: turns.append({"role": role, "content": content})
         return turns
@@ -341,9 +387,16 @@ class History:
         parts = [f"# {title}"]
         for m in self(profile):
             if m["role"] == "note": parts.append(f"> Note: {m['content']}")
+            elif m["role"] == "tool": parts.append(f"> Used the tool {used(m['content'])}")
             else: parts += [f"## {'You' if m['role'] == 'user' else 'Assistant'}", m["content"]]
             if m["stopped"]: parts.append("*(stopped)*")
         return "\n\n".join(parts) + "\n"
+
+
+def used(tool_json: str) -> str:
+    "A tool that ran, as the history keeps it, in a line: its name and arguments."
+    tool = json.loads(tool_json)
+    return f"{tool['name']} {json.dumps(tool['arguments'], ensure_ascii=False)}"
 
 
 # --- What the panel draws
@@ -375,6 +428,7 @@ def finished_reply(text: str, stopped: bool = False, **attrs):
 def logged(message: dict):
     "A message of the history, as the log shows it."
     if message["role"] == "assistant": return finished_reply(message["content"], message["stopped"])
+    if message["role"] == "tool": return tool_line(json.loads(message["content"]))
     return bubble(message["role"], message["content"])
 
 
@@ -571,10 +625,10 @@ class Chat:
 
     db: a fastlite Database (the history goes in its chat_message table); store: a MutableMapping that persists
     (the chosen model); current_profile: returns the active profile id; backend: the LLM server, from the
-    environment unless given."""
+    environment unless given; tools: the assistant_tools.Tools the model may use."""
 
-    def __init__(self, db, store, current_profile, backend: Backend | None = None):
-        self.store, self.current_profile = store, current_profile
+    def __init__(self, db, store, current_profile, backend: Backend | None = None, tools=None):
+        self.store, self.current_profile, self.tools = store, current_profile, tools
         self.backend = backend or backend_from_env()
         self.history = History(db)
         self.messages = self.history.table
@@ -596,11 +650,13 @@ class Chat:
         async with self.turns[profile]:
             reply = self.streams[rid] = Streaming(rid, lambda html: self.tabs.send_html(listeners, html),
                                                   first=to_xml(stop_button(rid, hx_swap_oob="true"), indent=False))
-            try: await reply.run(self.backend.stream(self.model, self.history.for_llm(profile, request)))
+            shown = lambda *parts: self.tabs.send(listeners, Div(*parts, hx_swap_oob=f"beforebegin:#{rid}"))
+            try: used = await tool_rounds(self, profile, reply, self.history.for_llm(profile, request), shown)
             finally: del self.streams[rid]
-            if text := reply.text:  # kept before it is shown: a note that comes after it goes after it
+            if (text := reply.text) or used:  # kept before it is shown: a note that comes after it goes after it
                 if keep_request: self.history.remember(profile, "user", request)
-                self.history.remember(profile, "assistant", text, reply.stopped)
+                for tool in used: self.history.remember(profile, "tool", json.dumps(tool))
+                if text: self.history.remember(profile, "assistant", text, reply.stopped)
             after = [Div(bubble("error", reply.fault), hx_swap_oob=f"afterend:#{rid}")] if reply.fault else []
             await self.tabs.send(listeners, finished_reply(text, reply.stopped, id=rid, hx_swap_oob="true"),
                                  stop_button(hx_swap_oob="true"), *after)
@@ -632,6 +688,24 @@ class Chat:
         await self.tabs.send(listeners, appended(bubble("note", text), *([streaming_reply(rid)] if comment else [])))
         if comment and listeners:
             self.tabs.launch(listeners, self.generate(profile, listeners, rid, COMMENT_REQUEST, keep_request=False))
+
+    async def answer_card(self, card: str, run: bool):
+        """Runs the write a card proposes (Run) or drops it (Dismiss); the card shows what came of it. What a run
+        gave goes to the conversation as a note, and the model answers it."""
+        profile = self.current_profile()
+        taken = self.tools.take(card, profile)
+        if not run: return card_done(taken, "dismissed.")
+        outcome = await self.tools.run(profile, taken.tool, taken.arguments)
+        self.history.remember(profile, "note", f"I ran what you proposed, to {taken.sentence}: {outcome}")
+        listeners, rid = set(self.tabs.of[profile]), f"reply-{uuid.uuid4().hex}"
+        if listeners:
+            await self.tabs.send(listeners, appended(streaming_reply(rid)))
+            self.tabs.launch(listeners, self.generate(profile, listeners, rid, RESULT_REQUEST, keep_request=False))
+        return card_done(taken, outcome)
+
+    async def run_card(self, card: str): return await self.answer_card(card, run=True)
+
+    async def dismiss_card(self, card: str): return await self.answer_card(card, run=False)
 
     async def push(self, profile: int, *parts):
         "Sends out-of-band fragments to every open tab of the profile: a background job's progress bar, say."
@@ -696,3 +770,6 @@ class Chat:
         app.post("/chat/model")(self.choose_model)
         app.post("/chat/stop")(self.stop)
         app.post("/chat/clear")(self.clear)
+        if self.tools:
+            app.post("/chat/cards/{card}/run")(self.run_card)
+            app.post("/chat/cards/{card}/dismiss")(self.dismiss_card)

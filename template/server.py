@@ -28,6 +28,7 @@ from fastlite import NotFoundError
 from starlette.routing import WebSocketRoute
 
 import config
+from assistant_tools import Tools
 from chat import Chat
 from database import FAULTS, fault_message, open_database
 from guard import Guard, refusal
@@ -193,6 +194,8 @@ def require_text(text: str, what: str) -> str:
 SIDE_PANELS = []
 LISTENERS = []
 PUSHERS = []
+# The tools plugins offer the chat's assistant (assistant_tools.py), run for the active profile, scoped as a request.
+TOOLS = Tools(lambda: active_profile().id, scope_to_active_profile)
 
 
 def narrate(text: str, comment: bool = False, profile_id: int | None = None) -> asyncio.Future:
@@ -244,6 +247,15 @@ class Plugin:
             writes = not verbs <= {"get", "head"}
             return app.route(self.url(path), methods=methods)(on_event_loop(handler, writes))
         return register
+
+    def tool(self, function=None, *, card: str | None = None):
+        """Decorator: offers function to the chat's assistant as a tool (assistant_tools.py, plugins/README.md).
+        card makes it a write, run only on the person's click: what the card says it would do, a format string
+        of the arguments. A plain function of a write runs in one transaction, as a route's does."""
+        def register(function):
+            TOOLS.add(on_event_loop(function, writes=card is not None), card)
+            return function
+        return register(function) if function else register
 
     def page(self, view):
         """Decorator: view() draws the plugin's main panel; the core serves it inside the page layout at /<name>.
@@ -350,11 +362,11 @@ app = App(hdrs=(HEAD,), default_hdrs=False, canonical=False, htmlkw={"lang": "en
           routes=[WebSocketRoute("/live-reload", live_reload_socket)] if config.DEV else None,  # before FastHTML's
           key_fname=str(config.ROOT / ".sesskey"), before=scope_to_active_profile,
           middleware=[Middleware(RequestLog), Middleware(Guard)],
-          exception_handlers={code: refused for code in (400, 404, 405, 409, 422)}
+          exception_handlers={code: refused for code in (400, 404, 405, 409, 410, 422)}
                              | {NotFoundError: refused, OverflowError: refused}
                              | {fault: database_fault for fault in FAULTS})
 app.mount("/static", StaticFiles(directory=config.ROOT / "static"))
-chat = Chat(db, store, lambda: active_profile().id)
+chat = Chat(db, store, lambda: active_profile().id, tools=TOOLS)
 chat.register(app)
 SIDE_PANELS.append(chat.panel)
 LISTENERS.append(chat.narrate)

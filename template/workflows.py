@@ -30,6 +30,7 @@ from functools import cache
 
 from fasthtml.common import *
 from fastlite import NotFoundError, Table
+from starlette.datastructures import FormData
 
 # The big columns last: SQLite walks a long value's overflow pages to reach the columns after it, so the run
 # picker, which reads every run but its state, would read every state too.
@@ -276,6 +277,47 @@ class Workflow:
         self.run = self.runs.get  # flow.run(key): a run of the active profile, else a 404
         plugin.page(self.view)
         self.routes()
+        plugin.tool(self.runs_tool())
+
+    def runs_tool(self):
+        "The assistant's tool that lists this workflow's runs, named for the app."
+        def runs() -> list[dict]:
+            return [{"run": run.key, "state": run_label(run, self.steps)} for run in self.runs.listed()]
+        runs.__name__ = f"{self.plugin.name}_runs"
+        runs.__doc__ = (f"The runs of the {self.plugin.display_name} app, the one used last first: each run's key "
+                        "(what the app's other tools take) and when it started, and where it is.")
+        return runs
+
+    def last_key(self, key: str) -> str:
+        "key, or when it is empty the key of the run used last (for the assistant's tools); a 404 if there is none."
+        if key: return key
+        if used_last := first(self.runs.listed()): return used_last.key
+        raise NotFoundError("This app has no runs yet")
+
+    async def submitted(self, key: str, step_id: str, form) -> Run:
+        "The open step's form submitted (Starlette FormData); the first step of a new run saves the run."
+        run, step = self.open_run_at(key, step_id)
+        if not step.submit: value = dict(form)
+        elif inspect.iscoroutinefunction(step.submit): value = await step.submit(run, form)
+        else: value = await asyncio.to_thread(step.submit, run, form)
+        run, step = self.open_run_at(key, step_id)  # again: another request may have moved it on meanwhile
+        if step.work:
+            run.job = {"input": value, "saved": {}, "status": "working"}
+            self.runs.save(run)
+            self.start(run, step)
+        else:
+            run.state[step_id], run.step, run.job = value, self.after(step_id), None
+            self.runs.save(run)
+        self.plugin.log.info("%s run %s: step %s %s", self.plugin.name, key, step_id,
+                             "started" if step.work else "done")
+        return run
+
+    async def launch(self, **forms: dict) -> Run:
+        """A new run whose steps are submitted in turn with these forms (step id -> fields), as the page would,
+        with the same checks: for the assistant's write tools."""
+        run = self.runs.new()
+        for step_id, form in forms.items(): run = await self.submitted(run.key, step_id, FormData(form))
+        return run
 
     def serve_csv(self, step_id: str, folder, missing: str):
         """Adds GET /NAME/runs/{key}/csv: the CSV whose name the step keeps as "csv" in its value, from folder. The
@@ -391,22 +433,8 @@ class Workflow:
 
         @plugin.route("/runs/{key}/steps/{step_id}", methods="post")
         async def submit(request, key: str, step_id: str):
-            "The open step's form. The first step of a new run saves the run."
-            run, step = self.open_run_at(key, step_id)
-            form = await request.form()
-            if not step.submit: value = dict(form)
-            elif inspect.iscoroutinefunction(step.submit): value = await step.submit(run, form)
-            else: value = await asyncio.to_thread(step.submit, run, form)
-            run, step = self.open_run_at(key, step_id)  # again: another request may have moved it on meanwhile
-            if step.work:
-                run.job = {"input": value, "saved": {}, "status": "working"}
-                self.runs.save(run)
-                self.start(run, step)
-            else:
-                run.state[step_id], run.step, run.job = value, self.after(step_id), None
-                self.runs.save(run)
-            plugin.log.info("%s run %s: step %s %s", plugin.name, key, step_id, "started" if step.work else "done")
-            return await self.answer(run)
+            self.open_run_at(key, step_id)  # before the form is read
+            return await self.answer(await self.submitted(key, step_id, await request.form()))
 
         @plugin.route("/runs/{key}/steps/{step_id}/revert", methods="post")
         async def revert(key: str, step_id: str):

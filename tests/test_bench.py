@@ -19,6 +19,7 @@ FIGURES = [
     "chat: added latency per token, p50",
     "chat: added latency per token, p99",
     "-token reply, tokens per second",
+    "chat: added time of a read tool round",
 ]
 CRAWL_FIGURES = ["site crawl of a", "site crawl: time to the first crawled page", "site crawl: server peak RSS",
                  "site crawl: pages table answer time"]

@@ -73,15 +73,32 @@ def setup(plugin):
         profile = plugin.profile()
         return list_top(profile.name), todo_list(plugin.db, profile.id)
 
-    # Each handler that writes is one transaction (plugins/README.md): the todo and the chat's note of it are
-    # saved together, or neither if anything fails.
-    @plugin.route("", methods="post")
-    def add(title: str):
+    def added(title: str):
         last = max((todo.priority or 0 for todo in todos()), default=0)
         todo = todos.insert(title=plugin.require_text(title, "A todo"), done=0, priority=last + 1)
         plugin.log.info("todo %s added", todo.id)
         plugin.narrate(f"Added the todo: {todo.title}")
-        return todo_item(todo)
+        return todo
+
+    # Each handler that writes is one transaction (plugins/README.md): the todo and the chat's note of it are
+    # saved together, or neither if anything fails.
+    @plugin.route("", methods="post")
+    def add(title: str): return todo_item(added(title))
+
+    # The assistant's tools: it reads the list at once, and adds a todo once the person clicks Run on its card.
+    @plugin.tool
+    def list_todos() -> list[dict]:
+        "The profile's todos in the list's order: each one's title and whether it is done."
+        return [{"title": todo.title, "done": bool(todo.done)} for todo in todos(order_by="priority, id")]
+
+    @plugin.tool(card="add the todo “{title}”")
+    def add_todo(title: str) -> str:
+        """Adds a todo to the end of the profile's list.
+
+        Args:
+            title: what needs doing, in one line
+        """
+        return f"Added the todo: {added(title).title}"
 
     @plugin.route("/{todo_id}", methods="get")
     def show(todo_id: int): return todo_item(todos[todo_id])

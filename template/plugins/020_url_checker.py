@@ -7,6 +7,9 @@ server (explore.py); each row shows every hop of its redirect chain with its cod
 
 import asyncio
 from dataclasses import asdict
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from fasthtml.common import *
 
@@ -193,6 +196,44 @@ def setup(plugin):
                "check gives up."))
 
     flow.serve_csv("check", CHECKS_DIR, "This run has no CSV in data/url_checks: check its URLs first.")
+
+    # The assistant's tools: the results of a check at once; a check of a list once the person clicks Run.
+    @plugin.tool
+    async def url_check_results(run: str = "", outcome: Literal[tuple(FILTERS[0].choices)] | None = None,
+                                flagged: bool = False, search: str = "",
+                                limit: Annotated[int, Field(ge=1, le=50)] = 20) -> dict:
+        """The results of a URL check: its summary, how many results match, a link to their CSV, and the first
+        of them. Cite the counts, and the CSV link.
+
+        Args:
+            run: the run's key (from url_checker_runs); empty for the run used last
+            outcome: only the URLs that answered so, or failed
+            flagged: only the URLs with redirect problems
+            search: only the URLs or titles with this text
+            limit: how many results to list
+        """
+        found = flow.run(flow.last_key(run))
+        if "check" not in found.state: return f"Run {found.key} has no results yet: its URLs were not checked."
+        chosen = {"outcome": outcome, "flag": "flagged" if flagged else None}
+        view = View("checked", search=search, filters={name: value for name, value in chosen.items() if value})
+        every = await asyncio.to_thread(checked, found)  # 5,000 results take a while to read
+        matched = matching(every, view)
+        return {"run": found.key, "summary": summary(every), "matching": len(matched),
+                "csv": f"/{NAME}/runs/{found.key}/csv",
+                "results": [{"url": r.url, "status": r.status, "final_url": r.final_url, "hops": r.redirects,
+                             "flag": r.flag, "error": r.error, "title": r.title} for r in matched[:limit]]}
+
+    @plugin.tool(card=lambda urls: f"check {plural(len(urls), 'URL')}: {', '.join(urls[:3])}"
+                                   f"{'…' if len(urls) > 3 else ''}")
+    async def check_urls(urls: Annotated[list[str], Field(min_length=1, max_length=MAX_URLS)]) -> str:
+        """Checks a list of URLs in a new run of the URL checker, in the background: status, redirects, title.
+
+        Args:
+            urls: the URLs, each with its https://
+        """
+        started = await flow.launch(urls={"text": "\n".join(urls)}, check={"concurrency": "10", "timeout": "10"})
+        return (f"Started checking {plural(len(urls), 'URL')} in run {started.key}; the chat hears when it is "
+                "done, and url_check_results reads it then.")
 
     @plugin.route("/runs/{key}/rows", methods="get")
     async def rows(request, key: str):

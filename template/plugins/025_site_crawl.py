@@ -10,7 +10,10 @@ import asyncio
 import json
 import secrets
 from html import escape
+from typing import Annotated, Literal
 from urllib.parse import urlencode
+
+from pydantic import Field
 
 from fasthtml.common import *
 from fasthtml.svg import G, Rect, Svg, Text
@@ -263,9 +266,12 @@ def site_shown(run):
 
 
 # --- Step 2: the crawl, in the background
+DEFAULTS = {"max_pages": 500, "max_depth": 10, "concurrency": 4, "delay": 0.25, "timeout": 10, "max_size_mb": 5,
+            "user_agent": USER_AGENT}
+
+
 def crawl_form(run):
-    chosen = run.get("crawl") or {"max_pages": 500, "max_depth": 10, "concurrency": 4, "delay": 0.25,
-                                  "timeout": 10, "max_size_mb": 5, "user_agent": USER_AGENT}
+    chosen = run.get("crawl") or DEFAULTS
     def number_field(name, label, step="1"):
         low, high = LIMITS[name]
         return Label(label, Input(type="number", name=name, value=chosen[name], min=low, max=high, step=step,
@@ -385,6 +391,75 @@ def setup(plugin):
         await asyncio.to_thread(written)
         return FileResponse(path, filename=f"crawl-{key}{suffix}", media_type=media_type,
                             background=BackgroundTask(path.unlink, missing_ok=True))
+
+    # The assistant's tools: it reads a crawl at once, and starts one once the person clicks Run on its card.
+    def csv_link(key: str, **filters) -> str:
+        return f"/{NAME}/runs/{key}/pages.csv?{urlencode({k: v for k, v in filters.items() if v})}"
+
+    def crawl_of(run: str) -> str:
+        "The key of the run (the one used last if empty) once it has a crawl; else a Refused."
+        key = flow.run(flow.last_key(run)).key
+        if not crawl_file(key).exists(): raise plugin.Refused(404, f"Run {key} has no crawl yet.")
+        return key
+
+    def summary_of(key: str, summary: str | None) -> dict:
+        crawl = open_crawl(key)
+        try:
+            return {"run": key, "summary": summary or f"At work: {crawl.progress()}",
+                    "status_codes": dict(crawl.counts("status", "state = 'done' AND status IS NOT NULL")),
+                    "findings": [{"finding": finding.id, "label": finding.label, "pages": count,
+                                  "csv": csv_link(key, finding=finding.id)}
+                                 for finding, count in crawl.findings() if count]}
+        finally:
+            crawl.close()
+
+    @plugin.tool
+    async def crawl_summary(run: str = "") -> dict:
+        """A site crawl's summary, its status codes, and its findings with the count of their pages and a link to
+        the CSV of those pages. Cite the counts and the links.
+
+        Args:
+            run: the run's key (from site_crawl_runs); empty for the run used last
+        """
+        key = crawl_of(run)
+        return await asyncio.to_thread(summary_of, key, flow.run(key).get("crawl", {}).get("summary"))
+
+    def pages_of(key: str, view: View, limit: int) -> dict:
+        crawl = open_crawl(key)
+        try: found, total, _ = pages(crawl, key, view)
+        finally: crawl.close()
+        return {"run": key, "matching": total, "csv": csv_link(key, q=view.search, **view.filters),
+                "pages": [{"url": row["url"], "status": row["status"], "title": row["title"]} for row in found[:limit]]}
+
+    @plugin.tool
+    async def crawl_pages(run: str = "", show: Literal[tuple(SHOW)] | None = None,
+                          finding: Literal[tuple(FINDING)] | None = None, search: str = "",
+                          limit: Annotated[int, Field(ge=1, le=50)] = 20) -> dict:
+        """The pages of a site crawl that match: how many, a link to their CSV, and the first of them (URL,
+        status, title). Cite the count and the CSV link.
+
+        Args:
+            run: the run's key (from site_crawl_runs); empty for the run used last
+            show: only the pages with this status class or state
+            finding: only the pages with this finding (from crawl_summary)
+            search: only the pages whose URL or title has this text
+            limit: how many pages to list
+        """
+        chosen = {"show": show, "finding": finding}
+        view = View("id", search=search[:200], filters={name: value for name, value in chosen.items() if value})
+        return await asyncio.to_thread(pages_of, crawl_of(run), view, limit)
+
+    @plugin.tool(card="start a crawl of {start}, at most {max_pages} pages")
+    async def start_crawl(start: str, max_pages: Annotated[int, Field(ge=1, le=5000)] = 500) -> str:
+        """Starts crawling a site in a new run, in the background, and audits its pages.
+
+        Args:
+            start: the URL to start from, with its https://
+            max_pages: how many pages to crawl at most
+        """
+        run = await flow.launch(site={"start": start, "robots_sitemaps": "1"},
+                                crawl={**DEFAULTS, "max_pages": max_pages})
+        return f"Started crawling {start} in run {run.key}; the chat hears when it is done."
 
     @plugin.route("/runs/{key}/pages", methods="get")
     async def rows(request, key: str):

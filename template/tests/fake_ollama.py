@@ -1,11 +1,16 @@
 """A fake LLM server speaking Ollama's API and the OpenAI-compatible one, for the tests and for trying the chat.
 
-Ollama: GET /api/version, GET /api/tags, POST /api/chat (streamed NDJSON, or one JSON object with stream false;
-404 {"error": ...} for a model it does not have). OpenAI-compatible: GET /v1/models, POST /v1/chat/completions
-(streamed as server-sent events; 404 for an unknown model, 401 without the API key when one is set).
+Ollama: GET /api/version, GET /api/tags, POST /api/show (the model's capabilities), POST /api/chat (streamed
+NDJSON, or one JSON object with stream false; 404 {"error": ...} for a model it does not have). OpenAI-compatible:
+GET /v1/models, POST /v1/chat/completions (streamed as server-sent events; 404 for an unknown model, 401 without the
+API key when one is set).
 
 Tests script the next replies through the attributes of FakeLLM: the tokens, a delay before each, an {"error"}
-chunk or a stall after some tokens. It counts the streams it finished and the ones whose client went away.
+chunk or a stall after some tokens, and the tool calls of the next replies to a request that offers tools: Ollama
+sends a call whole in `message.tool_calls` (arguments an object), the OpenAI-compatible API in `delta.tool_calls`
+fragments (the arguments' JSON in pieces). A model in `toolless` lacks the `tools` capability and answers a request
+with tools 400 "does not support tools", as Ollama does. It counts the streams it finished and the ones whose
+client went away.
 
 Try the chat without Ollama:  python tests/fake_ollama.py --port 11434 --delay 0.2
 """
@@ -35,12 +40,15 @@ class FakeLLM:
         self.error_after = None  # after this many tokens, send an error chunk and end the stream
         self.stall_after = None  # after this many tokens, send nothing more but keep the connection open
         self.api_key = None  # when set, /v1 wants "Authorization: Bearer <api_key>"
+        self.calls = []  # the tool calls of the next replies to requests with tools: [[(name, arguments), ...], ...]
+        self.toolless = set()  # the models without the tools capability
         self.requests = []  # the JSON body of every chat request, in order
         self.finished = 0  # streams sent to their end
         self.aborted = 0  # streams whose client went away first
         self.app = Starlette(routes=[
             Route("/api/version", lambda request: JSONResponse({"version": "0.6.3"})),
             Route("/api/tags", self.tags),
+            Route("/api/show", self.show, methods=["POST"]),
             Route("/api/chat", self.ollama_chat, methods=["POST"]),
             Route("/v1/models", self.openai_models),
             Route("/v1/chat/completions", self.openai_chat, methods=["POST"]),
@@ -55,6 +63,16 @@ class FakeLLM:
         last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         words = f"You said: {last}".split(" ")
         return words[:1] + [f" {word}" for word in words[1:]]
+
+    def answer(self, body: dict) -> list:
+        "The next reply: scripted tool calls ({name, arguments}) to a request that offers tools, else its tokens."
+        if body.get("tools") and self.calls:
+            return [dict(index=i, name=n, arguments=a) for i, (n, a) in enumerate(self.calls.pop(0))]
+        return self.reply(body.get("messages", []))
+
+    def refuses_tools(self, body: dict, model: str) -> str | None:
+        if body.get("tools") and model in self.toolless:
+            return f"registry.ollama.ai/library/{model} does not support tools"
 
     async def paced(self, tokens, chunk, error, end):
         "The body of one stream: chunk(token) for each token, in time, with the scripted fault; then end()."
@@ -83,17 +101,28 @@ class FakeLLM:
                          "parameter_size": "3.2B", "quantization_level": "Q4_K_M"}}
             for i, m in enumerate(self.models)]})
 
+    async def show(self, request: Request):
+        model = self.installed((await request.json()).get("model", ""))
+        if model is None: return JSONResponse({"error": "model not found"}, 404)
+        return JSONResponse({"modified_at": CREATED_AT, "details": {"family": "llama"},
+                             "model_info": {"general.architecture": "llama"},
+                             "capabilities": ["completion"] + ([] if model in self.toolless else ["tools"])})
+
     async def ollama_chat(self, request: Request):
         body = await request.json()
         self.requests.append(body)
         model = self.installed(body.get("model", ""))
         if model is None:
             return JSONResponse({"error": f'model "{body.get("model", "")}" not found, try pulling it first'}, 404)
-        tokens = self.reply(body.get("messages", []))
+        if refusal := self.refuses_tools(body, model): return JSONResponse({"error": refusal}, 400)
+        tokens = self.answer(body)
 
         def line(content, done=False, **extra):
-            return json.dumps({"model": model, "created_at": CREATED_AT,
-                               "message": {"role": "assistant", "content": content}, "done": done, **extra}) + "\n"
+            message = {"role": "assistant", "content": content}
+            if isinstance(content, dict):  # a tool call, sent whole
+                message = {"role": "assistant", "content": "", "tool_calls": [{"function": content}]}
+            return json.dumps({"model": model, "created_at": CREATED_AT, "message": message, "done": done,
+                               **extra}) + "\n"
 
         final = dict(done_reason="stop", total_duration=1000, load_duration=100, prompt_eval_count=10,
                      prompt_eval_duration=100, eval_count=len(tokens), eval_duration=800)
@@ -123,18 +152,34 @@ class FakeLLM:
         if model not in self.models:
             return JSONResponse({"error": {"message": f"The model `{model}` does not exist.", "type": "NotFoundError",
                                            "code": 404}}, 404)
+        if refusal := self.refuses_tools(body, model):
+            return JSONResponse({"error": {"message": refusal, "type": "BadRequestError", "code": 400}}, 400)
 
         def event(data):
             return f"data: {json.dumps(data) if isinstance(data, dict) else data}\n\n"
 
         def delta(content, finish_reason=None):
+            part = content if isinstance(content, dict) else {"content": content}
             return event({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model,
-                          "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish_reason}]})
+                          "choices": [{"index": 0, "delta": part, "finish_reason": finish_reason}]})
 
+        answer = self.answer(body)
+        called = any(isinstance(token, dict) for token in answer)
         return StreamingResponse(self.paced(
-            self.reply(body.get("messages", [])), delta,
+            [part for token in answer for part in openai_parts(token)], delta,
             lambda text: event({"error": {"message": text, "type": "InternalServerError", "code": 500}}),
-            lambda: delta("", "stop") + event("[DONE]")), media_type="text/event-stream")
+            lambda: delta("", "tool_calls" if called else "stop") + event("[DONE]")), media_type="text/event-stream")
+
+
+def openai_parts(token) -> list:
+    """A token as the deltas that carry it: text as it is; a tool call (its index among the reply's calls in
+    `index`) as a delta naming it, then its arguments' JSON in pieces of 8 characters."""
+    if not isinstance(token, dict): return [token]
+    arguments, index = json.dumps(token["arguments"]), token.get("index", 0)
+    named = {"tool_calls": [{"index": index, "id": f"call_{index}", "type": "function",
+                             "function": {"name": token["name"], "arguments": ""}}]}
+    return [named] + [{"tool_calls": [{"index": index, "function": {"arguments": arguments[at:at + 8]}}]}
+                      for at in range(0, len(arguments), 8)]
 
 
 @contextmanager

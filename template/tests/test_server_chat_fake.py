@@ -1,5 +1,6 @@
 """The fake LLM server speaks the real protocols: the official `ollama` client talks to it like to Ollama."""
 
+import json
 import time
 
 import httpx
@@ -65,3 +66,48 @@ def test_openai_compatible_stream(fake):
     assert httpx.get(f"{fake.url}/v1/models").status_code == 401
     assert httpx.post(f"{fake.url}/v1/chat/completions", headers={"Authorization": "Bearer sk-test"},
                       json={"model": "mistral", "messages": []}).status_code == 404
+
+
+def add_todo(title: str) -> str:
+    """Adds a todo.
+
+    Args:
+        title: what needs doing
+    """
+
+
+@pytest.mark.asyncio
+async def test_ollama_tool_calls_reach_the_official_client_as_tool_calls(fake):
+    fake.calls = [[("add_todo", {"title": "Buy milk"}), ("list_todos", {})]]
+    stream = await ollama.AsyncClient(host=fake.url).chat("llama3.2", [{"role": "user", "content": "milk"}],
+                                                          tools=[add_todo], stream=True)
+    calls = [call async for part in stream for call in part.message.tool_calls or []]
+    assert all(isinstance(call, ollama.Message.ToolCall) for call in calls)
+    assert [(c.function.name, dict(c.function.arguments)) for c in calls] == [("add_todo", {"title": "Buy milk"}),
+                                                                              ("list_todos", {})]
+    assert fake.requests[0]["tools"][0]["function"]["name"] == "add_todo"  # the client's schema of the function
+    reply = await ollama.AsyncClient(host=fake.url).chat("llama3.2", [{"role": "tool", "content": "{}"}],
+                                                         tools=[add_todo])
+    assert reply.message.content == "You said: " and not reply.message.tool_calls  # the script is used up
+
+
+def test_openai_tool_call_arguments_come_in_fragments(fake):
+    fake.calls = [[("crawl_pages", {"finding": "missing_title", "limit": 5})]]
+    body = {"model": "qwen2.5:7b", "messages": [], "stream": True, "tools": [{"type": "function", "function": {}}]}
+    with httpx.stream("POST", f"{fake.url}/v1/chat/completions", json=body) as response:
+        chunks = [json.loads(line[5:]) for line in response.iter_lines() if line.startswith("data: {")]
+    parts = [part for chunk in chunks for part in chunk["choices"][0]["delta"].get("tool_calls", [])]
+    assert parts[0] == {"index": 0, "id": "call_0", "type": "function",
+                        "function": {"name": "crawl_pages", "arguments": ""}}
+    fragments = [part["function"]["arguments"] for part in parts[1:]]
+    assert len(fragments) > 2 and json.loads("".join(fragments)) == {"finding": "missing_title", "limit": 5}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/v1/chat/completions"])
+def test_a_model_without_tools_says_so(fake, path):
+    fake.toolless = {"qwen2.5:7b"}
+    show = httpx.post(f"{fake.url}/api/show", json={"model": "qwen2.5:7b"}).json()
+    assert "tools" not in show["capabilities"] and "tools" in ollama.Client(host=fake.url).show("llama3.2").capabilities
+    answer = httpx.post(f"{fake.url}{path}", json={"model": "qwen2.5:7b", "messages": [], "tools": [{}]})
+    assert answer.status_code == 400 and "does not support tools" in answer.text
