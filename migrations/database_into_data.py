@@ -27,8 +27,8 @@ slugs = dict.fromkeys(filter(None, [slug_before_update(), sys.argv[1]]))
 found = [path for slug in slugs for path in (Path("data") / f"{slug}.db", Path(f"{slug}.db")) if path.exists()]
 candidates = [*found, NEW] if NEW.exists() else found
 if len(candidates) > 1:
-    sys.exit(f"{' and '.join(map(str, candidates))} exist, so none was moved: keep the one you want as {NEW} and "
-             "delete the others. The rest of the update is in place.")
+    sys.exit(f"{' and '.join(map(str, candidates))} exist, so none was moved and the update is not applied: keep the "
+             f"one you want as {NEW}, delete the others, then run ./run update --trust again.")
 if found:
     [old] = found
     NEW.parent.mkdir(exist_ok=True)

@@ -44,8 +44,13 @@ from protego import Protego
 from selectolax.lexbor import LexborHTMLParser
 
 import config
+import link_check
+import onpage
+import sitemaps
+import validation
 from exports import write_csv, write_xlsx
-from url_checker import REDIRECT_CODES, normal_url, redirect_target
+from findings import CORE, CRAWLED, REDIRECTS, Finding
+from url_checker import normal_url, redirect_target
 
 CRAWLS_DIR = config.DATA_DIR / "crawls"
 USER_AGENT = f"Mozilla/5.0 (compatible; {config.SLUG}-crawler/1.0)"
@@ -53,8 +58,9 @@ SITEMAP_LIMIT = 50 * 1024 * 1024  # bytes of one sitemap, unpacked: the sitemaps
 SITEMAP_FILES = 200  # sitemaps read from one index (and its nested indexes) at most
 SITEMAP_URLS = 100_000  # URLs taken from the sitemaps at most
 MAX_URL = 2048  # characters: longer links are left alone
-SLOW = 1.0  # seconds: a page slower than this is a finding
 PROGRESS_EVERY = 0.25  # seconds between two progress reports
+ENDINGS = {"done": "every page within the limits", "limit": "stopped at the page limit",
+           "stopped": "stopped before the end"}
 
 
 @dataclass
@@ -69,6 +75,8 @@ class Settings:
     timeout: float = 10  # seconds for a page, body included
     max_size: int = 5 * 1024 * 1024  # bytes read of a page; the rest is left, and the page flagged
     user_agent: str = USER_AGENT  # sent with every request, and the one robots.txt is read for
+    near_duplicates: float = 0.9  # the similarity (0 to 1) from which two pages are near-duplicates; 0: not looked for
+    check_external: bool = False  # once the crawl ends, ask each external link's URL (link_check.py)
 
     def __post_init__(self):
         if self.start: self.start = normal_url(self.start)
@@ -117,54 +125,15 @@ CREATE INDEX IF NOT EXISTS page_inlinks ON page (inlinks);
 CREATE INDEX IF NOT EXISTS page_seconds ON page (seconds);
 CREATE INDEX IF NOT EXISTS page_words ON page (words);
 """
-CRAWLED = "state IN ('done', 'blocked')"
-HTML_200 = "state = 'done' AND status = 200 AND html = 1"
-REDIRECTS = f"status IN ({', '.join(map(str, sorted(REDIRECT_CODES)))})"
 PENDING = ("queued", "sitemap")
-
-
-@dataclass
-class Finding:
-    id: str
-    label: str
-    where: str  # an SQL condition on page
-    level: str = "warning"  # error, warning or notice
-    why: str = ""
-
-
-FINDINGS = [
-    Finding("broken", "Broken pages (4xx, 5xx or no answer)", "state = 'done' AND (status >= 400 OR status IS NULL)",
-            "error", "Links to them lead nowhere: fix the links or the pages."),
-    Finding("redirect_chain", "Redirect chains and loops",
-            f"{REDIRECTS} AND redirect_to IN (SELECT url FROM page WHERE {REDIRECTS})", "error",
-            "Each extra hop costs a round trip, and a loop never ends: link to the last URL."),
-    Finding("redirect", "Redirects", REDIRECTS, "notice", "Links to them cost a hop: link to where they lead."),
-    Finding("missing_title", "Missing titles", f"{HTML_200} AND coalesce(title, '') = ''", "error"),
-    Finding("duplicate_title", "Duplicate titles", f"{HTML_200} AND title IN (SELECT title FROM page WHERE "
-            f"{HTML_200} AND title != '' GROUP BY title HAVING count(*) > 1)", "warning",
-            "Pages with the same title compete with each other in search results."),
-    Finding("missing_description", "Missing meta descriptions", f"{HTML_200} AND coalesce(description, '') = ''"),
-    Finding("duplicate_description", "Duplicate meta descriptions", f"{HTML_200} AND description IN (SELECT "
-            f"description FROM page WHERE {HTML_200} AND description != '' GROUP BY description HAVING count(*) > 1)"),
-    Finding("missing_h1", "Missing h1", f"{HTML_200} AND h1_count = 0", "notice"),
-    Finding("multiple_h1", "More than one h1", f"{HTML_200} AND h1_count > 1", "notice"),
-    Finding("not_indexable", "Non-indexable pages (answer 200)", f"{HTML_200} AND indexable = 0", "warning",
-            "noindex, or a canonical that points elsewhere: search engines will not index them."),
-    Finding("canonical_elsewhere", "Canonical pointing elsewhere", "canonical IS NOT NULL AND canonical != url",
-            "notice"),
-    Finding("sitemap_orphan", "In the sitemap, linked from nowhere", "in_sitemap = 1 AND inlinks = 0 AND "
-            f"{CRAWLED}", "warning", "Nothing on the site links to them: link them, or drop them from the sitemap."),
-    Finding("blocked", "Blocked by robots.txt", "state = 'blocked'", "notice"),
-    Finding("slow", f"Slow pages (over {SLOW:g} s)", f"state = 'done' AND seconds > {SLOW}", "warning"),
-    Finding("truncated", "Pages larger than the size cap", "truncated = 1", "warning"),
-]
+FINDINGS = CORE + sitemaps.FINDINGS + onpage.FINDINGS + validation.FINDINGS + link_check.FINDINGS
 FINDING = {finding.id: finding for finding in FINDINGS}
 
 # The page table's columns for CSV and Excel, in order.
 EXPORT_COLUMNS = ["url", "status", "redirect_to", "depth", "title", "description", "h1_count", "h1", "canonical",
                   "meta_robots", "x_robots_tag", "indexable", "not_indexable_why", "hreflang", "words", "inlinks",
                   "outlinks", "external_links", "in_sitemap", "content_type", "size", "truncated", "seconds", "error",
-                  "state", "crawled"]
+                  "state", "crawled", *onpage.COLUMNS, *sitemaps.COLUMNS, *validation.EXPORTED]
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -174,8 +143,16 @@ def connect(path: Path) -> sqlite3.Connection:
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode = wal")
     db.execute("PRAGMA synchronous = normal")
-    db.executescript(SCHEMA)
+    db.executescript(SCHEMA + link_check.SCHEMA)
+    add_columns(db, sitemaps.COLUMNS | onpage.COLUMNS | validation.COLUMNS)
     return db
+
+
+def add_columns(db: sqlite3.Connection, columns: dict[str, str]):
+    "Adds the page table's columns a crawl's file made by an older version lacks."
+    have = {row["name"] for row in db.execute("PRAGMA table_info(page)")}
+    for name, kind in columns.items():
+        if name not in have: db.execute(f"ALTER TABLE page ADD COLUMN {name} {kind}")
 
 
 def new_file(path: Path, settings: Settings):
@@ -214,18 +191,19 @@ class Parsed:
     hreflang: list[str] = field(default_factory=list)  # "lang url"
     words: int = 0
     links: list[tuple[str, bool]] = field(default_factory=list)  # (absolute URL, followed)
+    columns: dict = field(default_factory=dict)  # the audit's columns (onpage.py, validation.py) and their values
 
 
 def attribute(node, name: str) -> str | None:
     return node.attributes.get(name) if node is not None else None
 
 
-def parse_page(body: bytes, encoding: str, url: str) -> Parsed:
-    "The SEO facts of an HTML page: run in the crawl's parsing thread."
+def parse_page(body: bytes, encoding: str, url: str, minhash: bool = True) -> Parsed:
+    "The SEO facts of an HTML page (its MinHash too, for near-duplicates, unless told not): run in the parsing thread."
     try: text = body.decode(encoding, errors="replace")
     except LookupError: text = body.decode("utf-8", errors="replace")
     tree = LexborHTMLParser(text)
-    title = tree.css_first("title")
+    title_node = tree.css_first("title")
     base = httpx.URL(url)
     if (base_href := attribute(tree.css_first("base[href]"), "href")) and (found := absolute(base_href, base)):
         base = found
@@ -237,20 +215,20 @@ def parse_page(body: bytes, encoding: str, url: str) -> Parsed:
     for anchor in tree.css("a[href], area[href]"):
         if target := absolute(anchor.attributes.get("href") or "", base):
             links.append((str(target), follow and "nofollow" not in (anchor.attributes.get("rel") or "").lower()))
-    words = 0
+    title = " ".join(title_node.text().split()) if title_node is not None else None
+    description = " ".join((attribute(tree.css_first("meta[name=description i]"), "content") or "").split()) or None
+    facts = onpage.facts(tree, base, title, description)  # before the scripts go: JSON-LD is in them
+    words = []
     if tree.body is not None:
         for hidden in tree.body.css("script, style, noscript, template, svg"): hidden.decompose()
-        words = len(tree.body.text(separator=" ").split())
+        words = tree.body.text(separator=" ").split()
     return Parsed(
-        title=" ".join(title.text().split()) if title is not None else None,
-        description=" ".join((attribute(tree.css_first("meta[name=description i]"), "content") or "").split())
-        or None,
-        canonical=str(canonical_url) if canonical_url else None,
+        title=title, description=description, canonical=str(canonical_url) if canonical_url else None,
         meta_robots=robots,
         h1=[" ".join(h1.text(separator=" ").split()) for h1 in tree.css("h1")],
-        hreflang=[f"{link.attributes.get('hreflang')} {link.attributes.get('href')}"
+        hreflang=[f"{link.attributes.get('hreflang')} {absolute(link.attributes.get('href'), base) or ''}"
                   for link in tree.css("link[rel~=alternate i][hreflang][href]")],
-        words=words, links=links)
+        words=len(words), links=links, columns=facts | {"minhash": validation.signature(words) if minhash else None})
 
 
 def noindex(directives: str | None) -> bool:
@@ -290,6 +268,11 @@ class Crawl:
         "new, crawling, done (every page within the limits), stopped (by stop()) or limit (at max_pages)."
         return self.db.execute("SELECT status FROM crawl").fetchone()["status"]
 
+    @property
+    def note(self) -> str | None:
+        "How the seeding went: the URLs the sitemaps gave, and the sitemaps that could not be read, with why."
+        return self.db.execute("SELECT note FROM crawl").fetchone()["note"]
+
     def record(self, **columns):
         self.db.execute(f"UPDATE crawl SET {', '.join(f'{name} = ?' for name in columns)}", list(columns.values()))
 
@@ -299,6 +282,13 @@ class Crawl:
                                  "(status >= 400 OR status IS NULL)").fetchone()[0]
         return Progress(counts.get("done", 0), sum(counts.get(state, 0) for state in PENDING), errors,
                         counts.get("blocked", 0), last)
+
+    def summary(self, final: Progress) -> str:
+        "How an ended crawl went, in a sentence."
+        def plural(n: int, word: str) -> str: return f"{n:,} {word}{'' if n == 1 else 's'}"
+        return (f"Crawled {plural(final.done, 'page')} of {self.site.host} ({ENDINGS[self.status]}): "
+                f"{plural(final.errors, 'error')}, {final.blocked:,} blocked by robots.txt, "
+                f"{final.queued:,} left in the queue.")
 
     # --- running
     def stop(self):
@@ -322,6 +312,9 @@ class Crawl:
                 ended = await self.crawl(on_progress)
         finally:
             parser.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(validation.check, self.path, settings.near_duplicates)  # a thread: it reads every page
+        if settings.check_external and ended != "stopped":
+            await link_check.check(self.db, settings, lambda: self.stopping)
         self.record(status=ended, finished=datetime.now().isoformat(timespec="seconds"))
         return self.progress()
 
@@ -389,37 +382,44 @@ class Crawl:
     async def seed(self):
         start, settings = self.settings.start, self.settings
         if start: self.add_urls([start], depth=0, state="queued")
-        sitemaps = list(settings.sitemaps)
-        if settings.robots_sitemaps and not sitemaps:
+        listed = list(settings.sitemaps)
+        if settings.robots_sitemaps and not listed:
             rules = await self.rules(self.site)
-            sitemaps = [url for url in (rules.sitemaps if rules else [])] or [str(self.site.join("/sitemap.xml"))]
-        found = 0
-        for url in await self.sitemap_urls(sitemaps):
-            found += 1
-            self.add_urls([url], depth=None if start else 0, state="sitemap" if start else "queued", in_sitemap=True)
-        self.record(seeded=1, note=f"{found:,} URLs in the sitemaps" if found else None)
+            listed = sitemaps.from_robots(list(rules.sitemaps) if rules else [], str(self.site.join("/robots.txt"))) \
+                or [str(self.site.join("/sitemap.xml"))]
+        found, unread = await self.sitemap_urls(listed)
+        self.add_urls(list(found), depth=None if start else 0, state="sitemap" if start else "queued", in_sitemap=True)
+        self.db.executemany("UPDATE page SET lastmod = ?, lastmod_problem = ? WHERE url = ?",
+                            [(lastmod, sitemaps.lastmod_problem(lastmod), url)
+                             for url, lastmod in found.items() if lastmod])
+        note = [f"{len(found):,} URLs in the sitemaps"] if found else []
+        self.record(seeded=1, note="; ".join(note + [f"{url} unread: {why}" for url, why in unread]) or None)
 
-    async def sitemap_urls(self, sitemaps: list[str]) -> list[str]:
-        "The page URLs of these sitemaps within the site, nested indexes followed; unreadable sitemaps are skipped."
-        pages, seen, todo = {}, set(), list(sitemaps)
+    async def sitemap_urls(self, listed: list[str]) -> tuple[dict[str, str | None], list[tuple[str, str]]]:
+        """The page URLs of these sitemaps within the site, each with its lastmod, nested indexes followed; and the
+        sitemaps that could not be read, each with why."""
+        pages, seen, todo, unread = {}, set(), list(listed), []
         while todo and len(seen) < SITEMAP_FILES and len(pages) < SITEMAP_URLS:
             url = todo.pop(0)
             if url in seen: continue
             seen.add(url)
             try: kind, locations = await self.read_sitemap(url)
-            except (httpx.HTTPError, ValueError, ParseError, EOFError, OSError, zlib.error):
+            except (httpx.HTTPError, ValueError, ParseError, EOFError, OSError, zlib.error) as why:
+                unread.append((url, str(why) or type(why).__name__))
                 continue
-            found = [target for location in locations if (target := absolute(location, httpx.URL(url)))]
-            if kind == "sitemapindex": todo += map(str, found)
-            else: pages.update((str(target), None) for target in found if in_site(target, self.site))
-        return list(pages)[:SITEMAP_URLS]
+            found = [(target, lastmod) for location, lastmod in locations
+                     if (target := absolute(location, httpx.URL(url)))]
+            if kind == "sitemapindex": todo += [str(target) for target, _ in found]
+            else: pages.update((str(target), lastmod) for target, lastmod in found if in_site(target, self.site))
+        return dict(list(pages.items())[:SITEMAP_URLS]), unread
 
-    async def read_sitemap(self, url: str) -> tuple[str, list[str]]:
-        "(urlset or sitemapindex, the <loc>s) of one sitemap, plain or gzipped, read as it streams in."
+    async def read_sitemap(self, url: str) -> tuple[str, list[tuple[str, str | None]]]:
+        "(urlset or sitemapindex, each <loc> with its <lastmod>) of one sitemap, plain or gzipped, read as it streams."
         await self.wait_turn(httpx.URL(url).host)
         async with asyncio.timeout(self.settings.timeout * 3), self.client.stream("GET", url) as response:
             if response.status_code != 200: raise ValueError(f"HTTP {response.status_code}")
             xml, unpack, size, locations, root = XMLPullParser(events=("start", "end")), None, 0, [], None
+            entry = {}
             async for chunk in response.aiter_bytes():
                 if unpack is None and size == 0 and chunk[:2] == b"\x1f\x8b": unpack = zlib.decompressobj(31)
                 data = unpack.decompress(chunk, SITEMAP_LIMIT) if unpack else chunk
@@ -430,9 +430,11 @@ class Crawl:
                     tag = element.tag.rsplit("}", 1)[-1]
                     if event == "start":
                         root = root or tag
-                    elif tag == "loc" and element.text:
-                        locations.append(element.text.strip())
+                    elif tag in ("loc", "lastmod") and element.text:
+                        entry[tag] = element.text.strip()
                     elif tag in ("url", "sitemap"):
+                        if "loc" in entry: locations.append((entry["loc"], entry.get("lastmod")))
+                        entry = {}
                         element.clear()
             xml.close()
         return root or "urlset", locations
@@ -463,7 +465,8 @@ class Crawl:
         await self.wait_turn(target.host)
         found = await self.fetch(url)
         parsed = await asyncio.get_running_loop().run_in_executor(
-            self.parser, parse_page, found.pop("body"), found.pop("encoding"), url) if found["html"] else None
+            self.parser, parse_page, found.pop("body"), found.pop("encoding"), url, self.settings.near_duplicates > 0) \
+            if found["html"] else None
         self.keep(page_id, url, depth, found, parsed)
         return f"{url} ({found['status'] or found['error']})"
 
@@ -518,17 +521,20 @@ class Crawl:
             self.add_urls(followed, below, "queued" if within else "beyond", page_id)
             self.add_urls([link for link, follow in internal.items() if not follow], below, "beyond", page_id)
             self.link(page_id, list(internal))
+            link_check.keep(self.db, page_id, external)
             self.db.execute(
                 "UPDATE page SET state = 'done', status = ?, error = ?, redirect_to = ?, content_type = ?, html = ?, "
                 "size = ?, truncated = ?, seconds = ?, title = ?, description = ?, canonical = ?, meta_robots = ?, "
                 "x_robots_tag = ?, h1_count = ?, h1 = ?, hreflang = ?, words = ?, outlinks = ?, external_links = ?, "
-                "indexable = ?, not_indexable_why = ?, crawled = ? WHERE id = ?",
+                "indexable = ?, not_indexable_why = ?, crawled = ?"
+                + "".join(f", {column} = ?" for column in parsed.columns) + " WHERE id = ?",
                 [found["status"], found["error"], found["redirect_to"], found["content_type"], int(found["html"]),
                  found["size"], int(found["truncated"]), found["seconds"], parsed.title, parsed.description,
                  parsed.canonical, parsed.meta_robots, found["x_robots_tag"],
                  len(parsed.h1) if found["html"] else None, " | ".join(parsed.h1) or None,
                  "\n".join(parsed.hreflang) or None, parsed.words if found["html"] else None, len(internal),
-                 len(external), int(not why), why or None, datetime.now().isoformat(timespec="seconds"), page_id])
+                 len(external), int(not why), why or None, datetime.now().isoformat(timespec="seconds"),
+                 *parsed.columns.values(), page_id])
 
     def link(self, source: int, urls: list[str]):
         "Keeps the links from source to these known URLs; each new one raises its target's in-link count."
@@ -596,4 +602,6 @@ class Crawl:
                          [(finding.label, count, finding.level, finding.why) for finding, count in self.findings()]),
             "Broken links": (["linking page", "broken URL", "status or error"], self.broken_links()),
             "Redirect chains": (["URL", "redirects", "chain", "final URL", "final status"], self.redirect_chains()),
+            "Broken external links": (["linking page", "external URL", "status or error"],
+                                      link_check.broken(self.db)),
         })

@@ -264,20 +264,23 @@ class Plugin:
         return view
 
 
-def load_plugin(path) -> Plugin:
+def load_plugin(path) -> list[Plugin]:
+    """The plugin a file makes; or, when it has a list APPS of objects with NAME, DISPLAY_NAME and setup (as a plugin
+    file has), one plugin each: plugins/050_notebook_apps.py serves a notebook each so."""
     spec = importlib.util.spec_from_file_location(f"plugins.{path.stem}", path)
     module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    plugin = Plugin(module)
-    module.setup(plugin)
-    if plugin.view is None: raise RuntimeError(f"{path.name}: setup() must give a page with @plugin.page")
-    return plugin
+    plugins = []
+    for app in getattr(module, "APPS", [module]):
+        plugins.append(plugin := Plugin(app))
+        app.setup(plugin)
+        if plugin.view is None: raise RuntimeError(f"{path.name}: setup() must give a page with @plugin.page")
+    return plugins
 
 
 def load_plugins(folder) -> dict:
     plugins = {}
-    for path in plugin_files(folder):
-        plugin = load_plugin(path)
+    for path, plugin in [(path, plugin) for path in plugin_files(folder) for plugin in load_plugin(path)]:
         if plugin.name in plugins or plugin.name in RESERVED:
             raise RuntimeError(f"{path.name}: the name {plugin.name!r} is taken; give NAME another value")
         plugins[plugin.name] = plugin

@@ -2,9 +2,10 @@
 
 Template-owned: `copier update` keeps it current. Copier merges the template's changes into the files the template
 owns and leaves yours alone, but it is silent where a change of yours meets one of the template's: it exits 0 on a
-conflict, drops your version of a file the new release deletes or renames, and skips the template's change to a
-file you deleted. This script names each such file and keeps your version where you will find it. It compares
-fresh renders of template releases, made with this fork's answers from one clone of the template.
+conflict, drops your version of a file the new release deletes or renames, loses your change to a binary file, and
+skips the template's change to a file you deleted. This script names each such file and keeps your version where
+you will find it. It compares fresh renders of template releases, made with this fork's answers from one clone of
+the template. The update is worked out apart and applied whole (template_transaction.py).
 """
 
 import argparse
@@ -15,16 +16,15 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import NoReturn
+from typing import Callable, NoReturn
 
 import copier
 import yaml
 from packaging.version import InvalidVersion, Version
-from pathspec import PathSpec
 
-ANSWERS = ".copier-answers.yml"
-# copier's own conflict labels, so a conflict reads the same whoever made it (and pre-commit's check finds it).
-LABELS = ["-L", "before updating", "-L", "last update", "-L", "after updating"]
+from template_merge import ANSWERS, Render, file_by_file, git, is_binary, keep_binary_changes, keep_fork_versions, \
+    renames, skipped_template_changes
+from template_transaction import Interrupted, Scratch, process_group, stop_on_signals
 
 
 def say(message: str) -> None:
@@ -34,10 +34,6 @@ def say(message: str) -> None:
 def fail(message: str) -> NoReturn:
     say(message)
     sys.exit(1)
-
-
-def git(*args: str, cwd: Path | None = None, input: bytes | None = None) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, check=True).stdout.decode()
 
 
 def read_answers() -> dict:
@@ -114,108 +110,6 @@ class Template:
         copier.run_copy(str(self.repo), dst, data={k: v for k, v in answers.items() if not k.startswith("_")},
                         vcs_ref=self.commit(ref), defaults=True, quiet=True, overwrite=True)
         return Render(dst, self.config(ref).get("_skip_if_exists", []))
-
-
-class Render:
-    """A fresh render of the template: its files, and which of them are template-owned."""
-
-    def __init__(self, root: Path, skip_if_exists: list[str]):
-        self.root = root
-        self.forks = PathSpec.from_lines("gitignore", skip_if_exists)
-        self.files = {path.relative_to(root).as_posix(): path.read_bytes()
-                      for path in sorted(root.rglob("*")) if path.is_file()}
-        self.files.pop(ANSWERS, None)  # the render's own record, not the fork's
-
-    def template_owned(self, path: str) -> bool:
-        return path in self.files and not self.forks.match_file(path)
-
-    def lines(self, path: str) -> set[str]:
-        return set(self.files[path].decode(errors="replace").splitlines()) if self.template_owned(path) else set()
-
-
-def renames(old: Render, new: Render) -> dict[str, str]:
-    """Old path -> new path for every file the new render has under another name (git's rename detection)."""
-    listing = subprocess.run(["git", "diff", "--no-index", "--find-renames", "--name-status", "-z",
-                              old.root.name, new.root.name], cwd=old.root.parent, capture_output=True, text=True)
-    fields, moved = listing.stdout.split("\0"), {}
-    while len(fields) > 1:
-        status, *fields = fields
-        if status.startswith("R"):
-            (source, target), fields = fields[:2], fields[2:]
-            moved[source.split("/", 1)[1]] = target.split("/", 1)[1]
-        else:
-            fields = fields[1:]
-    return moved
-
-
-def blob(content: bytes) -> str:
-    return git("hash-object", "-w", "--stdin", input=content).strip()
-
-
-def mark_conflict(path: str, base: bytes, ours: bytes, theirs: bytes | None = None) -> None:
-    """Records path as unmerged, as a git merge does (stage 1 the base, 2 ours, 3 theirs): git status lists it, and
-    git commit refuses it until it is resolved with git add or git rm."""
-    mode = "100755" if os.access(path, os.X_OK) else "100644"
-    blobs = {stage: blob(content) for stage, content in enumerate((base, ours, theirs), 1) if content is not None}
-    unstaged = f"0 {'0' * len(blobs[1])}\t{path}"  # drops the path's stage 0 entry
-    stages = [f"{mode} {sha} {stage}\t{path}" for stage, sha in blobs.items()]
-    git("update-index", "--index-info", input="\n".join([unstaged, *stages, ""]).encode())
-
-
-def merge(ours: bytes, base: bytes, theirs: bytes) -> tuple[bytes, int] | None:
-    """A 3-way merge with conflict blocks where both sides changed the same lines: (result, conflicts), or None
-    for files git cannot merge (binary ones)."""
-    with tempfile.TemporaryDirectory() as scratch:
-        sides = [Path(scratch, name) for name in ("ours", "base", "theirs")]
-        for side, content in zip(sides, (ours, base, theirs)):
-            side.write_bytes(content)
-        merged = subprocess.run(["git", "merge-file", "-p", *LABELS, *map(str, sides)], capture_output=True)
-    return None if merged.returncode > 127 else (merged.stdout, merged.returncode)
-
-
-def keep_fork_versions(old: Render, new: Render, moved: dict[str, str],
-                       mine: dict[str, bytes | None]) -> dict[str, str]:
-    """Every file the fork changed that the new render deletes or renames (copier drops those changes) comes back
-    as a conflict to resolve: a renamed one merged into its new name, a deleted one (or a renamed one git cannot
-    merge) as it was. Returns, for each conflict, what happened to it."""
-    kept = {}
-    for path, content in mine.items():
-        if content is None or content == old.files[path] or path in new.files:
-            continue
-        target = moved.get(path)
-        theirs = Path(target).read_bytes() if target and Path(target).is_file() else None
-        merged = merge(content, old.files[path], theirs) if theirs is not None else None
-        if merged:
-            Path(target).write_bytes(merged[0])
-            mark_conflict(target, old.files[path], content, theirs)
-            blocks = f" with {merged[1]} conflict block(s) to resolve" if merged[1] else ""
-            kept[target] = (f"{path} -> {target}: renamed by the template; your changes are merged into {target}"
-                            f"{blocks}. Check it, then git add {target}.")
-        else:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_bytes(content)
-            mark_conflict(path, old.files[path], content)
-            what = f"renamed to {target}" if target else "deleted"
-            kept[path] = (f"{path}: {what} by the template; your version is kept here. git rm {path} to follow the "
-                          f"template, or git add {path} to keep it as a file of your own.")
-    return kept
-
-
-def skipped_template_changes(old: Render, new: Render, moved: dict[str, str], mine: dict[str, bytes | None],
-                             tracked: set[str]) -> list[str]:
-    """Template-owned files the fork deleted stay deleted, under a new name too; returns those the template changed
-    or renamed, whose change is therefore not applied."""
-    skipped = []
-    for path, content in mine.items():
-        if content is not None or not old.template_owned(path):
-            continue  # a deleted file of the fork's own comes back on purpose: README.md, "What you may edit"
-        target = moved.get(path)
-        if target and target not in tracked:
-            Path(target).unlink(missing_ok=True)
-            skipped.append(f"{path} (renamed to {target}, which is left out too)")
-        elif new.files.get(path, old.files[path]) != old.files[path]:
-            skipped.append(path)
-    return skipped
 
 
 def shown_answers(answers: dict) -> dict:
@@ -303,24 +197,70 @@ def choose_target(template: Template, answers: dict, requested: str | None, answ
 
 def copier_update(*args: str) -> int:
     """copier update, its messages passed on as they come, except that an answer its validator refuses (-d
-    app_port=80, say) is the validator's message, not copier's traceback."""
-    copier = subprocess.Popen([sys.executable, "-m", "copier", "update", "--defaults", "--conflict", "inline", *args],
-                              stderr=subprocess.PIPE, text=True)
-    traceback = []
-    for line in copier.stderr:
-        if traceback or line.startswith("Traceback (most recent call last):"): traceback.append(line)
-        else: sys.stderr.write(line)
+    app_port=80, say) is the validator's message, not copier's traceback. It runs in a process group of its own,
+    with the migrations it starts, stopped however the update ends."""
+    command = [sys.executable, "-m", "copier", "update", "--defaults", "--conflict", "inline", *args]
+    with process_group(command, stderr=subprocess.PIPE, text=True) as copier:
+        traceback = []
+        for line in copier.stderr:
+            if traceback or line.startswith("Traceback (most recent call last):"): traceback.append(line)
+            else: sys.stderr.write(line)
+        status = copier.wait()
     if traceback and traceback[-1].startswith("ValueError: Validation error for question"):
-        say(traceback[-1].removeprefix("ValueError: ").rstrip() + " Nothing was changed.")
+        say(traceback[-1].removeprefix("ValueError: ").rstrip())
     elif traceback:
         say("".join(traceback).rstrip())
-    return copier.wait()
+    return status
+
+
+class Update:
+    """The update worked out in the scratch worktree (the current directory): copier's merge and migrations, then
+    every file the three-way rule or copier gets wrong put right, and what a person must know gathered."""
+
+    def __init__(self, template: Template, target: str, before: dict, copier_args: list[str]):
+        self.old = template.render(before["_commit"], before, "old")
+        self.mine = {path: Path(path).read_bytes() if Path(path).is_file() else None for path in self.old.files}
+        tracked = set(git("ls-files", "-z").split("\0"))
+        self.status = copier_update(f"--vcs-ref={target}", *copier_args)
+        if self.status:
+            return
+        self.after = read_answers()
+        self.new = template.render(target, self.after, "new")
+        moved = renames(self.old, self.new)
+        remover = self.remover(template, target, before)
+        self.kept = keep_fork_versions(self.old, self.new, moved, self.mine, remover) | \
+            keep_binary_changes(self.old, self.new, self.mine)
+        self.skipped = skipped_template_changes(self.old, self.new, moved, self.mine, tracked)
+        self.leftovers = mentions_of_old_answers(before, self.after, self.new)
+
+    def remover(self, template: Template, target: str, before: dict) -> Callable[[str], str]:
+        """What left a file out of the new render: the template, or the answers changed with -d (a flavour switch
+        leaves out the files of the old flavour), told apart by a render of the new release with the old answers."""
+        changed = [f"{name} {before.get(name)} -> {value}" for name, value in shown_answers(self.after).items()
+                   if before.get(name) != value]
+        if not changed:
+            return lambda path: "deleted by the template"
+        kept_answers = template.render(target, before, "old-answers")
+        answers = f"left out by your answer change ({', '.join(changed)})"
+        return lambda path: answers if path in kept_answers.files else "deleted by the template"
+
+    def conflicts(self) -> set[str]:
+        return set(git("diff", "--name-only", "--diff-filter=U").splitlines()) | set(self.kept)
+
+    def preview(self, scratch: Scratch) -> None:
+        "What --dry-run shows: each file, and what migrations do to files git does not track."
+        written, removed = scratch.untracked_changes(scratch.result_tree())
+        print("\n".join(file_by_file(self.old, self.new, self.mine, self.conflicts()) +
+                        [f"  {'written by a migration':<26}{path}" for path in written] +
+                        [f"  {'removed by a migration':<26}{path}" for path in removed]))
 
 
 def update(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="./run update", allow_abbrev=False, description=(
         "Merges the template's newest release into this fork, then runs its tests. Other options go to copier update."))
     parser.add_argument("--no-test", action="store_true", help="merge only: run ./run test yourself before committing")
+    parser.add_argument("--dry-run", action="store_true", help="show what the update would do to each file, and "
+                                                               "change nothing")
     parser.add_argument("-r", "--vcs-ref", help="the template tag or commit to update to (default: the newest release; "
                                                 ":current: keeps this fork's version, to change answers)")
     parser.add_argument("-d", "--data", action="append", default=[], metavar="NAME=VALUE", help="change an answer")
@@ -333,29 +273,48 @@ def update(argv: list[str]) -> int:
         fail("Refusing to update: the working tree has uncommitted changes (below). Commit them, or set them aside\n"
              "with git stash push --include-untracked (and bring them back after the update with git stash pop), so\n"
              "that the update's changes can be reviewed, and dropped, on their own.\n" + changes.rstrip())
-    before = read_answers()
-    with tempfile.TemporaryDirectory(prefix="template-update-") as scratch:
-        template = Template(template_url(before), Path(scratch))
-        target = choose_target(template, before, options.vcs_ref, bool(options.data or options.data_file))
-        if not target:
-            return 0
-        old = template.render(before["_commit"], before, "old")
-        mine = {path: Path(path).read_bytes() if Path(path).is_file() else None for path in old.files}
-        tracked = set(git("ls-files", "-z").split("\0"))
-        status = copier_update(f"--vcs-ref={target}", *copier_args)
-        if status == 4:
-            say("This update crosses a template release with a migration, a script from the template that moves or\n"
-                f"converts files in this fork: CHANGELOG.md in {template.url} says what it does.\n"
-                f"Read it, then run: ./run update --trust {' '.join(argv)}")
-        if status:
-            return status
-        after = read_answers()
-        new = template.render(target, after, "new")
-        moved = renames(old, new)
-        kept = keep_fork_versions(old, new, moved, mine)
-        skipped = skipped_template_changes(old, new, moved, mine, tracked)
-        leftovers = mentions_of_old_answers(before, after, new)
-    return report(after["_commit"], kept, skipped, leftovers, options.no_test)
+    before, fork = read_answers(), Path.cwd()
+    stop_on_signals()
+    try:
+        scratch = Scratch(fork)
+        try:
+            template = Template(template_url(before), scratch.dir)
+            target = choose_target(template, before, options.vcs_ref, bool(options.data or options.data_file))
+            if not target:
+                return 0
+            os.chdir(scratch.work)  # everything until apply() works on the scratch worktree
+            done = Update(template, target, before, copier_args)
+            if done.status == 4:
+                say("This update crosses a template release with a migration, a script from the template that moves "
+                    f"or\nconverts files in this fork: CHANGELOG.md in {template.url} says what it does.\n"
+                    f"Read it, then run: ./run update --trust {' '.join(argv)}")
+            if done.status:
+                say("Nothing was changed: the update stopped before it was applied, and this fork is as it was.")
+                return done.status
+            if options.dry_run:
+                done.preview(scratch)
+                say(f"That is what updating to template {done.after['_commit']} would do (--dry-run): nothing was "
+                    "changed.")
+                return 0
+            held = scratch.apply()
+        finally:
+            os.chdir(fork)
+            scratch.remove()
+    except Interrupted as stop:
+        say(f"Interrupted ({stop}) before the update was applied: nothing was changed, this fork is as it was.")
+        return 130
+    except Exception as error:  # a crash, a full disk: the fork is still as it was
+        say(f"The update failed before it was applied ({type(error).__name__}: {error}): nothing was changed, this "
+            "fork is as it was.")
+        return 1
+    try:
+        if held:
+            raise Interrupted(held[0])
+        return report(done.after["_commit"], done.kept, done.skipped, done.leftovers, options.no_test)
+    except Interrupted as stop:
+        say(f"Interrupted ({stop}) after the update was applied: the fork has the whole update, not committed and "
+            "not tested. Run ./run test, or drop the update: git reset --hard && git clean -fd")
+        return 130
 
 
 def report(version: str, kept: dict[str, str], skipped: list[str], leftovers: list[str], no_test: bool) -> int:
@@ -366,7 +325,8 @@ def report(version: str, kept: dict[str, str], skipped: list[str], leftovers: li
     if leftovers:
         say("\n".join(leftovers))
     if kept:
-        say("The template deleted or renamed files you changed. Your versions are kept, as conflicts to resolve:")
+        say("These files of yours could not take the template's change. Your versions are kept, as conflicts to "
+            "resolve:")
         say("\n".join(f"  {line}" for line in kept.values()))
     conflicted = [path for path in git("diff", "--name-only", "--diff-filter=U").splitlines() if path not in kept]
     if conflicted:
@@ -380,8 +340,11 @@ def report(version: str, kept: dict[str, str], skipped: list[str], leftovers: li
         say(f"Merged template {version} without running the tests (--no-test): run ./run test, review with git diff, "
             "then commit.")
         return 0
-    # The updated ./run tests, which may set up differently from the one that started this.
-    if subprocess.run(["./run", "test"]).returncode:
+    # The updated ./run tests, which may set up differently from the one that started this; what the tests start
+    # is stopped with them, however this ends.
+    with process_group(["./run", "test"]) as tests:
+        failed = tests.wait()
+    if failed:
         say("The update is merged but the tests fail (above). Fix them, or drop the update: "
             "git reset --hard && git clean -fd")
         return 1
@@ -400,11 +363,11 @@ def drift() -> int:
             continue
         drifted = True
         mine = Path(path).read_bytes() if Path(path).is_file() else b""
-        try:
-            sys.stdout.writelines(difflib.unified_diff(theirs.decode().splitlines(True), mine.decode().splitlines(True),
-                                                       f"template: {path}", path))
-        except UnicodeDecodeError:
+        if is_binary(mine) or is_binary(theirs):
             print(f"Binary file {path} differs from the template's")
+            continue
+        mine, theirs = (content.decode(errors="replace").splitlines(True) for content in (mine, theirs))
+        sys.stdout.writelines(difflib.unified_diff(theirs, mine, f"template: {path}", path))
     version = answers["_commit"]
     if drifted:
         say(f"The template-owned files above differ from template {version}. Updates merge such edits, and conflict\n"

@@ -102,10 +102,24 @@ def identity() -> dict[str, str]:
             "GIT_COMMITTER_EMAIL": email}
 
 
+def linked(path: str) -> bool:
+    """Whether path, or a folder on the way to it, is a symbolic link here. Nothing is read through one: a template
+    file replaced by a link to a secret would send the secret."""
+    return any(part.is_symlink() for part in [Path(path), *Path(path).parents])
+
+
+def inside(path: str, given: str) -> bool:
+    "Whether path is the path given, or in the folder given."
+    return path == given or path.startswith(f"{given}/")
+
+
 def refusal(path: str, fresh: Render, never_touched: PathSpec, version: str) -> str:
     "Why path, not a changed template-owned file, is not sent."
     if path == ANSWERS:
         return "copier's record of this fork's answers and release (./run update -d changes an answer)"
+    if linked(path):
+        return ("a symbolic link here, or inside one: a link is never followed, so what it points to stays in this "
+                "fork (make it a plain file to send it)")
     ignored = subprocess.run(["git", "check-ignore", "--quiet", path]).returncode == 0
     if never_touched.match_file(path) or ignored:
         return "never touched by the template: data, logs and secrets stay in this fork"
@@ -124,13 +138,13 @@ def refusal(path: str, fresh: Render, never_touched: PathSpec, version: str) -> 
 def chosen_files(paths: list[str], fresh: Render, never_touched: PathSpec, version: str) -> list[str]:
     """The template-owned files this fork changed, among the paths given (files or folders), or all of them. A path
     without such a change ends the command with the reason, before anything is made."""
-    changed = [path for path in fresh.files if fresh.template_owned(path) and Path(path).is_file()
-               and Path(path).read_bytes() != fresh.files[path]]
+    changed = [path for path in fresh.files if fresh.template_owned(path) and not linked(path)
+               and Path(path).is_file() and Path(path).read_bytes() != fresh.files[path]]
     if not paths:
         return changed
     chosen, refused = set(), []
     for given in (Path(path).as_posix() for path in paths):
-        found = [path for path in changed if path == given or path.startswith(f"{given}/")]
+        found = [path for path in changed if inside(path, given)]
         chosen.update(found)
         if not found:
             refused.append(f"  {given}: {refusal(given, fresh, never_touched, version)}")
@@ -302,9 +316,11 @@ def main(argv: list[str]) -> int:
         port = Port(template, answers, fresh)
         for path in chosen_files(options.paths, fresh, never_touched, answers["_commit"]):
             port.carry(path)
-        if not options.paths:
-            port.left += [(path, "", refusal(path, fresh, never_touched, answers["_commit"]), [], "")
-                          for path in fresh.files if fresh.template_owned(path) and not Path(path).exists()]
+        given = [Path(path).as_posix() for path in options.paths]
+        port.left += [(path, "", refusal(path, fresh, never_touched, answers["_commit"]), [], "")
+                      for path in fresh.files if fresh.template_owned(path)
+                      and (linked(path) or not given and not Path(path).exists())
+                      and (not given or any(inside(path, folder) for folder in given))]
         port.check_renders()
         head = template.commit("HEAD")
         port.onto(head)

@@ -121,6 +121,8 @@ def test_a_flavour_that_is_not_one_is_one_line_naming_them(tmp_path):
     ("python_version=3.9", "Invalid choice for 'python_version': '3.9' is not in ['3.11', '3.12', '3.13']"),
     ("app_port=80", "Validation error for question 'app_port': The app port must be between 1024 and 65535, not 80."),
     ("app_port=abc", "app_port: invalid literal for int() with base 10: 'abc'"),
+    ("project_name=Shop\ntouch marker #", "Validation error for question 'project_name': The project name must be one"
+     " line of printable text: no line break, tab, terminal escape or other control character."),
 ])
 def test_an_answer_copier_refuses_is_one_line(answer, message, tmp_path):
     result = new("pipulate", str(tmp_path / "x"), "-d", answer)

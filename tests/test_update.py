@@ -472,13 +472,17 @@ def test_an_answer_change_updates_the_template_files_keeps_the_data_and_names_ol
     db.close()
 
 
-def test_an_answer_the_template_refuses_is_named_in_one_line_and_changes_nothing(template, tmp_path):
+@pytest.mark.parametrize("answer, message", [
+    ("app_port=80", "Validation error for question 'app_port': The app port must be between 1024 and 65535, not 80."),
+    ("project_name=Shop\ntouch marker #", "Validation error for question 'project_name': The project name must be one "
+                                          "line of printable text"),
+])
+def test_an_answer_the_template_refuses_is_named_in_one_line_and_changes_nothing(template, tmp_path, answer, message):
     fork = fork_of(template, tmp_path / "fork", NEWEST, flavour="pipulate")
     before = answers(fork)
-    result = run(fork, "update", "--no-test", "-d", "app_port=80")
+    result = run(fork, "update", "--no-test", "-d", answer)
     assert result.returncode != 0
-    assert "Validation error for question 'app_port': The app port must be between 1024 and 65535, not 80." \
-        in result.stderr and "Traceback" not in result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
     assert answers(fork) == before and git(fork, "status", "--porcelain") == ""
 
 

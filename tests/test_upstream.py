@@ -116,7 +116,7 @@ def round_trip(tmp_path_factory):
 
     upstream = run(origin, "./run", "upstream")
     main = git(template, "rev-parse", "main")
-    adopt = run(template, "scripts/adopt", "-k", f"{SUMMARY_TEST} or test_template_readme_is_sound_markdown",
+    adopt = run(template, "scripts/adopt", "--test", "-k", f"{SUMMARY_TEST} or test_template_readme_is_sound_markdown",
                 str(origin / "upstream.patch"))
     adopted = {"branch": git(template, "branch", "--show-current").strip(), "main": git(template, "rev-parse", "main")}
     git(template, "switch", "--quiet", "main")
@@ -335,7 +335,7 @@ def test_adopt_quick_tests_only_the_flavours_a_branch_reaches(template, fork):
     (fork / "botify.py").write_text((fork / "botify.py").read_text() + "\n# The API's reference: developers.botify.com\n")
     commit_all(fork, "Improve botify.py")
     assert run(fork, "./run", "upstream", "--into", str(template)).returncode == 0
-    result = run(template, "scripts/adopt", "--quick", "-k", "no_such_test", "upstream/botifython")
+    result = run(template, "scripts/adopt", "--test", "--quick", "-k", "no_such_test", "upstream/botifython")
     assert result.returncode == 0, result.stderr
     assert "On the branch adopt/upstream-botifython, off main:" in result.stderr
     assert ("The change reaches:\n  darwinix: nothing (no file it renders changes)\n"
@@ -343,3 +343,76 @@ def test_adopt_quick_tests_only_the_flavours_a_branch_reaches(template, fork):
     assert re.search(r"^  botifython: no test selected", result.stderr, re.M)
     assert "  not run (--quick): darwinix, pipulate (not reached), the template's own tests" in result.stderr
     assert "Testing the template" not in result.stderr
+
+
+# --- Symbolic links, and code from a change -------------------------------------------------------------------
+
+
+def test_upstream_never_follows_a_symbolic_link_and_says_why(fork):
+    improve(fork)
+    (fork / "botify_token.txt").write_text("acme-botify-token\n")
+    (fork / "LICENSE").unlink()
+    (fork / "LICENSE").symlink_to("botify_token.txt")  # a template file replaced by a link to a secret
+    commit_all(fork, "Improve, and link the licence to the token")
+    result = run(fork, "./run", "upstream")
+    assert result.returncode == 0, result.stderr
+    assert ("LICENSE: not sent: a symbolic link here, or inside one: a link is never followed, so what it points to "
+            "stays in this fork (make it a plain file to send it).") in result.stderr
+    patch = (fork / "upstream.patch").read_text()
+    assert patch_files(patch) == CARRIED and "acme-botify-token" not in patch
+    named = run(fork, "./run", "upstream", "-o", "named.patch", "LICENSE")
+    assert named.returncode == 1 and "  LICENSE: a symbolic link here" in named.stderr
+    assert not (fork / "named.patch").exists()
+
+
+def adopt_refuses(template: Path, change: str, why: str) -> None:
+    "scripts/adopt refuses the change with why, and the template is as it was: its branch, its commit, its tree."
+    head = git(template, "rev-parse", "HEAD")
+    result = run(template, "scripts/adopt", change)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"Refusing to adopt {change}: the template holds files, never symbolic links" in result.stderr
+    assert why in result.stderr
+    assert git(template, "branch", "--show-current") == "main\n" and git(template, "rev-parse", "HEAD") == head
+    assert git(template, "branch", "--list", "adopt/*") == "" and git(template, "status", "--porcelain") == ""
+
+
+def test_adopt_refuses_a_change_that_makes_a_symbolic_link(template, tmp_path):
+    git(template, "switch", "--quiet", "-c", "links")
+    (template / "template/token.txt").symlink_to("../botify_token.txt")
+    commit_all(template, "Link to the token")
+    (tmp_path / "links.patch").write_text(git(template, "format-patch", "-1", "--stdout", "HEAD"))
+    git(template, "switch", "--quiet", "main")
+    for change in ("links", str(tmp_path / "links.patch")):
+        adopt_refuses(template, change, "  template/token.txt: the change makes it a symbolic link")
+
+
+def test_adopt_refuses_a_patch_that_writes_through_a_symbolic_link(template, tmp_path):
+    (template / "template/outside").symlink_to(tmp_path)
+    commit_all(template, "A link to a folder outside")
+    patch = tmp_path / "through.patch"
+    patch.write_text("From: A Fork <fork@localhost>\nSubject: [PATCH] Write outside\n\n---\n"
+                     "diff --git a/template/outside/evil.py b/template/outside/evil.py\nnew file mode 100644\n"
+                     "--- /dev/null\n+++ b/template/outside/evil.py\n@@ -0,0 +1 @@\n+print('outside')\n")
+    adopt_refuses(template, str(patch), "  template/outside/evil.py: template/outside is a symbolic link in the "
+                                        "template, which the change would write through")
+    assert not (tmp_path / "evil.py").exists()
+
+
+def test_adopt_shows_a_change_and_runs_its_code_only_with_test(template, fork, tmp_path):
+    marker = tmp_path / "the-change-ran"
+    tests = fork / "tests/test_server_botify_client.py"  # botifython's alone: --quick tests one fork
+    tests.write_text(tests.read_text() + f"\n__import__('pathlib').Path({str(marker)!r}).touch()  # as pytest collects it\n")
+    commit_all(fork, "A test module that leaves a mark")
+    assert run(fork, "./run", "upstream").returncode == 0
+    shown = run(template, "scripts/adopt", str(fork / "upstream.patch"))
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"^It changes:\n template/tests/test_server_botify_client\.py +\| +\d+ \++\n 1 file changed, \d+ "
+                     r"insertions?\(\+\)\nThe change reaches:\n", shown.stderr, re.M), shown.stderr
+    assert "pipulate: nothing (no file it renders changes)\n  botifython: tests/test_server_botify_client.py\n" in shown.stderr
+    assert ("Nothing of the change has run: its tests, and every fork's, run its code. Read it (git show "
+            "adopt/upstream), then test it: scripts/adopt --test adopt/upstream") in shown.stderr
+    assert not marker.exists() and "Testing" not in shown.stderr
+    tested = run(template, "scripts/adopt", "--test", "--quick", "-k", "no_such_test", "adopt/upstream")
+    assert tested.returncode == 0, tested.stderr
+    assert "Running the change's code, as --test asks: every flavour's tests." in tested.stderr
+    assert "On the branch adopt/upstream, off main:" in tested.stderr and marker.exists()

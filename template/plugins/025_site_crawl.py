@@ -28,7 +28,9 @@ NAME = "site_crawl"
 DISPLAY_NAME = "Site crawl"
 AT_WORK: dict[str, Crawl] = {}  # run key -> its crawl at work in this process, for Stop
 LIMITS = {"max_pages": (1, 100_000), "max_depth": (0, 100), "concurrency": (1, 20), "delay": (0, 60),
-          "timeout": (1, 120), "max_size_mb": (0.1, 50)}
+          "timeout": (1, 120), "max_size_mb": (0.1, 50), "near_duplicates": (0, 1)}
+DEFAULTS = {"max_pages": 500, "max_depth": 10, "concurrency": 4, "delay": 0.25, "timeout": 10, "max_size_mb": 5,
+            "near_duplicates": 0.9, "check_external": True, "user_agent": USER_AGENT}  # for fields a form leaves out
 SHOW = {"2xx": "status BETWEEN 200 AND 299", "3xx": "status BETWEEN 300 AND 399", "4xx": "status BETWEEN 400 AND 499",
         "5xx": "status >= 500", "failed": "state = 'done' AND status IS NULL", "blocked": "state = 'blocked'",
         "pending": "state IN ('queued', 'sitemap')", "beyond": "state = 'beyond'"}
@@ -160,7 +162,8 @@ def downloads(key: str, view: View):
                  role="button", cls="outline"),
                A("Excel workbook", href=f"/{NAME}/runs/{key}/crawl.xlsx", download=True, role="button",
                  cls="outline"),
-               Small("The workbook has every page, the findings, the broken links and the redirect chains."),
+               Small("The workbook has every page, the findings, the broken links (external ones too) and the "
+                     "redirect chains."),
                cls="downloads")
 
 
@@ -236,11 +239,28 @@ def page_detail(crawl: Crawl, row, columns: int):
              ("Indexable", None if row["indexable"] is None else "yes" if row["indexable"]
               else f"no: {row['not_indexable_why']}"),
              ("Meta description", row["description"]),
+             ("Lengths", f"title {row['title_chars']} characters, {row['title_px']} px; description "
+              f"{row['description_chars']} characters, {row['description_px']} px" if row["html"] else None),
+             ("Images", f"{row['images']}, {row['images_no_alt']} without alt" if row["images"] else None),
+             ("Structured data", "; ".join(filter(None, [
+                 row["jsonld_types"] and f"JSON-LD: {row['jsonld_types']}",
+                 row["jsonld_errors"] and f"{plural(row['jsonld_errors'], 'JSON-LD block')} that is no JSON",
+                 row["microdata_types"] and f"microdata: {row['microdata_types']}"]))),
+             ("rel=prev / next", " / ".join(url or "—" for url in (row["rel_prev"], row["rel_next"]))
+              if row["rel_prev"] or row["rel_next"] else None),
+             ("nofollow links", row["nofollow_links"] or None),
+             ("Mixed content", f"{plural(row['mixed_content'], 'resource')} over http" if row["mixed_content"]
+              else None),
              ("h1", f"{row['h1_count']}: {row['h1'] or ''}" if row["h1_count"] is not None else None),
-             ("hreflang", row["hreflang"]), ("Content type", row["content_type"]),
+             ("hreflang", row["hreflang"]), ("hreflang problems", row["hreflang_problems"]),
+             ("Near-duplicate of", row["near_duplicate_of"]
+              and f"{row['near_duplicate_of']} ({row['similarity']:.0%} alike)"),
+             ("Content type", row["content_type"]),
              ("Size", f"{row['size']:,} bytes{' (read up to the cap)' if row['truncated'] else ''}"
               if row["size"] is not None else None),
              ("External links", row["external_links"]), ("In the sitemap", "yes" if row["in_sitemap"] else None),
+             ("Sitemap lastmod", " ".join(filter(None, [row["lastmod"], row["lastmod_problem"] and
+                                                         f"({row['lastmod_problem']})"])) or None),
              ("Linked from", ", ".join(crawl.linked_from(row["url"])) or None), ("Crawled", row["crawled"])]
     return Tr(Td(Table(*[Tr(Th(label, scope="row"), Td(value)) for label, value in facts if value not in (None, "")],
                        cls="page-detail"), colspan=columns))
@@ -266,12 +286,8 @@ def site_shown(run):
 
 
 # --- Step 2: the crawl, in the background
-DEFAULTS = {"max_pages": 500, "max_depth": 10, "concurrency": 4, "delay": 0.25, "timeout": 10, "max_size_mb": 5,
-            "user_agent": USER_AGENT}
-
-
 def crawl_form(run):
-    chosen = run.get("crawl") or DEFAULTS
+    chosen = DEFAULTS | (run.get("crawl") or {})
     def number_field(name, label, step="1"):
         low, high = LIMITS[name]
         return Label(label, Input(type="number", name=name, value=chosen[name], min=low, max=high, step=step,
@@ -281,6 +297,9 @@ def crawl_form(run):
             Div(number_field("delay", "Seconds between requests", "any"),
                 number_field("timeout", "Timeout per page (s)", "any"),
                 number_field("max_size_mb", "Page size cap (MB)", "any"), cls="grid"),
+            number_field("near_duplicates", "Near-duplicates from this similarity (0 to 1; 0: not looked for)", "any"),
+            Label(Input(type="checkbox", name="check_external", value="1", checked=chosen["check_external"]),
+                  "Check the external links once the crawl ends (HEAD, else GET; a site's requests the delay apart)"),
             Label("User agent (sent, and the one robots.txt is read for)",
                   Input(name="user_agent", value=chosen["user_agent"], required=True)),
             Button("Start the crawl"))
@@ -300,14 +319,10 @@ def results(run):
     except FileNotFoundError: return P("The crawl's file is gone from data/crawls/: crawl again.", cls="problem")
     try:
         return (Style(explore.CSS + CSS),
-                P(done["summary"]), findings_list(run.key, crawl), charts(crawl),
+                P(done["summary"], Br(), Small(crawl.note or "")), findings_list(run.key, crawl), charts(crawl),
                 *explorer(run.key, View("id")))
     finally:
         crawl.close()
-
-
-ENDINGS = {"done": "every page within the limits", "limit": "stopped at the page limit",
-           "stopped": "stopped before the end"}
 
 
 def setup(plugin):
@@ -324,14 +339,14 @@ def setup(plugin):
     def read_settings(run, form):
         chosen = {}
         for name, (low, high) in LIMITS.items():
-            try: value = float(form.get(name, ""))
+            try: value = float(form.get(name, DEFAULTS[name]))
             except ValueError: raise plugin.Refused(422, f"{name.replace('_', ' ')} must be a number.") from None
             if not low <= value <= high:
                 raise plugin.Refused(422, f"{name.replace('_', ' ').capitalize()} goes from {low:g} to {high:g}.")
-            chosen[name] = value if name in ("delay", "timeout", "max_size_mb") else int(value)
+            chosen[name] = value if name in ("delay", "timeout", "max_size_mb", "near_duplicates") else int(value)
         agent = " ".join((form.get("user_agent") or "").split())
         if not 1 <= len(agent) <= 300: raise plugin.Refused(422, "Give a user agent of up to 300 characters.")
-        return chosen | {"user_agent": agent}
+        return chosen | {"user_agent": agent, "check_external": form.get("check_external") == "1"}
 
     async def crawl_site(run, job):
         site, chosen = run["site"], job.input
@@ -341,7 +356,8 @@ def setup(plugin):
                 start=site["start"], sitemaps=site["sitemaps"], robots_sitemaps=site["robots_sitemaps"],
                 max_pages=chosen["max_pages"], max_depth=chosen["max_depth"], concurrency=chosen["concurrency"],
                 delay=chosen["delay"], timeout=chosen["timeout"], max_size=int(chosen["max_size_mb"] * 1024 * 1024),
-                user_agent=chosen["user_agent"])).close()
+                user_agent=chosen["user_agent"], near_duplicates=chosen["near_duplicates"],
+                check_external=chosen.get("check_external", False))).close()
             await job.keep(file=crawl_file(run.key).name)
         crawl = AT_WORK[run.key] = open_crawl(run.key)
 
@@ -351,13 +367,10 @@ def setup(plugin):
         try:
             await show(crawl.progress())
             final = await crawl.run(show)
-            status = crawl.status
+            status, summary = crawl.status, crawl.summary(final)
         finally:
             del AT_WORK[run.key]
             crawl.close()
-        summary = (f"Crawled {plural(final.done, 'page')} of {crawl.site.host} ({ENDINGS[status]}): "
-                   f"{plural(final.errors, 'error')}, {final.blocked:,} more listed but blocked by robots.txt, "
-                   f"{final.queued:,} left in the queue.")
         await job.progress(final.done, final.done, summary)
         return chosen | {"summary": summary, "status": status}
 

@@ -80,7 +80,7 @@ def test_what_to_crawl_is_refused_with_the_reason(live):
 def test_a_crawl_shows_its_findings_charts_and_pages(server, live, site):
     key = start(live, f"{site.url}/")
     page = html.unescape(done_page(live))
-    assert re.search(r"Crawled \d+ pages of 127\.0\.0\.1 \(every page within the limits\): 2 errors, 1 more listed but blocked", page)
+    assert re.search(r"Crawled \d+ pages of 127\.0\.0\.1 \(every page within the limits\): 2 errors, 1 blocked", page)
     counts = dict(re.findall(r"<span[^>]*>([^<]+)</span>\s*<button[^>]*>([\d,]+)</button>", page))
     assert counts["Redirect chains and loops"] == "5" and counts["Duplicate titles"] == "2"
     assert counts["In the sitemap, linked from nowhere"] == "1"
@@ -142,7 +142,8 @@ def test_the_pages_download_as_csv_and_the_crawl_as_a_workbook(server, live, sit
     workbook = live.get(f"/site_crawl/runs/{key}/crawl.xlsx")
     assert workbook.status_code == 200 and workbook.headers["content-type"].endswith("spreadsheetml.sheet")
     book = openpyxl.load_workbook(io.BytesIO(workbook.content))
-    assert book.sheetnames == ["Pages", "Findings", "Broken links", "Redirect chains"]
+    assert book.sheetnames == ["Pages", "Findings", "Broken links", "Redirect chains",
+                               "Broken external links"]
     assert book["Pages"].max_row == len(everything) + 1
     assert live.get("/site_crawl/runs/20250101-000000-abcd/crawl.xlsx").status_code == 404
     downloads = [path for path in (server.config.DATA_DIR / "crawls").iterdir() if path.suffix in (".csv", ".xlsx")]

@@ -1,0 +1,80 @@
+"""External links checked: every link a crawl found to another site, asked once, after the crawl.
+
+crawler.py keeps each page's external links in the crawl's file (the `external` and `external_link` tables); when
+the crawl's settings ask for it (check_external), check() asks each URL once: HEAD first, GET when HEAD is refused
+or fails (many servers answer HEAD with 405 or 404), redirects followed to the end. At most `concurrency` requests
+are out at once and each host's requests take turns, `delay` apart, as the crawl's own do. Only the status line is
+read, never a body.
+"""
+
+import asyncio
+import time
+from collections import defaultdict
+
+import httpx
+
+from findings import Finding
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS external (id INTEGER PRIMARY KEY, url TEXT NOT NULL UNIQUE, status INTEGER, error TEXT,
+    checked TEXT);
+CREATE TABLE IF NOT EXISTS external_link (source INTEGER NOT NULL, target INTEGER NOT NULL,
+    PRIMARY KEY (source, target)) WITHOUT ROWID;
+"""
+BROKEN = "(e.status >= 400 OR e.error IS NOT NULL)"
+FINDINGS = [
+    Finding("external_broken", "Links to broken external pages",
+            f"id IN (SELECT l.source FROM external_link l JOIN external e ON e.id = l.target WHERE {BROKEN})",
+            "error", "The other site's page answers 4xx or 5xx, or nothing: fix or drop the link."),
+]
+
+
+def keep(db, source: int, urls: set[str]):
+    "Keeps a page's external links (inside the caller's transaction)."
+    if not urls: return
+    db.executemany("INSERT OR IGNORE INTO external (url) VALUES (?)", [(url,) for url in urls])
+    db.executemany("INSERT OR IGNORE INTO external_link SELECT ?, id FROM external WHERE url = ?",
+                   [(source, url) for url in urls])
+
+
+def broken(db):
+    "(linking page, broken external URL, its status or error) for every link to a broken external page."
+    return db.execute("SELECT p.url, e.url, coalesce(e.status, e.error) FROM external e JOIN external_link l ON "
+                      f"l.target = e.id JOIN page p ON p.id = l.source WHERE {BROKEN} ORDER BY e.url, p.url")
+
+
+async def check(db, settings, stopping=lambda: False):
+    "Asks every external URL not checked yet, within the crawl's concurrency and per-host delay, until stopping()."
+    todo = db.execute("SELECT id, url FROM external WHERE checked IS NULL ORDER BY id").fetchall()
+    if not todo: return
+    turns, next_start, room = defaultdict(asyncio.Lock), {}, asyncio.Semaphore(settings.concurrency)
+
+    async def wait_turn(host: str):
+        async with turns[host]:
+            if (wait := next_start.get(host, 0) - time.monotonic()) > 0: await asyncio.sleep(wait)
+            next_start[host] = time.monotonic() + settings.delay
+
+    async def one(client, row):
+        async with room:
+            if stopping(): return
+            status, error = await answer(client, row["url"], lambda: wait_turn(httpx.URL(row["url"]).host))
+        db.execute("UPDATE external SET status = ?, error = ?, checked = datetime('now') WHERE id = ?",
+                   [status, error, row["id"]])
+
+    async with httpx.AsyncClient(headers={"User-Agent": settings.user_agent}, timeout=settings.timeout,
+                                 follow_redirects=True, max_redirects=10) as client:
+        await asyncio.gather(*(one(client, row) for row in todo))
+
+
+async def answer(client: httpx.AsyncClient, url: str, turn) -> tuple[int | None, str | None]:
+    "(status, error) of a URL: HEAD, then GET if HEAD did not answer below 400."
+    status = error = None
+    for method in ("HEAD", "GET"):
+        await turn()
+        try:
+            async with client.stream(method, url) as response:
+                status, error = response.status_code, None
+        except httpx.HTTPError as why:
+            status, error = None, f"{type(why).__name__}: {why}" if str(why) else type(why).__name__
+        if status is not None and status < 400: break
+    return status, error

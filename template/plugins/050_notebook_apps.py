@@ -1,0 +1,55 @@
+"""Notebook apps: every notebook in notebooks/apps/ with cells tagged as steps, served as a workflow of its own.
+
+Each notebook is an app of the menu (APPS: the core loads one plugin per entry), read when the app starts:
+notebook_apps.py reads the tags and makes the forms, notebook_kernel.py runs each step in a kernel.
+"""
+
+from types import SimpleNamespace
+
+from fasthtml.common import *
+
+import config
+from notebook_apps import NotebookApp, apps, field_value, step_form
+from notebook_kernel import run_step, step_outputs
+from workflows import Step, Workflow
+
+FOLDER = config.ROOT / "notebooks" / "apps"
+
+
+def workflow_of(app: NotebookApp, plugin):
+    "The notebook's steps as a Workflow's, and the route of the files they wrote."
+    def read(step):
+        def submit(run, form):
+            try: return {p.name: field_value(p, form) for p in step.fields}
+            except ValueError as why: raise plugin.Refused(422, str(why)) from None
+        return submit
+
+    def work(step):
+        async def run_it(run, job):
+            earlier = {name: value for done in app.steps[:app.steps.index(step)]
+                       for name, value in run[done.id]["inputs"].items()}
+            value = await run_step(app, step, earlier | job.input, job)
+            plugin.log.info("%s run %s: kernel ready in %.2f s", plugin.name, run.key, value["kernel_start"])
+            return {"inputs": job.input} | value
+        return run_it
+
+    def step_of(step):
+        files = lambda run: plugin.url(f"/runs/{run.key}/files/{step.id}")
+        return Step(step.id, step.title, form=lambda run: step_form(step, run.get(step.id, {}).get("inputs", {})),
+                    submit=read(step), work=work(step), show=lambda run: step_outputs(run[step.id], files(run)))
+
+    flow = Workflow(plugin, [step_of(step) for step in app.steps],
+                    intro=P(app.intro, " ", Small(f"From notebooks/apps/{app.path.name}.")))
+
+    @plugin.route("/runs/{key}/files/{step_id}/{n}", methods="get")
+    async def download(key: str, step_id: str, n: int):
+        "A file the step wrote under data/: only one its run names, so nothing else can be asked for."
+        names = flow.run(key).get(step_id, {}).get("files", [])
+        path = config.DATA_DIR / names[n] if 0 <= n < len(names) else None
+        if path is None or not path.resolve().is_relative_to(config.DATA_DIR.resolve()) or not path.is_file():
+            raise plugin.Refused(404, "This step wrote no such file, or it has been deleted since.")
+        return FileResponse(path, filename=path.name)
+
+
+APPS = [SimpleNamespace(NAME=app.name, DISPLAY_NAME=app.title, setup=lambda plugin, app=app: workflow_of(app, plugin))
+        for app in apps(FOLDER)] if FOLDER.is_dir() else []

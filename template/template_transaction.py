@@ -1,0 +1,153 @@
+"""Makes `./run update` a transaction: the update is worked out in a scratch worktree of this fork's HEAD, and this
+fork's working tree and index change only at the end, in one step, with the complete result.
+
+Template-owned: `copier update` keeps it current. Until that step (the point of no return) an interruption, a
+failed migration or a crash leaves the fork as it was: the scratch worktree is simply removed. What the update
+starts (copier and its migrations, the fork's tests and what they start) runs in a process group of its own,
+stopped on every way out.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from template_merge import git
+
+NOT_COPIED = ".venv"  # the environment: large, and the update runs on the fork's own
+NO_HOOKS = ("-c", f"core.hooksPath={os.devnull}")  # the fork's git hooks are for its own commits
+GRACE = 30  # seconds a stopped process group has to tidy up (pytest's fixtures stop what they started)
+
+
+class Interrupted(BaseException):
+    """Ctrl-C, or a SIGTERM or SIGHUP: the update stops where it is (a BaseException, as KeyboardInterrupt is, so
+    that no `except Exception` in a library swallows it)."""
+
+
+def interrupt(signum, frame) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP stop the update as Ctrl-C does, so that every cleanup runs."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
+
+
+@contextmanager
+def deferred_signals():
+    """Holds Ctrl-C, SIGTERM and SIGHUP while the block runs, so the fork is never left half-applied; yields the list
+    of those that arrived, for the caller to stop on once the block is done."""
+    arrived = []
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda signum, frame: arrived.append(signal.Signals(signum).name))
+    try:
+        yield arrived
+    finally:
+        stop_on_signals()
+
+
+@contextmanager
+def process_group(command: list[str], **popen):
+    """Runs command in a process group of its own; however the block ends, the group is stopped: SIGINT first, as a
+    Ctrl-C would, then SIGKILL for whatever is left."""
+    process = subprocess.Popen(command, process_group=0, **popen)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            signal_group(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=GRACE)
+            except subprocess.TimeoutExpired:
+                pass
+        signal_group(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def signal_group(group: int, signum: int) -> None:
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        pass  # the group is gone already
+
+
+def untracked_files(root: Path) -> set[str]:
+    """Files git does not track (ignored ones too: data, logs, secrets), but for the environment."""
+    listing = git("ls-files", "-z", "--others", "--exclude", f"/{NOT_COPIED}", cwd=root)
+    return {path for path in listing.split("\0") if path}
+
+
+def same_file(one: Path, other: Path) -> bool:
+    return one.is_symlink() == other.is_symlink() and (
+        os.readlink(one) == os.readlink(other) if one.is_symlink() else one.read_bytes() == other.read_bytes())
+
+
+class Scratch:
+    """A worktree of the fork's HEAD, with copies of its untracked files (migrations move data), where the update is
+    worked out; `apply` makes the fork what the scratch has become."""
+
+    def __init__(self, fork: Path):
+        self.fork = fork
+        self.dir = Path(tempfile.mkdtemp(prefix="template-update-"))
+        self.work = self.dir / "fork"
+        try:
+            git("worktree", "prune", cwd=fork)  # one an update killed outright left behind
+            git(*NO_HOOKS, "worktree", "add", "--quiet", "--detach", str(self.work), "HEAD", cwd=fork)
+            self.untracked = untracked_files(fork)
+            for path in self.untracked:
+                (self.work / path).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(fork / path, self.work / path, follow_symlinks=False)
+        except BaseException:
+            self.remove()
+            raise
+
+    def remove(self) -> None:
+        subprocess.run(["git", "worktree", "remove", "--force", "--force", str(self.work)], cwd=self.fork,
+                       capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def result_tree(self) -> str:
+        """The scratch's files as a git tree: what the fork's tracked files become (new ones included)."""
+        index = self.dir / "result-index"
+        env = os.environ | {"GIT_INDEX_FILE": str(index)}
+        for args in (["read-tree", "HEAD"], ["add", "--all"]):
+            subprocess.run(["git", *NO_HOOKS, *args], cwd=self.work, env=env, check=True, capture_output=True)
+        return subprocess.run(["git", "write-tree"], cwd=self.work, env=env, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    def untracked_changes(self, tree: str) -> tuple[list[str], list[str]]:
+        """What the update did to files git does not track (a migration moving the database): (written, removed)."""
+        result = set(git("ls-tree", "-r", "-z", "--name-only", tree, cwd=self.work).split("\0"))
+        now = untracked_files(self.work) - result
+        written = sorted(path for path in now if path not in self.untracked or
+                         not same_file(self.fork / path, self.work / path))
+        return written, sorted(self.untracked - now - result)
+
+    def apply(self) -> list[str]:
+        """The point of no return: one git read-tree makes the fork's tracked files the result (new files included),
+        its index becomes the scratch's (unchanged files and the conflicts to resolve), and what migrations did to
+        untracked files follows. Signals wait until it is done: returns those that arrived."""
+        tree = self.result_tree()
+        written, removed = self.untracked_changes(tree)
+        staged = git("ls-files", "--stage", "-z", cwd=self.work).encode()
+        with deferred_signals() as arrived:
+            git(*NO_HOOKS, "read-tree", "-m", "-u", "HEAD", tree, cwd=self.fork)
+            index = Path(git("rev-parse", "--git-path", "index", cwd=self.fork).strip())
+            index = index if index.is_absolute() else self.fork / index
+            staging = index.with_name("index.update")
+            staging.unlink(missing_ok=True)
+            subprocess.run(["git", "update-index", "-z", "--index-info"], cwd=self.fork, input=staged, check=True,
+                           capture_output=True, env=os.environ | {"GIT_INDEX_FILE": str(staging)})
+            os.replace(staging, index)
+            for path in written:
+                (self.fork / path).parent.mkdir(parents=True, exist_ok=True)
+                (self.fork / path).unlink(missing_ok=True)
+                shutil.copy2(self.work / path, self.fork / path, follow_symlinks=False)
+            for path in removed:
+                (self.fork / path).unlink(missing_ok=True)
+            subprocess.run(["git", "update-index", "-q", "--refresh"], cwd=self.fork, capture_output=True)
+        return arrived

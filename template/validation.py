@@ -1,0 +1,136 @@
+"""Signals checked against the crawl's own data: canonical targets, hreflang annotations, near-duplicate content.
+
+Canonicals are findings over the page table (a canonical to a page the crawl found broken, redirecting or not
+indexable). hreflang and near-duplicates need every page first, so check() runs once a crawl ends, in a thread of
+its own on a connection of its own, and writes its verdicts into the page table:
+
+- hreflang: each annotation's language code (ISO 639-1, an optional script and region, or x-default), the page's
+  reference to itself, and the return link every page it names must give back (Google ignores a pair without one);
+  a target the crawl did not fetch is not judged.
+- near-duplicates: datasketch's MinHash of each page's five-word shingles (taken while the page is parsed; pages of
+  fewer than MIN_WORDS words are too short to judge), then its MinHash LSH to find, for each page, the most similar
+  other one at or above the threshold the crawl was given (an estimated Jaccard similarity, 0 to 1).
+"""
+
+import re
+import sqlite3
+import zlib
+from functools import cache
+
+from findings import HTML_200, REDIRECTS, Finding
+
+COLUMNS = {"minhash": "BLOB", "hreflang_problems": "TEXT", "near_duplicate_of": "TEXT", "similarity": "REAL"}
+EXPORTED = ["hreflang_problems", "near_duplicate_of", "similarity"]  # the MinHash itself is no reading matter
+NUM_PERM = 64  # MinHash permutations: the similarity's error is about 1/sqrt(64), 0.125, before LSH's check
+SCHEME = "affine32"  # datasketch's: 32-bit hash values (4 bytes each in the page table)
+SHINGLE = 5  # words
+MIN_WORDS = 50
+LANGUAGES = set(
+    "aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz ee el "
+    "en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik io is it iu "
+    "ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na "
+    "nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so "
+    "sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu"
+    .split())
+CODE = re.compile(r"(?i)([a-z]{2})(-[a-z]{4})?(-[a-z]{2}|-\d{3})?")
+
+
+@cache
+def hasher():
+    "An empty MinHash whose permutations every page's reuses (making them is most of a small page's cost)."
+    from datasketch import MinHash  # imported on first use: it brings scipy, which the app's start can do without
+    return MinHash(num_perm=NUM_PERM, hashfunc=zlib.crc32, scheme=SCHEME)
+
+
+def signature(words: list[str]) -> bytes | None:
+    "The MinHash of a page's text, as bytes for the page table; None for a page too short to judge."
+    if len(words) < MIN_WORDS: return None
+    from datasketch import MinHash
+    words = [word.lower() for word in words]
+    shingles = {" ".join(words[n:n + SHINGLE]).encode() for n in range(len(words) - SHINGLE + 1)}
+    empty = hasher()
+    minhash = MinHash(num_perm=NUM_PERM, hashfunc=zlib.crc32, permutations=empty.permutations,
+                      scheme=SCHEME)
+    minhash.update_batch(list(shingles))
+    return minhash.hashvalues.tobytes()
+
+
+def valid_code(code: str) -> bool:
+    match = CODE.fullmatch(code)
+    return code.lower() == "x-default" or bool(match and match[1].lower() in LANGUAGES)
+
+
+def check(path, threshold: float):
+    "Once a crawl ends: its hreflang and near-duplicate verdicts, written into its file."
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        with db:
+            db.execute("BEGIN")
+            db.execute("UPDATE page SET hreflang_problems = NULL, near_duplicate_of = NULL, similarity = NULL")
+            db.executemany("UPDATE page SET hreflang_problems = ? WHERE url = ?", hreflang_problems(db))
+            if threshold: db.executemany("UPDATE page SET near_duplicate_of = ?, similarity = ? WHERE id = ?",
+                                         near_duplicates(db, threshold))
+    finally:
+        db.close()
+
+
+def hreflang_problems(db) -> list[tuple[str, str]]:
+    "(what is wrong, URL) for each page whose hreflang annotations are wrong."
+    annotated = {url: [line.split(" ", 1) for line in text.splitlines()] for url, text in
+                 db.execute(f"SELECT url, hreflang FROM page WHERE {HTML_200} AND hreflang IS NOT NULL")}
+    targets = {target for entries in annotated.values() for _, target in entries}
+    fetched = {}
+    for url, status in db.execute("SELECT url, status FROM page WHERE state = 'done'"):
+        if url in targets: fetched[url] = status
+    found = []
+    for url, entries in annotated.items():
+        problems = [f"bad code: {code}" for code, _ in entries if not valid_code(code)]
+        if url not in (target for _, target in entries): problems.append("no self-reference")
+        for _, target in entries:
+            if target == url or target not in fetched: continue
+            if fetched[target] != 200: problems.append(f"to a page answering {fetched[target] or 'nothing'}: {target}")
+            elif url not in (back for _, back in annotated.get(target, [])): problems.append(
+                f"no return link from {target}")
+        if problems: found.append(("; ".join(problems), url))
+    return found
+
+
+def near_duplicates(db, threshold: float) -> list[tuple[str, float, int]]:
+    "(the most similar other page, the similarity, page id) for each page with a near-duplicate."
+    import numpy
+    from datasketch import LeanMinHash, MinHashLSH
+
+    # LSH finds the candidates, the estimated similarity decides: above 0.95, 64 permutations leave LSH too few bands
+    index, pages = MinHashLSH(threshold=min(threshold, 0.95), num_perm=NUM_PERM), {}
+    for page, url, blob in db.execute(f"SELECT id, url, minhash FROM page WHERE {HTML_200} AND minhash IS NOT NULL"):
+        pages[page] = url, LeanMinHash(seed=1, hashvalues=numpy.frombuffer(blob, dtype=numpy.uint32), scheme=SCHEME)
+        index.insert(page, pages[page][1])
+    found = []
+    for page, (url, minhash) in pages.items():
+        similar = [(minhash.jaccard(pages[other][1]), pages[other][0])
+                   for other in index.query(minhash) if other != page]
+        if similar and (best := max(similar))[0] >= threshold: found.append((best[1], round(best[0], 3), page))
+    return found
+
+
+NOT_OK = "(SELECT url FROM page WHERE state = 'done' AND (status >= 400 OR status IS NULL))"
+CANONICAL = "canonical IS NOT NULL AND canonical != url AND canonical IN "
+FINDINGS = [
+    Finding("canonical_broken", "Canonical to a broken page", CANONICAL + NOT_OK, "error",
+            "Search engines ignore a canonical that leads nowhere."),
+    Finding("canonical_redirect", "Canonical to a redirect", f"{CANONICAL}(SELECT url FROM page WHERE {REDIRECTS})",
+            "warning", "Point the canonical at where the redirect leads."),
+    Finding("canonical_not_indexable", "Canonical to a page not indexable",
+            f"{CANONICAL}(SELECT url FROM page WHERE {HTML_200} AND indexable = 0)", "error",
+            "The page it names is noindex, or names yet another page: neither is indexed."),
+    Finding("hreflang_bad_code", "hreflang with a wrong language code", "hreflang_problems LIKE '%bad code:%'",
+            "error", "A code is an ISO 639-1 language, with an optional region (en-GB), or x-default."),
+    Finding("hreflang_no_self", "hreflang without a self-reference", "hreflang_problems LIKE '%no self-reference%'",
+            "warning", "Each page's hreflang set should name the page itself."),
+    Finding("hreflang_no_return", "hreflang without a return link", "hreflang_problems LIKE '%no return link%'",
+            "error", "The page named does not name this one back: search engines ignore the pair."),
+    Finding("hreflang_broken", "hreflang to a redirect or a broken page", "hreflang_problems LIKE '%to a page answ%'",
+            "error"),
+    Finding("near_duplicate", "Near-duplicate content", "near_duplicate_of IS NOT NULL", "warning",
+            "Pages this similar compete with each other: merge them, or make each one say something of its own."),
+]
