@@ -11,7 +11,7 @@ How it goes: from the start URL and/or the site's sitemaps (a sitemap index and 
 page within the same site (host and port), breadth first, to a depth and a page limit. robots.txt is fetched first
 and obeyed for the user agent chosen (protego, the parser Scrapy uses), Crawl-delay included. At most `concurrency`
 requests are out at once, each request to a host waits `delay` seconds after the one before, each has a timeout
-and reads at most `max_size` bytes. Redirects are not followed blindly: each hop is a page of its own, with its
+and reads at most `max_size` bytes (unpacked: fetching.py reads every body with a cap). Redirects are not followed blindly: each hop is a page of its own, with its
 code, so a chain or a loop is the walk from one page to the next (chain()).
 
 Every URL is a row of the `page` table the moment it is found, with its state: queued (the frontier), sitemap
@@ -21,23 +21,29 @@ at any moment (a cancel, a restart, kill -9) resumes from the frontier in the fi
 Memory stays flat however large the site: only the pages at work are held.
 
 HTML is parsed with selectolax (Lexbor, an HTML5 parser: the same tree a browser builds), one page at a time in a
-thread of the crawl's own, so a huge page never stalls the app; sitemaps with the standard library's streaming XML
-parser (expat refuses entity bombs), gzip unpacked with a cap.
+process of the crawl's own (Lexbor keeps the GIL: in a thread, a page of tiny tags held the app's event loop for
+0.5 s), so a huge page never stalls the app; sitemaps with the standard library's streaming XML parser in a thread, read whole first up to a size (a gzip bomb is refused at the cap), one that declares
+entities refused unread. robots.txt is read up to 500 KB, as Google does. Each fetch has a total time, not a time per
+read: a body that trickles in ends at the timeout. stop() ends the crawl within a second, whatever it is waiting for.
+
+What the crawler will not fetch or follow is never the end of the crawl: a redirect to javascript:, a link to a bad
+port, a sitemap too large or unsafe, an unreadable robots.txt each get a sentence in `refused`, on the page where
+they were met (robots.txt and sitemaps are rows of their own, state refused), and the "refused" finding counts them.
+No URL keeps its user:password@: they are dropped before a URL is stored, shown or followed.
 """
 
 import asyncio
 import json
+import pickle
 import re
 import sqlite3
+import sys
 import time
-import zlib
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from xml.etree.ElementTree import ParseError, XMLPullParser
 
 import httpx
 from protego import Protego
@@ -49,18 +55,25 @@ import onpage
 import sitemaps
 import validation
 from exports import write_csv, write_xlsx
-from findings import CORE, CRAWLED, REDIRECTS, Finding
-from url_checker import normal_url, redirect_target
+from fetching import (ACCEPT_ENCODING, Refused, get_robots, get_sitemap, location, read_body, set_location_aside,
+                      web_url, why_failed, without_credentials)
+from findings import BROKEN, CORE, CRAWLED, REDIRECTS, Finding
+from url_checker import REDIRECT_CODES, normal_url
 
 CRAWLS_DIR = config.DATA_DIR / "crawls"
 USER_AGENT = f"Mozilla/5.0 (compatible; {config.SLUG}-crawler/1.0)"
 SITEMAP_LIMIT = 50 * 1024 * 1024  # bytes of one sitemap, unpacked: the sitemaps.org limit
 SITEMAP_FILES = 200  # sitemaps read from one index (and its nested indexes) at most
 SITEMAP_URLS = 100_000  # URLs taken from the sitemaps at most
-MAX_URL = 2048  # characters: longer links are left alone
+STOP_GRACE = 0.5  # seconds stop() gives the pages at work to finish; the others stay queued
 PROGRESS_EVERY = 0.25  # seconds between two progress reports
 ENDINGS = {"done": "every page within the limits", "limit": "stopped at the page limit",
            "stopped": "stopped before the end"}
+
+
+def bare_url(text: str) -> str:
+    "An http(s) URL as normal_url reads it, without user:password@ (ValueError says why it is not one)."
+    return str(without_credentials(httpx.URL(normal_url(text))))
 
 
 @dataclass
@@ -75,12 +88,15 @@ class Settings:
     timeout: float = 10  # seconds for a page, body included
     max_size: int = 5 * 1024 * 1024  # bytes read of a page; the rest is left, and the page flagged
     user_agent: str = USER_AGENT  # sent with every request, and the one robots.txt is read for
+    max_sitemap_size: int = SITEMAP_LIMIT  # bytes of one sitemap, unpacked: a larger one is refused
+    max_sitemaps: int = SITEMAP_FILES
+    max_sitemap_urls: int = SITEMAP_URLS
     near_duplicates: float = 0.9  # the similarity (0 to 1) from which two pages are near-duplicates; 0: not looked for
     check_external: bool = False  # once the crawl ends, ask each external link's URL (link_check.py)
 
     def __post_init__(self):
-        if self.start: self.start = normal_url(self.start)
-        self.sitemaps = [normal_url(url) for url in self.sitemaps]
+        if self.start: self.start = bare_url(self.start)
+        self.sitemaps = [bare_url(url) for url in self.sitemaps]
         if not (self.start or self.sitemaps): raise ValueError("give a start URL, a sitemap, or both")
 
     @property
@@ -112,7 +128,7 @@ CREATE TABLE IF NOT EXISTS page (
     html INTEGER NOT NULL DEFAULT 0, size INTEGER, truncated INTEGER NOT NULL DEFAULT 0, seconds REAL, title TEXT,
     description TEXT, canonical TEXT, meta_robots TEXT, x_robots_tag TEXT, h1_count INTEGER, h1 TEXT,
     hreflang TEXT, words INTEGER, outlinks INTEGER, external_links INTEGER, inlinks INTEGER NOT NULL DEFAULT 0,
-    indexable INTEGER, not_indexable_why TEXT, crawled TEXT);
+    indexable INTEGER, not_indexable_why TEXT, crawled TEXT, refused TEXT);
 CREATE TABLE IF NOT EXISTS link (source INTEGER NOT NULL, target INTEGER NOT NULL, PRIMARY KEY (source, target))
     WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS link_target ON link (target);
@@ -133,7 +149,7 @@ FINDING = {finding.id: finding for finding in FINDINGS}
 EXPORT_COLUMNS = ["url", "status", "redirect_to", "depth", "title", "description", "h1_count", "h1", "canonical",
                   "meta_robots", "x_robots_tag", "indexable", "not_indexable_why", "hreflang", "words", "inlinks",
                   "outlinks", "external_links", "in_sitemap", "content_type", "size", "truncated", "seconds", "error",
-                  "state", "crawled", *onpage.COLUMNS, *sitemaps.COLUMNS, *validation.EXPORTED]
+                  "refused", "state", "crawled", *onpage.COLUMNS, *sitemaps.COLUMNS, *validation.EXPORTED]
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -144,7 +160,7 @@ def connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode = wal")
     db.execute("PRAGMA synchronous = normal")
     db.executescript(SCHEMA + link_check.SCHEMA)
-    add_columns(db, sitemaps.COLUMNS | onpage.COLUMNS | validation.COLUMNS)
+    add_columns(db, sitemaps.COLUMNS | onpage.COLUMNS | validation.COLUMNS | {"refused": "TEXT"})
     return db
 
 
@@ -170,14 +186,9 @@ def in_site(url: httpx.URL, site: httpx.URL) -> bool:
 
 
 def absolute(href: str, base: httpx.URL) -> httpx.URL | None:
-    "A link's URL, made absolute and without its #fragment; None for mailto:, javascript: and broken links."
-    href = href.strip()
-    if not href or len(href) > MAX_URL or href.startswith("#"): return None
-    try:
-        url = base.join(href)
-    except (httpx.InvalidURL, ValueError):
-        return None
-    return url.copy_with(fragment=None) if url.scheme in ("http", "https") and url.host else None
+    "A link's absolute URL (see fetching.web_url); None for one there is nothing to follow, or that cannot be."
+    try: return web_url(href, base)
+    except Refused: return None
 
 
 @dataclass
@@ -191,6 +202,7 @@ class Parsed:
     hreflang: list[str] = field(default_factory=list)  # "lang url"
     words: int = 0
     links: list[tuple[str, bool]] = field(default_factory=list)  # (absolute URL, followed)
+    refused: list[str] = field(default_factory=list)  # the links that cannot be followed, each with why
     columns: dict = field(default_factory=dict)  # the audit's columns (onpage.py, validation.py) and their values
 
 
@@ -199,7 +211,7 @@ def attribute(node, name: str) -> str | None:
 
 
 def parse_page(body: bytes, encoding: str, url: str, minhash: bool = True) -> Parsed:
-    "The SEO facts of an HTML page (its MinHash too, for near-duplicates, unless told not): run in the parsing thread."
+    "The SEO facts of an HTML page (its MinHash too, for near-duplicates, unless told not): run in the parsing process."
     try: text = body.decode(encoding, errors="replace")
     except LookupError: text = body.decode("utf-8", errors="replace")
     tree = LexborHTMLParser(text)
@@ -211,9 +223,13 @@ def parse_page(body: bytes, encoding: str, url: str, minhash: bool = True) -> Pa
     canonical_url = absolute(canonical, base) if canonical else None
     robots = attribute(tree.css_first("meta[name=robots i]"), "content")
     follow = "nofollow" not in (robots or "").lower() and "none" not in (robots or "").lower()
-    links = []
+    links, refused = [], []
     for anchor in tree.css("a[href], area[href]"):
-        if target := absolute(anchor.attributes.get("href") or "", base):
+        try: target = web_url(anchor.attributes.get("href") or "", base)
+        except Refused as why:
+            refused.append(str(why))
+            continue
+        if target:
             links.append((str(target), follow and "nofollow" not in (anchor.attributes.get("rel") or "").lower()))
     title = " ".join(title_node.text().split()) if title_node is not None else None
     description = " ".join((attribute(tree.css_first("meta[name=description i]"), "content") or "").split()) or None
@@ -228,7 +244,52 @@ def parse_page(body: bytes, encoding: str, url: str, minhash: bool = True) -> Pa
         h1=[" ".join(h1.text(separator=" ").split()) for h1 in tree.css("h1")],
         hreflang=[f"{link.attributes.get('hreflang')} {absolute(link.attributes.get('href'), base) or ''}"
                   for link in tree.css("link[rel~=alternate i][hreflang][href]")],
-        words=len(words), links=links, columns=facts | {"minhash": validation.signature(words) if minhash else None})
+        words=len(words), links=links, refused=refused,
+        columns=facts | {"minhash": validation.signature(words) if minhash else None})
+
+
+class ParsingProcess:
+    """parse_page in a process of its own (`python -m crawler`), one page at a time: Lexbor keeps the GIL, so in a
+    thread a page of tiny tags held the app's event loop for half a second and more. A page is sent as a JSON line
+    (its size, encoding, URL and whether to MinHash it) and its bytes; its Parsed comes back as a pickled dict (its
+    MinHash is bytes), after its size (8 bytes). A parse cut short (a stop)
+    ends the process, and the next parse starts another."""
+
+    def __init__(self, max_size: int):
+        self.process, self.turn, self.max_size, self.ended = None, asyncio.Lock(), max_size, []
+
+    async def parse(self, body: bytes, encoding: str, url: str, minhash: bool) -> Parsed:
+        async with self.turn:
+            if self.process is None:
+                self.process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "crawler", cwd=Path(__file__).parent, stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE)
+            try:
+                self.process.stdin.write(json.dumps([len(body), encoding, url, minhash]).encode() + b"\n" + body)
+                await self.process.stdin.drain()
+                size = int.from_bytes(await self.process.stdout.readexactly(8), "big")
+                return Parsed(**pickle.loads(await self.process.stdout.readexactly(size)))  # from our own process
+            except BaseException:
+                self.process.kill()  # mid-page: what it would answer next is no longer known
+                self.ended.append(self.process)
+                self.process = None
+                raise
+
+    async def close(self):
+        "Ends the process (at once: a crawl cancelled waits for no page), and every one this parser ended."
+        if self.process is not None:
+            self.process.kill()
+            self.ended.append(self.process)
+        for process in self.ended: await process.wait()
+
+
+def parse_stdin():
+    "python -m crawler: parses the pages sent on stdin (see ParsingProcess), until stdin ends."
+    while header := sys.stdin.buffer.readline():
+        size, encoding, url, minhash = json.loads(header)
+        parsed = pickle.dumps(asdict(parse_page(sys.stdin.buffer.read(size), encoding, url, minhash)))
+        sys.stdout.buffer.write(len(parsed).to_bytes(8, "big") + parsed)
+        sys.stdout.buffer.flush()
 
 
 def noindex(directives: str | None) -> bool:
@@ -245,6 +306,14 @@ def indexability(url: str, status: int | None, html: bool, meta_robots, x_robots
     return ""
 
 
+def refusal(redirect: str | None, links: list[str]) -> str | None:
+    "What a page leads to that the crawler will not follow, as one note: its redirect, its links (the first three)."
+    if links:
+        more = f" and {len(links) - 3:,} more" if len(links) > 3 else ""
+        links = [f"{len(links):,} link{'s' if len(links) > 1 else ''} not followed: {'; '.join(links[:3])}{more}"]
+    return " · ".join(filter(None, [redirect, *links])) or None
+
+
 class Crawl:
     """One crawl, kept in its own SQLite file. Crawl(path, settings) starts one in a new file (the settings are
     kept in it); Crawl(path) opens the one there, to resume or read."""
@@ -258,7 +327,7 @@ class Crawl:
         self.site = self.settings.site
         self.robots: dict[str, Protego | None] = {}  # origin -> its rules (None: it has none)
         self.next_request: dict[str, float] = {}  # host -> when its next request may start (time.monotonic)
-        self.stopping = False
+        self.stop_asked = asyncio.Event()
 
     def close(self): self.db.close()
 
@@ -278,63 +347,103 @@ class Crawl:
 
     def progress(self, last: str = "") -> Progress:
         counts = dict(self.db.execute("SELECT state, count(*) FROM page GROUP BY state").fetchall())
-        errors = self.db.execute("SELECT count(*) FROM page WHERE state = 'done' AND "
-                                 "(status >= 400 OR status IS NULL)").fetchone()[0]
+        errors = self.db.execute(f"SELECT count(*) FROM page WHERE {BROKEN}").fetchone()[0]
         return Progress(counts.get("done", 0), sum(counts.get(state, 0) for state in PENDING), errors,
                         counts.get("blocked", 0), last)
+
+    def refuse(self, url: str, why: str):
+        "Notes what the crawler would not read at url (a robots.txt, a sitemap): a row of its own, state refused."
+        self.db.execute("INSERT INTO page (url, state, refused) VALUES (?, 'refused', ?) "
+                        "ON CONFLICT (url) DO UPDATE SET refused = excluded.refused", [url, why])
+
+    def refusals(self, limit: int = 3) -> tuple[int, list[str]]:
+        "How many URLs have a refusal, and the first `limit` of them as 'URL: why'."
+        count = self.db.execute("SELECT count(*) FROM page WHERE refused IS NOT NULL").fetchone()[0]
+        first = self.db.execute("SELECT url, refused FROM page WHERE refused IS NOT NULL ORDER BY state = 'refused' "
+                                "DESC, id LIMIT ?", [limit]).fetchall()
+        return count, [f"{row['url']}: {row['refused']}" for row in first]
+
+    def refusals_said(self) -> str:
+        "What the crawl would not read or follow, for the summary: how many, and the first few with why."
+        count, first = self.refusals()
+        if not count: return ""
+        return f" Not read or not followed ({count:,}): {' · '.join(first)}{' …' if count > len(first) else ''}."
 
     def summary(self, final: Progress) -> str:
         "How an ended crawl went, in a sentence."
         def plural(n: int, word: str) -> str: return f"{n:,} {word}{'' if n == 1 else 's'}"
         return (f"Crawled {plural(final.done, 'page')} of {self.site.host} ({ENDINGS[self.status]}): "
                 f"{plural(final.errors, 'error')}, {final.blocked:,} blocked by robots.txt, "
-                f"{final.queued:,} left in the queue.")
+                f"{final.queued:,} left in the queue.{self.refusals_said()}")
 
     # --- running
     def stop(self):
-        "Ends the crawl after the pages at work: what is crawled stays, the rest stays queued."
-        self.stopping = True
+        """Ends the crawl within a second: the pages at work get STOP_GRACE seconds to finish, the others stay
+        queued (fetched again on a resume), and a robots.txt or sitemap still arriving is dropped."""
+        self.stop_asked.set()
 
     async def run(self, on_progress=None):
         """Crawls until the frontier is empty, the page limit is reached or stop() is called; resumes a crawl the
         file already has. on_progress, an async function, gets a Progress after every page."""
         settings = self.settings
+        self.stop_asked = asyncio.Event()  # of this run's event loop
         self.record(status="crawling", started=self.db.execute("SELECT started FROM crawl").fetchone()[0]
                     or datetime.now().isoformat(timespec="seconds"))
         limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
-        parser = ThreadPoolExecutor(1, thread_name_prefix="crawl-parse")  # one page parsed at a time
+        parser = ParsingProcess(settings.max_size)
         self.turns = defaultdict(asyncio.Lock)  # host -> its requests' queue for wait_turn, in this run's event loop
+        headers = {"User-Agent": settings.user_agent, "Accept-Encoding": ACCEPT_ENCODING}
         try:
-            async with httpx.AsyncClient(headers={"User-Agent": settings.user_agent}, limits=limits,
-                                         timeout=settings.timeout, follow_redirects=False) as client:
+            # Made in a thread: loading the certificates takes the event loop's time otherwise (0.1 to 1 s).
+            async with await asyncio.to_thread(httpx.AsyncClient, headers=headers, limits=limits,
+                                               timeout=settings.timeout, follow_redirects=False,
+                                               event_hooks={"response": [set_location_aside]}) as client:
                 self.client, self.parser = client, parser
-                if not self.db.execute("SELECT seeded FROM crawl").fetchone()[0]: await self.seed()
-                ended = await self.crawl(on_progress)
+                seeded = self.db.execute("SELECT seeded FROM crawl").fetchone()[0] or await self.seeded()
+                ended = await self.crawl(on_progress) if seeded else "stopped"
         finally:
-            parser.shutdown(wait=False, cancel_futures=True)
+            await parser.close()
         await asyncio.to_thread(validation.check, self.path, settings.near_duplicates)  # a thread: it reads every page
         if settings.check_external and ended != "stopped":
-            await link_check.check(self.db, settings, lambda: self.stopping)
+            await link_check.check(self.db, settings, self.stop_asked.is_set)
         self.record(status=ended, finished=datetime.now().isoformat(timespec="seconds"))
         return self.progress()
+
+    async def first_done(self, tasks) -> set[asyncio.Task]:
+        "Waits until one of the tasks is done, or stop() is called; returns the tasks done."
+        stop = asyncio.ensure_future(self.stop_asked.wait())
+        try: finished, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
+        finally: stop.cancel()
+        return finished - {stop}
+
+    async def seeded(self) -> bool:
+        "Seeds the frontier, unless stop() comes first (a resume seeds again)."
+        seeding = asyncio.ensure_future(self.seed())
+        try:
+            if not await self.first_done([seeding]): return False
+            seeding.result()  # its error, if it failed
+            return True
+        finally:
+            seeding.cancel()
 
     async def crawl(self, on_progress) -> str:
         "Fetches the frontier, breadth first, with at most `concurrency` pages at work; returns how it ended."
         at_work: dict[asyncio.Task, int] = {}
-        fetched, told = self.progress().done, 0.0
+        fetched, told, last = self.progress().done, 0.0, ""
         try:
             while True:
+                if self.stop_asked.is_set():
+                    if at_work: await asyncio.wait(at_work, timeout=STOP_GRACE)  # the rest stay queued
+                    return "stopped"
                 room = min(self.settings.concurrency - len(at_work), self.settings.max_pages - fetched - len(at_work))
-                if room > 0 and not self.stopping:
+                if room > 0:
                     for row in self.next_pages(room, list(at_work.values())):
                         at_work[asyncio.create_task(self.visit(row["id"], row["url"], row["depth"]))] = row["id"]
                 if not at_work:
-                    if self.stopping: return "stopped"
                     if self.promote_sitemap_pages(): continue
                     if fetched >= self.settings.max_pages and self.next_pages(1, []): return "limit"
                     return "done"
-                finished, _ = await asyncio.wait(at_work, return_when=asyncio.FIRST_COMPLETED)
-                for task in finished:
+                for task in await self.first_done(at_work):
                     del at_work[task]
                     last = task.result()
                     fetched += bool(last)
@@ -357,16 +466,19 @@ class Crawl:
 
     # --- robots.txt and politeness
     async def rules(self, url: httpx.URL) -> Protego | None:
-        "The robots.txt rules of the URL's origin, fetched once; a missing or failing robots.txt allows everything."
+        """The robots.txt rules of the URL's origin, fetched once (see fetching.get_robots). A missing robots.txt
+        allows everything; so does one that fails, and the crawl's refusals say so."""
         origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
         if origin not in self.robots:
-            self.robots[origin] = None
+            self.robots[origin], robots = None, f"{origin}/robots.txt"
             try:
                 await self.wait_turn(url.host)
-                response = await self.client.get(f"{origin}/robots.txt")
-                if response.status_code == 200: self.robots[origin] = Protego.parse(response.text[:500_000])
-            except httpx.HTTPError:
-                pass
+                text, note = await get_robots(self.client, robots, self.settings.timeout)
+                if text is not None: self.robots[origin] = await asyncio.to_thread(Protego.parse, text)
+            except asyncio.CancelledError:
+                del self.robots[origin]  # not read: a resume asks again
+                raise
+            if note: self.refuse(robots, f"{note}: the crawl went on as if it allowed every page")
         return self.robots[origin]
 
     async def wait_turn(self, host: str):
@@ -382,62 +494,52 @@ class Crawl:
     async def seed(self):
         start, settings = self.settings.start, self.settings
         if start: self.add_urls([start], depth=0, state="queued")
-        listed = list(settings.sitemaps)
+        listed, guessed = list(settings.sitemaps), None
         if settings.robots_sitemaps and not listed:
             rules = await self.rules(self.site)
-            listed = sitemaps.from_robots(list(rules.sitemaps) if rules else [], str(self.site.join("/robots.txt"))) \
-                or [str(self.site.join("/sitemap.xml"))]
-        found, unread = await self.sitemap_urls(listed)
+            listed = sitemaps.from_robots(list(rules.sitemaps) if rules else [], str(self.site.join("/robots.txt")))
+            if not listed: listed = [guessed := str(self.site.join("/sitemap.xml"))]
+        found = await self.sitemap_urls(listed, guessed)
         self.add_urls(list(found), depth=None if start else 0, state="sitemap" if start else "queued", in_sitemap=True)
         self.db.executemany("UPDATE page SET lastmod = ?, lastmod_problem = ? WHERE url = ?",
                             [(lastmod, sitemaps.lastmod_problem(lastmod), url)
                              for url, lastmod in found.items() if lastmod])
-        note = [f"{len(found):,} URLs in the sitemaps"] if found else []
-        self.record(seeded=1, note="; ".join(note + [f"{url} unread: {why}" for url, why in unread]) or None)
+        self.record(seeded=1, note=f"{len(found):,} URLs in the sitemaps" if found else None)
 
-    async def sitemap_urls(self, listed: list[str]) -> tuple[dict[str, str | None], list[tuple[str, str]]]:
-        """The page URLs of these sitemaps within the site, each with its lastmod, nested indexes followed; and the
-        sitemaps that could not be read, each with why."""
-        pages, seen, todo, unread = {}, set(), list(listed), []
-        while todo and len(seen) < SITEMAP_FILES and len(pages) < SITEMAP_URLS:
+    async def sitemap_urls(self, listed: list[str], guessed: str | None = None) -> dict[str, str | None]:
+        """The page URLs of these sitemaps within the site, each with its lastmod, nested indexes followed, within the
+        settings' counts. A sitemap that cannot be read is refused, with why (but for a guessed /sitemap.xml that is
+        not there)."""
+        settings, pages, seen, todo = self.settings, {}, set(), list(listed)
+        while todo and len(pages) < settings.max_sitemap_urls:
             url = todo.pop(0)
             if url in seen: continue
+            if len(seen) >= settings.max_sitemaps:
+                self.refuse(url, f"Not read: the sitemaps list more than {settings.max_sitemaps:,} sitemaps")
+                break
             seen.add(url)
             try: kind, locations = await self.read_sitemap(url)
-            except (httpx.HTTPError, ValueError, ParseError, EOFError, OSError, zlib.error) as why:
-                unread.append((url, str(why) or type(why).__name__))
+            except TimeoutError:
+                self.refuse(url, f"The sitemap did not arrive within {settings.timeout * 3:g} s: its pages were "
+                                 "not read")
+                continue
+            except (httpx.HTTPError, Refused) as error:
+                if url != guessed: self.refuse(url, f"The sitemap was not read ({why_failed(error)})")
                 continue
             found = [(target, lastmod) for location, lastmod in locations
                      if (target := absolute(location, httpx.URL(url)))]
             if kind == "sitemapindex": todo += [str(target) for target, _ in found]
             else: pages.update((str(target), lastmod) for target, lastmod in found if in_site(target, self.site))
-        return dict(list(pages.items())[:SITEMAP_URLS]), unread
+            if len(pages) > settings.max_sitemap_urls or len(locations) >= settings.max_sitemap_urls:
+                self.refuse(url, f"The sitemaps list more than {settings.max_sitemap_urls:,} URLs: the rest were "
+                                 "left")
+        return dict(list(pages.items())[:settings.max_sitemap_urls])
 
     async def read_sitemap(self, url: str) -> tuple[str, list[tuple[str, str | None]]]:
-        "(urlset or sitemapindex, each <loc> with its <lastmod>) of one sitemap, plain or gzipped, read as it streams."
+        "(urlset or sitemapindex, each <loc> with its <lastmod>) of one sitemap, in its turn (see fetching.get_sitemap)."
         await self.wait_turn(httpx.URL(url).host)
-        async with asyncio.timeout(self.settings.timeout * 3), self.client.stream("GET", url) as response:
-            if response.status_code != 200: raise ValueError(f"HTTP {response.status_code}")
-            xml, unpack, size, locations, root = XMLPullParser(events=("start", "end")), None, 0, [], None
-            entry = {}
-            async for chunk in response.aiter_bytes():
-                if unpack is None and size == 0 and chunk[:2] == b"\x1f\x8b": unpack = zlib.decompressobj(31)
-                data = unpack.decompress(chunk, SITEMAP_LIMIT) if unpack else chunk
-                size += len(data)
-                if size > SITEMAP_LIMIT: raise ValueError("sitemap too large")
-                xml.feed(data)
-                for event, element in xml.read_events():
-                    tag = element.tag.rsplit("}", 1)[-1]
-                    if event == "start":
-                        root = root or tag
-                    elif tag in ("loc", "lastmod") and element.text:
-                        entry[tag] = element.text.strip()
-                    elif tag in ("url", "sitemap"):
-                        if "loc" in entry: locations.append((entry["loc"], entry.get("lastmod")))
-                        entry = {}
-                        element.clear()
-            xml.close()
-        return root or "urlset", locations
+        return await get_sitemap(self.client, url, self.settings.max_sitemap_size, self.settings.timeout * 3,
+                                 self.settings.max_sitemap_urls)
 
     # --- one page
     def add_urls(self, urls, depth: int | None, state: str, found_on: int | None = None, in_sitemap=False):
@@ -464,39 +566,41 @@ class Crawl:
             return ""
         await self.wait_turn(target.host)
         found = await self.fetch(url)
-        parsed = await asyncio.get_running_loop().run_in_executor(
-            self.parser, parse_page, found.pop("body"), found.pop("encoding"), url, self.settings.near_duplicates > 0) \
-            if found["html"] else None
+        parsed = await self.parser.parse(found.pop("body"), found.pop("encoding"), url,
+                                         self.settings.near_duplicates > 0) if found["html"] else None
         self.keep(page_id, url, depth, found, parsed)
         return f"{url} ({found['status'] or found['error']})"
 
     async def fetch(self, url: str) -> dict:
-        "The answer to one GET, its body (HTML only) read up to max_size bytes; a failure is in 'error'."
+        """The answer to one GET within the timeout, its body (HTML only) read up to max_size bytes unpacked; a
+        failure is in 'error', a redirect that will not be followed in 'refused'."""
         found = {"status": None, "error": None, "redirect_to": None, "content_type": None, "html": False,
-                 "size": None, "truncated": False, "x_robots_tag": None, "body": b"", "encoding": "utf-8"}
+                 "size": None, "truncated": False, "x_robots_tag": None, "body": b"", "encoding": "utf-8",
+                 "refused": None}
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.settings.timeout), self.client.stream("GET", url) as response:
                 content_type = response.headers.get("content-type", "")
-                found |= {"status": response.status_code, "redirect_to": redirect_target(response),
-                          "content_type": content_type.split(";")[0].strip() or None,
+                found |= {"status": response.status_code, "content_type": content_type.split(";")[0].strip() or None,
                           "x_robots_tag": ", ".join(response.headers.get_list("x-robots-tag")) or None,
                           "encoding": response.charset_encoding or "utf-8"}
+                try:
+                    if response.status_code in REDIRECT_CODES and location(response):
+                        found["redirect_to"] = str(web_url(location(response), response.url) or "") or None
+                except Refused as why:
+                    found["refused"] = f"Its redirect is not followed: {why}"
                 length = response.headers.get("content-length")
                 found["size"] = int(length) if length and length.isdigit() else None
-                if "html" in content_type and found["redirect_to"] is None:
+                if "html" in content_type and response.status_code not in REDIRECT_CODES:
                     found["html"] = True
-                    body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) >= self.settings.max_size:
-                            found["truncated"] = True
-                            break
-                    found["body"], found["size"] = bytes(body[:self.settings.max_size]), found["size"] or len(body)
+                    found["body"], found["truncated"] = await read_body(response, self.settings.max_size)
+                    found["size"] = found["size"] or len(found["body"])
         except TimeoutError:
             found["error"] = f"Timed out after {self.settings.timeout:g} s"
+        except Refused as why:
+            found["error"] = f"Not read: {why}"
         except httpx.HTTPError as error:
-            found["error"] = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            found["error"] = why_failed(error)
         found["seconds"] = round(time.perf_counter() - started, 3)
         return found
 
@@ -526,7 +630,7 @@ class Crawl:
                 "UPDATE page SET state = 'done', status = ?, error = ?, redirect_to = ?, content_type = ?, html = ?, "
                 "size = ?, truncated = ?, seconds = ?, title = ?, description = ?, canonical = ?, meta_robots = ?, "
                 "x_robots_tag = ?, h1_count = ?, h1 = ?, hreflang = ?, words = ?, outlinks = ?, external_links = ?, "
-                "indexable = ?, not_indexable_why = ?, crawled = ?"
+                "indexable = ?, not_indexable_why = ?, crawled = ?, refused = ?"
                 + "".join(f", {column} = ?" for column in parsed.columns) + " WHERE id = ?",
                 [found["status"], found["error"], found["redirect_to"], found["content_type"], int(found["html"]),
                  found["size"], int(found["truncated"]), found["seconds"], parsed.title, parsed.description,
@@ -534,7 +638,7 @@ class Crawl:
                  len(parsed.h1) if found["html"] else None, " | ".join(parsed.h1) or None,
                  "\n".join(parsed.hreflang) or None, parsed.words if found["html"] else None, len(internal),
                  len(external), int(not why), why or None, datetime.now().isoformat(timespec="seconds"),
-                 *parsed.columns.values(), page_id])
+                 refusal(found["refused"], parsed.refused), *parsed.columns.values(), page_id])
 
     def link(self, source: int, urls: list[str]):
         "Keeps the links from source to these known URLs; each new one raises its target's in-link count."
@@ -576,8 +680,9 @@ class Crawl:
     def broken_links(self):
         "(linking page, broken URL, its status or error) for every link to a broken page."
         return self.db.execute(
-            "SELECT s.url, t.url, coalesce(t.status, t.error) FROM page t JOIN link l ON l.target = t.id "
-            "JOIN page s ON s.id = l.source WHERE t.state = 'done' AND (t.status >= 400 OR t.status IS NULL) "
+            "SELECT s.url, t.url, coalesce(t.error, t.status) FROM page t JOIN link l ON l.target = t.id "
+            "JOIN page s ON s.id = l.source WHERE t.state = 'done' AND (t.status >= 400 OR t.error IS NOT NULL "
+            "OR t.status IS NULL) "
             "ORDER BY t.url, s.url")
 
     def redirect_chains(self):
@@ -605,3 +710,7 @@ class Crawl:
             "Broken external links": (["linking page", "external URL", "status or error"],
                                       link_check.broken(self.db)),
         })
+
+
+if __name__ == "__main__":
+    parse_stdin()

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from url_checker import REDIRECT_CODES
 
 SLOW = 1.0  # seconds: a page slower than this is a finding
-CRAWLED = "state IN ('done', 'blocked')"
+CRAWLED = "state IN ('done', 'blocked', 'refused')"  # refused: a robots.txt or sitemap not read (crawler.refuse)
 HTML_200 = "state = 'done' AND status = 200 AND html = 1"
+BROKEN = "state = 'done' AND (status >= 400 OR status IS NULL OR error IS NOT NULL)"  # error: its body failed
 REDIRECTS = f"status IN ({', '.join(map(str, sorted(REDIRECT_CODES)))})"
 
 
@@ -25,8 +26,7 @@ class Finding:
 
 
 CORE = [
-    Finding("broken", "Broken pages (4xx, 5xx or no answer)", "state = 'done' AND (status >= 400 OR status IS NULL)",
-            "error", "Links to them lead nowhere: fix the links or the pages."),
+    Finding("broken", "Broken pages (4xx, 5xx or no answer)", BROKEN, "error", "Links to them lead nowhere: fix the links or the pages."),
     Finding("redirect_chain", "Redirect chains and loops",
             f"{REDIRECTS} AND redirect_to IN (SELECT url FROM page WHERE {REDIRECTS})", "error",
             "Each extra hop costs a round trip, and a loop never ends: link to the last URL."),
@@ -49,4 +49,7 @@ CORE = [
     Finding("blocked", "Blocked by robots.txt", "state = 'blocked'", "notice"),
     Finding("slow", f"Slow pages (over {SLOW:g} s)", f"state = 'done' AND seconds > {SLOW}", "warning"),
     Finding("truncated", "Pages larger than the size cap", "truncated = 1", "warning"),
+    Finding("refused", "Not read or not followed", "refused IS NOT NULL", "warning",
+            "The crawler would not read or follow these (each says why): a sitemap too large or unsafe, a robots.txt "
+            "it could not read, a redirect or links to addresses that are no web pages."),
 ]

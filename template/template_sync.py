@@ -22,6 +22,7 @@ import copier
 import yaml
 from packaging.version import InvalidVersion, Version
 
+import fork_check
 from template_merge import ANSWERS, Render, file_by_file, git, is_binary, keep_binary_changes, keep_fork_versions, \
     renames, skipped_template_changes
 from template_transaction import Interrupted, Scratch, process_group, stop_on_signals
@@ -77,16 +78,20 @@ class Template:
     def git(self, *args: str) -> str:
         return git(*args, cwd=self.repo)
 
-    def newest_release(self) -> str | None:
-        """The newest release tag, by copier's rule: the highest PEP 440 version that is not a pre-release."""
+    def releases(self, *where: str) -> dict[str, Version]:
+        """The release tags (of the commit where names, if given), by copier's rule: PEP 440 versions that are not
+        pre-releases."""
         releases = {}
-        for tag in self.git("tag", "--list").split():
+        for tag in self.git("tag", "--list", *where).split():
             try:
                 releases[tag] = Version(tag)
             except InvalidVersion:
                 continue
-        return max((tag for tag, version in releases.items() if not version.is_prerelease), key=releases.get,
-                   default=None)
+        return {tag: version for tag, version in releases.items() if not version.is_prerelease}
+
+    def newest_release(self) -> str | None:
+        releases = self.releases()
+        return max(releases, key=releases.get, default=None)
 
     def commit(self, ref: str) -> str | None:
         """The commit ref names (a tag, a hash, or copier's `v1.0.0-3-gabc1234`), or None."""
@@ -98,8 +103,16 @@ class Template:
         return subprocess.run(["git", "merge-base", "--is-ancestor", older, newer], cwd=self.repo).returncode == 0
 
     def name(self, commit: str) -> str:
-        """What copier records as _commit for this commit."""
-        return self.git("describe", "--tags", "--always", commit).strip()
+        """The newest release tag on this commit, else what copier records as _commit for it (git describe, which
+        may pick the older of two tags on one commit)."""
+        releases = self.releases("--points-at", commit)
+        return max(releases, key=releases.get, default=None) or self.git("describe", "--tags", "--always",
+                                                                          commit).strip()
+
+    def release_commit(self, tag: str) -> str | None:
+        """The commit scripts/release made for release tag (vX.Y.Z: "Release X.Y.Z"), or None."""
+        subject = f"^Release {re.escape(tag.removeprefix('v'))}$"
+        return self.git("log", "--all", "--format=%h", "--extended-regexp", f"--grep={subject}").split("\n")[0] or None
 
     def config(self, ref: str) -> dict:
         "The template's copier.yml at ref."
@@ -157,6 +170,12 @@ def choose_target(template: Template, answers: dict, requested: str | None, answ
     """The template commit to update to, or None when there is nothing to do; says which and why."""
     recorded = answers["_commit"]
     current = template.commit(recorded)
+    if not current and (release := template.release_commit(recorded)):
+        push = "" if Path(template.url).is_absolute() else " and git push --tags"
+        fail(f"The template at {template.url} has no tag {recorded}, the release {ANSWERS} records, though it has "
+             f"that release's commit, {release}: its tags were left out (a clone or mirror made without them). In the "
+             f"template's repository, scripts/release --restore-tags{push} tags its releases again; then run this "
+             "again.")
     if not current:
         fail(f"The template at {template.url} has no commit {recorded}, the one {ANSWERS} records (was the fork "
              "rendered from uncommitted template changes?). Set _commit to the release it was rendered from, commit, "
@@ -183,8 +202,8 @@ def choose_target(template: Template, answers: dict, requested: str | None, answ
     if target == current and requested:
         say(f"Nothing new: this fork is on {requested} already ({recorded}).")
     elif target == current and newest:
-        say(f"Nothing new: this fork is on template {recorded}, the newest release"
-            f"{'' if recorded == newest else f' ({newest})'}.")
+        say(f"Nothing new: this fork is on template {newest}, the newest release"
+            f"{'' if recorded == newest else f' ({ANSWERS} names the same commit {recorded})'}.")
     elif not newest:
         say(f"Nothing new: the template has no release yet, and this fork is on its newest commit ({recorded}).")
     else:
@@ -310,14 +329,16 @@ def update(argv: list[str]) -> int:
     try:
         if held:
             raise Interrupted(held[0])
-        return report(done.after["_commit"], done.kept, done.skipped, done.leftovers, options.no_test)
+        return report(done.after["_commit"], done.kept, done.skipped, done.leftovers, options.no_test,
+                      fork_check.own_modules(done.new.files))
     except Interrupted as stop:
         say(f"Interrupted ({stop}) after the update was applied: the fork has the whole update, not committed and "
             "not tested. Run ./run test, or drop the update: git reset --hard && git clean -fd")
         return 130
 
 
-def report(version: str, kept: dict[str, str], skipped: list[str], leftovers: list[str], no_test: bool) -> int:
+def report(version: str, kept: dict[str, str], skipped: list[str], leftovers: list[str], no_test: bool,
+           own: list[str]) -> int:
     if skipped:
         say("You deleted these template files, so this update's changes to them are not applied (./run drift shows "
             "the template's version):")
@@ -336,6 +357,10 @@ def report(version: str, kept: dict[str, str], skipped: list[str], leftovers: li
     if kept or conflicted:
         say("Then run ./run test and commit. To drop the update instead: git reset --hard && git clean -fd")
         return 1
+    if own and not fits(own):
+        say("The update is merged, but your code calls the template in ways it no longer takes (above). Fix them, or "
+            "drop the update: git reset --hard && git clean -fd")
+        return 1
     if no_test:
         say(f"Merged template {version} without running the tests (--no-test): run ./run test, review with git diff, "
             "then commit.")
@@ -350,6 +375,13 @@ def report(version: str, kept: dict[str, str], skipped: list[str], leftovers: li
         return 1
     say(f"Updated to template {version}. Nothing is committed: review with git diff, then commit.")
     return 0
+
+
+def fits(own: list[str]) -> bool:
+    """Whether the fork's own files fit the updated template's modules: the updated ./run checks them, with the
+    updated .venv, before the tests (which may never call what broke)."""
+    with process_group(["./run", "check", *own]) as check:
+        return check.wait() == 0
 
 
 def drift() -> int:

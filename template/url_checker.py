@@ -11,7 +11,8 @@ The app checks through check_urls_apart, the same checks in a process of their o
 
 Redirects are followed one hop at a time, so each hop keeps its own code (301, 302, 303, 307 and 308 told apart);
 a loop, or more than MAX_REDIRECTS hops, ends the chain with an error. A URL that fails (timeout, unknown host,
-refused connection) gets its error in its result; it never stops the others.
+refused connection) gets its error in its result, in words for the person (fetching.why_failed); it never stops the
+others.
 """
 
 import asyncio
@@ -31,6 +32,7 @@ import httpx
 
 import config
 from exports import write_csv as write_safe_csv
+from fetching import Refused, location, set_location_aside, web_url, why_failed
 
 CHECKS_DIR = config.DATA_DIR / "url_checks"
 USER_AGENT = f"{config.SLUG}-url-checker (httpx)"
@@ -71,11 +73,11 @@ def parse_url_list(text: str) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def redirect_target(response: httpx.Response) -> str | None:
-    "Where a redirect answer sends the client (its Location, made absolute), else None."
-    location = response.headers.get("location")
-    if response.status_code not in REDIRECT_CODES or not location: return None
-    try: return str(response.url.join(location))
-    except httpx.InvalidURL: return None
+    """Where a redirect answer sends the client (its Location, made absolute), else None; Refused for a Location that
+    is no web address (javascript:, a bad port)."""
+    if response.status_code not in REDIRECT_CODES or not location(response): return None
+    target = web_url(location(response), response.url)
+    return str(target) if target else None
 
 
 def page_title(body: bytes, encoding: str) -> str | None:
@@ -123,8 +125,10 @@ async def check_url(client: httpx.AsyncClient, url: str, timeout: float) -> UrlC
             await follow(client, result)
     except TimeoutError:
         result.error = f"Timed out after {timeout:g} s"
+    except Refused as why:
+        result.error = f"Its redirect is not followed: {why}"
     except (httpx.HTTPError, httpx.InvalidURL) as error:
-        result.error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        result.error = why_failed(error)
     result.seconds = round(time.perf_counter() - started, 3)
     if result.redirects >= CHAIN and not result.flag: result.flag = f"chain of {result.redirects} redirects"
     return result
@@ -166,7 +170,8 @@ async def check_urls(urls, concurrency: int = 10, timeout: float = 10, on_result
     """
     limit = asyncio.Semaphore(concurrency)
     # No httpx timeouts: check_url's own covers the whole check, every hop and the read of the title included.
-    async with httpx.AsyncClient(follow_redirects=False, timeout=None, headers={"User-Agent": USER_AGENT}) as client:
+    async with httpx.AsyncClient(follow_redirects=False, timeout=None, headers={"User-Agent": USER_AGENT},
+                                 event_hooks={"response": [set_location_aside]}) as client:
 
         async def check(url):
             async with limit:

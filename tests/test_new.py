@@ -154,7 +154,7 @@ def template_copy(path, *releases):
         exclude.write(".venv\n")
     for version in releases:
         (repo / "CHANGELOG.md").write_text((repo / "CHANGELOG.md").read_text() + f"\nRelease {version}.\n")
-        commit_all(repo, f"Release {version}")
+        commit_all(repo, f"Release {version.removeprefix('v')}")  # as scripts/release names it
         git(repo, "tag", version)
     (repo / "CHANGELOG.md").write_text((repo / "CHANGELOG.md").read_text() + "\nWork after the releases.\n")
     commit_all(repo, "Work after the releases")
@@ -179,7 +179,8 @@ def test_new_renders_the_newest_release_and_records_the_template_remote(tmp_path
     git(template, "remote", "add", "origin", "https://example.org/acme/template.git")
     result = new_from(template, "darwinix", str(tmp_path / "fork"))
     assert recorded(tmp_path / "fork") == ("v0.2.0", "https://example.org/acme/template.git")
-    assert "It updates from https://example.org/acme/template.git" in result.stderr
+    assert "Rendering the template's newest release, v0.2.0.\n" in result.stderr
+    assert "It updates from https://example.org/acme/template.git.\n" in result.stderr and "push" not in result.stderr
 
 
 def test_new_renders_the_current_commit_when_asked_and_records_the_url_given(tmp_path):
@@ -205,3 +206,15 @@ def test_new_without_a_release_renders_the_current_commit_and_says_so(tmp_path):
     assert f"The template has no release yet (scripts/release cuts one): rendering its current commit, {head}." \
         in result.stderr
     assert f"It updates from {template}, a path on this machine" in result.stderr
+
+
+def test_new_in_a_clone_without_tags_renders_the_current_commit_and_names_the_command_that_restores_them(tmp_path):
+    template = template_copy(tmp_path / "template", "v0.1.0", "v0.2.0")
+    git(template, "tag", "--delete", "v0.1.0", "v0.2.0")  # as git clone --no-tags leaves it
+    result = new_from(template, "darwinix", str(tmp_path / "fork"))
+    head = git(template, "rev-parse", "--short", "HEAD").strip()
+    assert recorded(tmp_path / "fork") == (head, str(template))
+    assert ("This clone of the template has no release tags, though its history has releases 0.1.0, 0.2.0 (a clone "
+            f"or mirror may leave tags out): rendering its current commit, {head}. scripts/release --restore-tags "
+            "tags those releases; scripts/new then renders the newest.\n") in result.stderr
+    assert "no release yet" not in result.stderr and "push" not in result.stderr

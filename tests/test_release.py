@@ -82,4 +82,29 @@ def test_release_refuses_an_empty_unreleased_section(repo):
 @pytest.mark.parametrize("version", ["", "1.0", "v1.0.0"])
 def test_release_wants_a_plain_version(repo, version):
     result = release(repo, version)
-    assert result.returncode == 2 and "Usage: scripts/release X.Y.Z" in result.stderr
+    assert result.returncode == 2 and "Usage: scripts/release X.Y.Z | --restore-tags | --untagged" in result.stderr
+
+
+def test_restore_tags_tags_each_release_commit_that_lacks_its_tag_as_the_release_did(repo):
+    assert release(repo, "0.1.0").returncode == 0
+    message = git(repo, "tag", "--list", "--format=%(contents)", "v0.1.0")
+    git(repo, "tag", "--delete", "v0.1.0")  # as a clone made with --no-tags has it
+    assert release(repo, "--untagged").stdout == "0.1.0\n"
+    restored = release(repo, "--restore-tags")
+    commit = git(repo, "rev-parse", "--short", "HEAD").strip()
+    assert (restored.returncode, restored.stderr) == (0, f"Tagged v0.1.0 at {commit}, its release commit.\n")
+    assert tags(repo) == ["v0.1.0"] and git(repo, "rev-parse", "v0.1.0^{commit}") == git(repo, "rev-parse", "HEAD")
+    assert git(repo, "tag", "--list", "--format=%(contents)", "v0.1.0") == message
+    assert release(repo, "--restore-tags").stderr == "Every release commit has its tag.\n"
+
+
+def test_release_refuses_while_release_tags_are_missing(repo):
+    assert release(repo, "0.1.0").returncode == 0
+    git(repo, "tag", "--delete", "v0.1.0")
+    (repo / "CHANGELOG.md").write_text((repo / "CHANGELOG.md").read_text().replace(
+        "## Unreleased\n", "## Unreleased\n\n- Another change.\n"))
+    commit_all(repo, "Another change")
+    result = release(repo, "0.2.0")
+    assert result.returncode == 1
+    assert "this clone lacks the tags of releases it has (0.1.0): scripts/release --restore-tags." in result.stderr
+    assert tags(repo) == []

@@ -22,7 +22,8 @@ import pytest
 import yaml
 from pathspec import PathSpec
 
-from template_tools import FLAVOURS, QUESTIONS, SUITE_AFTER_UPDATE, commit_all, git, render, snapshot
+from template_tools import (COMMITTER, FLAVOURS, QUESTIONS, SUITE_AFTER_UPDATE, commit_all, git, render,
+                            snapshot)
 
 UPSTREAM_2, UPSTREAM_3 = "Upstream change in 0.2.0", "Upstream change in 0.3.0"
 NEWEST = "v0.3.0"
@@ -587,6 +588,115 @@ def test_check_update_tells_the_truth_without_releases(untagged_template, tmp_pa
         check = subprocess.run([sys.executable, "-m", "copier", "check-update", "--output-format", "json"],
                                cwd=fork, capture_output=True, text=True)
         assert json.loads(check.stdout)["update_available"] is available, check.stderr
+
+
+# --- One commit, several names: tags added later, tags left out, two tags on one commit -----------------------
+
+
+def tagless_clone(template, path: Path) -> Path:
+    """A clone of the template with its release commits but none of its tags, as git clone --no-tags makes."""
+    subprocess.run(["git", "clone", "--quiet", "--no-tags", str(template.repo), str(path)], check=True)
+    return path
+
+
+def restore_tags(clone: Path) -> str:
+    done = subprocess.run([str(clone / "scripts/release"), "--restore-tags"], env=os.environ | COMMITTER,
+                          capture_output=True, text=True, check=True)
+    return done.stderr
+
+
+def test_a_fork_of_a_commit_updates_without_conflicts_once_the_commit_is_tagged(template, tmp_path):
+    clone = tagless_clone(template, tmp_path / "template")
+    commit = git(clone, "rev-parse", "--short", git(template.repo, "rev-parse", "v0.2.0").strip()).strip()
+    fork = fork_of(SimpleNamespace(repo=clone), tmp_path / "fork", commit, flavour="pipulate")
+    assert answers(fork)["_commit"] == commit and commit not in (fork / "config.py").read_text()
+    restore_tags(clone)  # the commit is v0.2.0 now, which a fresh render of it would say
+    result = run(fork, "update", "--no-test")
+    assert result.returncode == 0, result.stderr
+    assert f"Updating from template {commit} to {NEWEST}." in result.stderr and "conflict" not in result.stderr
+    assert unmerged(fork) == [] and answers(fork)["_commit"] == NEWEST
+
+
+def test_a_fork_whose_template_lost_its_tags_is_given_the_command_that_restores_them(template, tmp_path):
+    clone = tagless_clone(template, tmp_path / "template")
+    fork = fork_of(template, tmp_path / "fork", "v0.2.0", flavour="darwinix")
+    substitute(fork / ".copier-answers.yml", r"^_src_path: .*$", f"_src_path: {clone}")
+    commit_all(fork, "Follow the clone")
+    refused = run(fork, "update", "--no-test")
+    release = git(clone, "rev-parse", "--short", git(template.repo, "rev-parse", "v0.2.0^{commit}").strip()).strip()
+    assert refused.returncode == 1
+    assert (f"The template at {clone} has no tag v0.2.0, the release .copier-answers.yml records, though it has that "
+            f"release's commit, {release}: its tags were left out (a clone or mirror made without them). In the "
+            "template's repository, scripts/release --restore-tags tags its releases again; then run this again.") \
+        in refused.stderr
+    assert "uncommitted" not in refused.stderr and git(fork, "status", "--porcelain") == ""
+    assert f"Tagged v0.2.0 at {release}, its release commit." in restore_tags(clone)  # what the message says to do
+    result = run(fork, "update", "--no-test")
+    assert result.returncode == 0, result.stderr
+    assert f"Updating from template v0.2.0 to {NEWEST}." in result.stderr
+
+
+def test_two_tags_on_one_commit_are_one_release(template, tmp_path):
+    clone = tagless_clone(template, tmp_path / "template")
+    for version in ("0.1.0", "0.2.0"):
+        git(clone, "tag", f"v{version}", git(template.repo, "rev-parse", f"v{version}").strip())
+    fork = fork_of(SimpleNamespace(repo=clone), tmp_path / "fork", "v0.2.0", flavour="darwinix")
+    git(clone, "tag", NEWEST, "v0.2.0")  # released again under a new name, unchanged
+    result = run(fork, "update", "--no-test")
+    assert result.returncode == 0, result.stderr
+    assert (f"Nothing new: this fork is on template {NEWEST}, the newest release (.copier-answers.yml names the same "
+            "commit v0.2.0).") in result.stderr
+    assert git(fork, "status", "--porcelain") == ""
+
+
+# --- The fork's own code against the new template ---------------------------------------------------------
+
+
+ACME_URLS_PLUGIN = '''"""Acme's URL counter: a plugin of the fork's own that calls a helper of the template's."""
+
+from fasthtml.common import *
+
+from url_checker import parse_url_list
+
+NAME = "acme_urls"
+DISPLAY_NAME = "Acme URLs"
+
+
+def setup(plugin):
+    @plugin.page
+    def view():
+        return Form(Textarea(name="text"), Button("Count"), hx_post=plugin.url(), hx_target="#count"), P(id="count")
+
+    @plugin.route("", methods="post")
+    def count(text: str):
+        urls, refused = parse_url_list(text)
+        return P(f"{len(urls)} URLs, {len(refused)} lines refused", id="count")
+'''
+
+
+def test_a_call_of_the_forks_own_that_the_new_template_no_longer_takes_stops_the_update(template, tmp_path):
+    clone = tmp_path / "template"
+    subprocess.run(["git", "clone", "--quiet", str(template.repo), str(clone)], check=True)
+    # The release after the newest: the helper gains a required parameter, and the template's own callers follow.
+    rendered = clone / "template"
+    substitute(rendered / "url_checker.py", r"^def parse_url_list\(text: str\)",
+               "def parse_url_list(text: str, limit: int)")
+    substitute(rendered / "plugins/020_url_checker.py", r"parse_url_list\(text\)", "parse_url_list(text, 5000)")
+    substitute(rendered / "tests/test_server_url_checker.py", r'parse_url_list\("""',
+               'parse_url_list(limit=5000, text="""')
+    release(clone, "0.4.0")
+    fork = fork_of(SimpleNamespace(repo=clone), tmp_path / "fork", NEWEST, flavour="pipulate")
+    (fork / "plugins/500_acme_urls.py").write_text(ACME_URLS_PLUGIN)
+    commit_all(fork, "Acme's URL counter")
+    line = ACME_URLS_PLUGIN.splitlines().index("        urls, refused = parse_url_list(text)") + 1
+    misfit = f'plugins/500_acme_urls.py:{line}: error: Missing positional argument "limit" in call to "parse_url_list"'
+    result = run(fork, "update", "--no-test")
+    assert result.returncode == 1 and f"\n  {misfit}  [call-arg]\n" in result.stderr, result.stderr
+    assert ("The update is merged, but your code calls the template in ways it no longer takes (above). Fix them, or "
+            "drop the update: git reset --hard && git clean -fd") in result.stderr
+    assert answers(fork)["_commit"] == "v0.4.0"
+    again = run(fork, "check")  # what the fork runs once it has fixed them
+    assert again.returncode == 1 and misfit in again.stderr
 
 
 # --- The working tree, drift, migrations and the weekly job ---------------------------------------------------

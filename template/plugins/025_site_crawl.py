@@ -83,6 +83,7 @@ def mark(text, cls: str, title: str | None = None) -> NotStr:
 
 def status_cell(row):
     if row["state"] == "blocked": return mark("blocked", "blocked")
+    if row["state"] == "refused": return mark("not read", "failed", row["refused"])
     if row["state"] != "done": return mark("not crawled", "pending")
     if row["status"] is None: return mark("failed", "failed", row["error"])
     return mark(row["status"], f"s{row['status'] // 100}")
@@ -103,7 +104,8 @@ def url_cell(row):
     moved = small("→ ", address(within(row["redirect_to"], origin))) if row["redirect_to"] else ""
     linked = small("Linked from ", " ".join(str(address(within(source, origin)))
                                             for source in row["linked_from"].split(" "))) if row["linked_from"] else ""
-    return NotStr(link + moved + linked + (small(escape(row["error"])) if row["error"] else ""))
+    notes = "".join(small(escape(row[column])) for column in ("error", "refused") if row[column])
+    return NotStr(link + moved + linked + notes)
 
 
 def number(column: str):
@@ -148,7 +150,7 @@ def pages(crawl: Crawl, key: str, view: View) -> tuple[list[dict], int, View]:
     view = view.fit(total)
     linked = LINKED_FROM if view.filters.get("finding") in ("broken", "redirect", "redirect_chain") else \
         "NULL AS linked_from"
-    found = crawl.db.execute(f"SELECT id, url, state, status, error, redirect_to, title, depth, inlinks, outlinks, "
+    found = crawl.db.execute(f"SELECT id, url, state, status, error, refused, redirect_to, title, depth, inlinks, outlinks, "
                              f"words, seconds, {linked} FROM page WHERE {where} ORDER BY {order(view)} "
                              f"LIMIT {explore.PAGE_SIZE} OFFSET {view.offset}", args).fetchall()
     origin = f"{crawl.site.scheme}://{crawl.site.netloc.decode('ascii')}"
@@ -261,7 +263,8 @@ def page_detail(crawl: Crawl, row, columns: int):
              ("External links", row["external_links"]), ("In the sitemap", "yes" if row["in_sitemap"] else None),
              ("Sitemap lastmod", " ".join(filter(None, [row["lastmod"], row["lastmod_problem"] and
                                                          f"({row['lastmod_problem']})"])) or None),
-             ("Linked from", ", ".join(crawl.linked_from(row["url"])) or None), ("Crawled", row["crawled"])]
+             ("Linked from", ", ".join(crawl.linked_from(row["url"])) or None), ("Crawled", row["crawled"]),
+             ("Not read or not followed", row["refused"])]
     return Tr(Td(Table(*[Tr(Th(label, scope="row"), Td(value)) for label, value in facts if value not in (None, "")],
                        cls="page-detail"), colspan=columns))
 

@@ -150,16 +150,16 @@ def test_the_pages_download_as_csv_and_the_crawl_as_a_workbook(server, live, sit
     assert downloads == []  # each download's file went once it was sent
 
 
-def test_stop_keeps_the_pages_crawled_so_far(live, site):
+def test_stop_keeps_the_pages_crawled_so_far_and_waits_for_no_site(live, site):
     site.release.clear()
     key = start(live, f"{site.url}/held/1", concurrency="1")
     wait_for(lambda: site.held_now == 1)
     working = live.get("/site_crawl").text
     assert "Stop and keep the pages so far" in working and 'hx-trigger="every 2s"' in working  # live rows
     assert live.post(f"/site_crawl/runs/{key}/stop", headers=HX).status_code == 200
+    page = html.unescape(done_page(live))  # the page held stays queued: a stop waits for no site
     site.release.set()
-    page = html.unescape(done_page(live))
-    assert "Crawled 1 page of 127.0.0.1 (stopped before the end)" in page
+    assert "Crawled 0 pages of 127.0.0.1 (stopped before the end)" in page
     assert live.post(f"/site_crawl/runs/{key}/stop", headers=HX).status_code == 409  # nothing at work now
 
 

@@ -37,6 +37,7 @@ class LocalSite:
             Route("/plain", lambda request: PlainTextResponse("<title>not a page</title>")),
             Route("/slow", self.slow),
             Route("/busy/{n}", self.busy),
+            Route("/to-javascript", lambda request: RedirectResponse("javascript:alert(1)", 302)),
         ])
 
     def hop(self, request):
@@ -136,10 +137,17 @@ def test_a_page_slower_than_the_timeout_is_an_error_in_its_result(site):
     assert 0.5 <= slow.seconds < 1 and time.monotonic() - started < 2
 
 
-def test_hosts_that_do_not_answer_are_errors_and_the_others_still_get_checked(site):
-    unknown, refused, home = check("http://nothing.invalid/", f"http://127.0.0.1:{free_port()}/", f"{site.url}/")
-    assert unknown.status is None and unknown.error.startswith("ConnectError")
-    assert refused.status is None and refused.error.startswith("ConnectError")
+def test_hosts_that_do_not_answer_are_errors_in_words_and_the_others_still_get_checked(site):
+    port, plain = free_port(), site.url.removeprefix("http://")
+    unknown, refused, tls, javascript, home = check(
+        "http://nothing.invalid/", f"http://127.0.0.1:{port}/", url_checker.normal_url(plain),  # https:// by default
+        f"{site.url}/to-javascript", f"{site.url}/")
+    assert (unknown.status, unknown.error) == (None, "Host not found: nothing.invalid has no address (DNS)")
+    assert (refused.status, refused.error) == (None, f"Connection refused: nothing answers at 127.0.0.1:{port}")
+    assert tls.status is None and tls.error.startswith(f"{plain} does not speak HTTPS (the secure connection "
+                                                       "failed): try http:// instead")
+    assert (javascript.status, javascript.error) == (
+        302, "Its redirect is not followed: javascript:alert(1) is not a web address (javascript:)")
     assert home.status == 200
 
 

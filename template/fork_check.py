@@ -1,0 +1,91 @@
+"""Checks this fork's own Python code against the template's modules: `./run check`, and `./run update` after it
+has merged a release.
+
+Template-owned: `copier update` keeps it current. A release can change a helper your code calls: a new required
+parameter, a renamed function, a module gone. The template's tests still pass, and your plugin's route answers 500
+the first time someone uses it. This names each such call, file:line, before then.
+
+The checker is mypy: the reference checker for Python, installed from PyPI like the rest (pyright would need
+Node), and offline. It checks each call's arguments against the function called, annotated or not, and with
+--check-untyped-defs the bodies of your unannotated functions too (setup(plugin), tests). Only your files are
+checked: it reads the template's modules (following imports silently) to know their functions, but their own
+typing is the template's business. And only what fails at run time whatever the types say is reported: a call
+with arguments its function does not take, a name or a module's attribute that is not there, a module that is
+gone. A type mismatch in code that runs (a str where the hint says int) is not, or an update would stop on code
+that works.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+MYPY = [sys.executable, "-m", "mypy", "--follow-imports=silent", "--follow-untyped-imports", "--check-untyped-defs",
+        "--no-error-summary", "--no-pretty", "--no-color-output", "--show-error-codes"]
+# What mypy learnt of the modules (some seconds of work) is kept in .venv, out of git's way; MYPY_CACHE_DIR
+# puts it elsewhere.
+CACHE = {"MYPY_CACHE_DIR": ".venv/mypy-cache"}
+# The findings that break at run time; a module's missing attribute only when the module is one of this fork's
+# (a library may make its names at run time, as fasthtml.svg does).
+MISFIT = re.compile(r": error: .*\[(call-arg|name-defined|import-not-found|syntax)\]$"
+                    r'|: error: Module (has no attribute|"(?P<module>[\w.]+)" has no attribute) .*\[attr-defined\]$')
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def own_modules(template_files: Iterable[str]) -> list[str]:
+    """This fork's own Python files: those git sees (committed or not, not ignored) that the template does not
+    render (plugins numbered 500 and up, its tests, its other modules)."""
+    rendered = set(template_files)
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    return sorted(path for path in listed if path.endswith(".py") and path not in rendered and Path(path).is_file())
+
+
+def is_misfit(line: str) -> bool:
+    found = MISFIT.search(line)
+    module = found and found["module"]
+    return bool(found) and (not module or Path(*module.split(".")).with_suffix(".py").is_file())
+
+
+def misfits(paths: list[str]) -> list[str]:
+    """mypy's findings in paths that fail at run time, as file:line: error: message [code]."""
+    checked = subprocess.run([*MYPY, *paths], capture_output=True, text=True, env=CACHE | os.environ)
+    if checked.returncode > 1:  # mypy could not check them (a crash, two modules of one name): all it said
+        return (checked.stdout + checked.stderr).strip().splitlines()
+    return [line for line in checked.stdout.splitlines() if is_misfit(line)]
+
+
+def check(paths: list[str]) -> int:
+    if not paths:
+        say("No Python files of your own to check.")
+        return 0
+    if found := misfits(paths):
+        say("Your code no longer fits the template's modules here (mypy):")
+        say("\n".join(f"  {line}" for line in found))
+        return 1
+    say(f"Your code fits the template's modules ({len(paths)} file(s) of yours checked).")
+    return 0
+
+
+def rendered_files() -> set[str]:
+    "The files the template renders for this fork: a fresh render of the release it records."
+    import template_sync  # it imports this module
+    answers = template_sync.read_answers()
+    with tempfile.TemporaryDirectory(prefix="fork-check-") as scratch:
+        template = template_sync.Template(template_sync.template_url(answers), Path(scratch))
+        return set(template.render(answers["_commit"], answers, "fresh").files)
+
+
+def main(argv: list[str]) -> int:
+    os.chdir(Path(__file__).resolve().parent)
+    return check(argv or own_modules(rendered_files()))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
