@@ -249,3 +249,24 @@ def test_a_long_conversation_scrolls_in_the_panel_and_the_page_keeps_its_height(
         expect(log.locator(".assistant").last).to_be_in_viewport()
         save_screenshot(page, "pipulate.png")
         assert_only_local_requests(page.context.requested)
+
+
+def test_each_code_block_copies_its_own_code_and_each_message_says_who_said_it(browser, chat_url, fake):
+    context = browser.new_context()
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=chat_url)
+    page = context.new_page()
+    page.add_init_script(OPENED)
+    page.goto(chat_url)
+    fake.tokens = ["Two ways:\n\n```python\nprint('one')\n```\n\n", "```bash\necho two\n```\n"]
+    send(page, "show code")
+    blocks = page.locator("#chat-log .assistant.done .code")
+    expect(blocks.locator(".code-lang")).to_have_text(["python", "bash"])
+    blocks.nth(1).get_by_role("button", name="Copy this code").click()
+    expect(blocks.nth(1).locator(".copy")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "echo two\n"
+    page.reload()  # a reply drawn with the page gets its buttons too
+    blocks.nth(0).get_by_role("button", name="Copy this code").click()
+    assert page.evaluate("navigator.clipboard.readText()") == "print('one')\n"
+    speakers = "[...document.querySelectorAll('#chat-log .msg')].map(m => getComputedStyle(m, '::before').content)"
+    assert page.evaluate(speakers) == ['"You"', '"Assistant"']
+    context.close()
