@@ -30,15 +30,16 @@ class Change:
     query: str  # SQL giving (url, before, after) for each page with this change
 
 
-def indexability(prefix: str, column: str) -> str:
+def indexability(prefix: str) -> str:
     "The page's indexability as a person reads it: yes, or no with why."
     return f"CASE WHEN {prefix}indexable IS NULL THEN NULL WHEN {prefix}indexable THEN 'yes' " \
            f"ELSE 'no: ' || coalesce({prefix}not_indexable_why, '') END"
 
 
-def changed(column: str, shown=lambda prefix, column: prefix + column) -> str:
-    "The pages in both crawls whose column differs, with its value before and after as shown(prefix, column)."
-    return f"SELECT url, {shown('old_', column)}, {shown('', column)} FROM ({BOTH}) " \
+def changed(column: str, shown=None) -> str:
+    "The pages in both crawls whose column differs, with its value before and after (as shown(prefix) if given)."
+    shown = shown or (lambda prefix: prefix + column)
+    return f"SELECT url, {shown('old_')}, {shown('')} FROM ({BOTH}) " \
            f"WHERE old_{column} IS NOT {column} ORDER BY url"
 
 
@@ -76,12 +77,12 @@ def write_csv(path: Path, changes: dict[str, list[tuple]]) -> Path:
 def section(url: str, choices: dict[str, str], earlier: str = "", changes: dict[str, list[tuple]] | None = None):
     """The comparison of this crawl with an earlier one: a picker of the other crawls {run key: label}, and once one
     is chosen the count of each change, the changed pages, and a link to the CSV."""
+    if not choices: return Section(P(Small("Crawl again to compare two crawls of a site.")), id="compare")
     picker = Form(Label("Compare with an earlier crawl",
                         Select(Option("Choose a crawl", value="", disabled=True, selected=not earlier),
                                *[Option(label, value=key, selected=key == earlier) for key, label in choices.items()],
                                name="earlier", required=True)),
                   Button("Compare", cls="outline"), hx_get=url, hx_target="#compare", hx_swap="outerHTML")
-    if not choices: return Section(P(Small("Crawl again to compare two crawls of a site.")), id="compare")
     if changes is None: return Section(picker, id="compare")
     counts = Ul(*[Li(Span(change.label), Span(f"{len(changes[change.id]):,}")) for change in CHANGES],
                 cls="findings", aria_label="Changes")

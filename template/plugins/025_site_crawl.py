@@ -528,7 +528,8 @@ def setup(plugin):
         flow.run(key)
         url, earlier = f"/{NAME}/runs/{key}/compare", request.query_params.get("earlier", "")
         if not earlier: return crawl_compare.section(url, crawls_before(key))
-        changes = await asyncio.to_thread(crawl_compare.compare, crawl_file(earlier_of(key, earlier)), crawl_file(key))
+        earlier_file = crawl_file(earlier_of(key, earlier))
+        changes = await asyncio.to_thread(crawl_compare.compare, earlier_file, crawl_file(key))
         return crawl_compare.section(url, crawls_before(key), earlier, changes)
 
     @plugin.route("/runs/{key}/compare.csv", methods="get")
