@@ -51,7 +51,7 @@ from html import escape
 import httpx
 import nh3
 import orjson
-from fasthtml.common import (A, Button, Div, Fieldset, Form, Label, Link, NotStr, Option, Script, Select, Small,
+from fasthtml.common import (A, Button, Code, Div, Fieldset, Form, Label, Link, NotStr, Option, Script, Select, Small,
                              Span, Textarea, to_xml)
 from markdown_it import MarkdownIt
 from starlette.exceptions import HTTPException
@@ -422,8 +422,13 @@ def used(tool_json: str) -> str:
 # --- What the panel draws
 
 def bubble(role: str, text: str = "", **attrs):
-    "One message in the log; text is escaped, so whatever the user wrote shows as text."
-    return Div(text, cls=f"msg {role}", **attrs)
+    "One message in the log; text is escaped, so whatever the user wrote shows as text. The app's own notes show code."
+    return Div(*(with_code(text) if role == "error" else [text]), cls=f"msg {role}", **attrs)
+
+
+def with_code(text: str) -> list:
+    "The app's own message, its `backticked` commands as code: the words are written for the terminal too."
+    return [Code(part) if i % 2 else part for i, part in enumerate(text.split("`"))]
 
 
 def streaming_reply(rid: str):
@@ -485,7 +490,7 @@ def model_options(names: list[str], current: str):
 def llm_status(fault: str | None, backend: Backend, model: str, **attrs):
     """Whether the LLM answers and has the model, in the words the errors use; asked again whenever the picker is
     focused, and after a model is picked."""
-    return Small(fault or f"{model} is ready ({backend.name} at {backend.url}).", id="chat-status",
+    return Small(*with_code(fault or f"{model} is ready ({backend.name} at {backend.url})."), id="chat-status",
                  cls="fault" if fault else "ready", role="status", hx_get="/chat/status", hx_swap="outerHTML",
                  hx_trigger="focus from:#chat-model, htmx:afterRequest from:#chat-model", **attrs)
 
@@ -516,7 +521,7 @@ def message_form():
         Fieldset(role="group")(
             Textarea(name="msg", id="chat-input", placeholder="Ask the assistant…", aria_label="Message", rows=1,
                      required=True, data_max_bytes=MAX_MESSAGE_BYTES, aria_describedby="chat-size"),
-            Button("Send"), stop_button()),
+            Button("Send", id="chat-send"), stop_button()),
         Small(f"Enter sends, Shift+Enter adds a line; {limit}.", id="chat-size", data_limit=limit))
 
 

@@ -13,6 +13,7 @@ interrupted. Column headers sort (a second click reverses), the pager moves, a f
 """
 
 import json
+import re
 from collections.abc import Callable
 from html import escape
 from dataclasses import dataclass, field, replace
@@ -75,9 +76,13 @@ class View:
 
 
 def address(url: str):
-    """A URL that may wrap after its slashes (a <wbr> break opportunity, no added character), never inside a word.
-    Written as markup directly: a table has hundreds of them, and a component per piece costs far more to draw."""
-    return NotStr(f'<span class="address">{"/<wbr>".join(map(escape, url.split("/")))}</span>')
+    """A URL that may wrap after its slashes, its ? and its &s (a <wbr> break opportunity, no added character), and
+    inside a word only where a piece is wider than its column can be. Written as markup directly: a table has hundreds
+    of them, and a component per piece costs far more to draw."""
+    return NotStr('<span class="address">' + BREAKS.sub(r"\1<wbr>", escape(url, quote=False)) + "</span>")
+
+
+BREAKS = re.compile(r"(/|\?|&amp;)")  # where an escaped URL breaks naturally
 
 
 def state(name: str, view: View, **attrs):
@@ -157,23 +162,27 @@ def rows(name: str, url: str, view: View, columns: list[Column], filters: list[F
     while the rows are still coming)."""
     follow = [*state(name, view, hx_swap_oob="true"),
               *[filter_select(name, view, choice, hx_swap_oob="true") for choice in filters]] if answer else []
+    # The table scrolls in a box of its own, under its headers: a keyboard reaches it (tabindex) to scroll it too.
     return Div(Div(Table(Thead(Tr(*[header(name, url, view, column) for column in columns])),
                          Tbody(*[table_row(columns, row) for row in found]),
                          cls="striped explore"),
-                   cls="overflow-auto"),
+                   cls="table-box", tabindex="0", role="region", aria_label="Results"),
                pager(name, url, view, total), extra, *follow, id=f"{name}-rows", **attrs)
 
 
 CSS = """
 .explore-controls { display: flex; flex-wrap: wrap; gap: .5rem; margin-bottom: .75rem; }
 .explore-controls input[type=search] { flex: 2 1 14rem; margin: 0; }
-.explore-controls select { flex: 1 1 10rem; width: auto; margin: 0; }
+.explore-controls select { flex: 1 1 10rem; width: auto; min-width: 0; max-width: 100%; margin: 0; }
 table.explore { font-size: .8rem; }
 table.explore :is(th, td) { padding: .35rem .45rem; }
 table.explore td { vertical-align: top; overflow-wrap: break-word; hyphens: none; }
 table.explore td.url { min-width: 7rem; max-width: 20rem; }
 table.explore td.numeric, table.explore th.numeric { width: 1%; }
-table.explore td.url a, table.explore td.url span.address { word-break: normal; overflow-wrap: anywhere; }
+/* break-word, not anywhere: a column is never made narrower than a URL's widest piece between its breaks */
+table.explore td.url a, table.explore td.url span.address { word-break: normal; overflow-wrap: break-word; }
+.table-box { overflow: auto; max-height: 75vh; }
+table.explore thead th { position: sticky; top: 0; z-index: 1; background: var(--pico-card-background-color); }
 table.explore .numeric { text-align: right; white-space: nowrap; }
 table.explore th { white-space: nowrap; }
 table.explore th button.sort { all: unset; cursor: pointer; font-weight: 600; }

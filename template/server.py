@@ -25,6 +25,7 @@ import apsw
 import uvicorn
 from fasthtml.common import *
 from fastlite import NotFoundError
+from starlette.routing import WebSocketRoute
 
 import config
 from assistant_tools import Tools
@@ -352,7 +353,16 @@ HEAD = rendered(
 # DEV=1 (`./run dev`): FastHTML's live reload, a script in every page that keeps a WebSocket open to /live-reload
 # and reloads the page once the server is back after a restart (see the end of this file). Off otherwise.
 App = FastHTMLWithLiveReload if config.DEV else FastHTML
+
+
+async def live_reload_socket(websocket):
+    "FastHTML's /live-reload, ended quietly when its page goes (FastHTML's asks once more and prints a traceback)."
+    await websocket.accept()
+    while (await websocket.receive())["type"] != "websocket.disconnect": pass
+
+
 app = App(hdrs=(HEAD,), default_hdrs=False, canonical=False, htmlkw={"lang": "en"},
+          routes=[WebSocketRoute("/live-reload", live_reload_socket)] if config.DEV else None,  # before FastHTML's
           key_fname=str(config.ROOT / ".sesskey"), before=scope_to_active_profile,
           middleware=[Middleware(RequestLog), Middleware(Guard)],
           exception_handlers={code: refused for code in (400, 404, 405, 409, 410, 422)}
@@ -474,8 +484,9 @@ async def edit_profile(profile_id: int):
                    Button("Save"), Button("Cancel", type="button", hx_get=f"/profiles/{profile_id}",
                                           hx_target=f"#profile-{profile_id}", hx_swap="outerHTML",
                                           cls="secondary cancel"),
-                   hx_put=f"/profiles/{profile_id}", hx_target="#profiles", hx_swap="outerHTML", role="group"),
-              id=f"profile-{profile_id}", cls="row editing")
+                   hx_put=f"/profiles/{profile_id}", hx_target="#profiles", hx_swap="outerHTML", role="group",
+                   cls="editor"),
+              id=f"profile-{profile_id}", cls="row")
 
 
 @app.get("/profiles/{profile_id}")

@@ -41,8 +41,8 @@ PUSH_EVERY = 0.1  # seconds between two pushes of a progress bar: a fast job wou
 RUNNING = {}  # run key -> its Job at work in this process (asyncio itself keeps only weak references to tasks)
 
 CSS = """
-.run-bar { display: flex; gap: .5rem; align-items: center; margin-bottom: 1.25rem; }
-.run-bar select { flex: 1; margin: 0; }
+.run-bar { display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; margin-bottom: 1.25rem; }
+.run-bar select { flex: 1 1 14rem; min-width: 0; margin: 0; }  /* a line of its own on a phone, not an empty box */
 .run-bar button { width: auto; margin: 0; white-space: nowrap; }
 ol.steps { padding: 0; margin: 0; }
 ol.steps > li.step { list-style: none; margin-bottom: .75rem; padding: .9rem 1.1rem;
@@ -69,6 +69,7 @@ ol.steps > li.step { list-style: none; margin-bottom: .75rem; padding: .9rem 1.1
 @keyframes job-busy { to { background-position: 3.4rem 0; } }
 @media (prefers-reduced-motion: reduce) { .job progress:indeterminate { animation: none; } }
 .job small { color: var(--pico-muted-color); }
+.job + div { margin-bottom: .75rem; }  /* Cancel, apart from what the step shows under it (the crawl's Stop) */
 .job + div button { width: auto; }
 """
 
@@ -364,7 +365,7 @@ class Workflow:
         swap = dict(hx_target="#workflow", hx_swap="outerHTML")
         options = [Option(run_label(saved, self.steps), value=saved.key, selected=saved.key == run.key,
                           id=f"option-{saved.key}") for saved in listed]
-        if not run.created: options.insert(0, Option("New run", value="", selected=True, disabled=True))
+        if not run.created: options.insert(0, Option("This run, not saved yet", value="", selected=True, disabled=True))
         return Div(Select(*options, name="run", aria_label="Run", hx_get=self.plugin.url("/runs"), **swap),
                    Button("New run", hx_get=self.plugin.url("/new"), cls="secondary", **swap),
                    Button("Delete run", hx_delete=self.plugin.url(f"/runs/{run.key}"), cls="outline secondary",

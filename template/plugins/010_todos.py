@@ -37,9 +37,9 @@ def todo_editor(todo):
     return Li(Form(Input(name="title", value=todo.title, aria_label="Todo", maxlength=1000, required=True,
                          autofocus=True),
                    Button("Save"), Button("Cancel", type="button", hx_get=url, cls="secondary cancel"),
-                   hx_put=url, role="group"),
+                   hx_put=url, role="group", cls="editor"),
               Input(type="hidden", name="order", value=todo.id),
-              id=f"todo-{todo.id}", cls="row editing", hx_target="this", hx_swap="outerHTML")
+              id=f"todo-{todo.id}", cls="row", hx_target="this", hx_swap="outerHTML")
 
 
 @functools.lru_cache(maxsize=100)  # the same for every view of a profile's list

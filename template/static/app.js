@@ -12,31 +12,41 @@ htmx.onLoad((root) => {
 // A message answers the last request only: clear it when the next one starts.
 document.addEventListener("htmx:beforeRequest", () => document.getElementById("message")?.replaceChildren());
 
-// Inline editors (a row of class "editing": a todo's, a profile's): Escape does what their Cancel button does. Once
-// the row is back (cancelled or saved), focus returns to the control that opened the editor, the one that gets the
-// row's .../edit, so that the keyboard goes on from where it was.
+// Inline editors (a form of class "editor" in a row: a todo's, a profile's): Escape does what their Cancel button
+// does. Once the row is back (cancelled or saved), focus returns to the control that opened the editor, the one that
+// gets the row's .../edit, so that the keyboard goes on from where it was.
+// The marker is on the form, not on the row: htmx swaps a row in with the attributes of the row it replaces (same id)
+// until it settles (20 ms, seconds on a busy machine), so a row marked as an editor would not read as one until then,
+// and an Escape that quick did nothing. The browser's own autofocus gives the editor the focus before that, too.
 document.addEventListener("keydown", (event) => {
   if (event.key !== "Escape" || event.isComposing) return;
-  const cancel = event.target.closest?.(".editing")?.querySelector("button.cancel");
+  const cancel = event.target.closest?.("form.editor")?.querySelector("button.cancel");
   if (cancel) {
     event.preventDefault();
-    // htmx wires a swapped-in row once it has settled (20 ms, longer on a busy machine), and the editor has the focus
-    // before that: an Escape that quick would click a button that does nothing yet.
-    htmx.process(cancel);
+    htmx.process(cancel);  // htmx wires a swapped-in row once it has settled: before that its Cancel does nothing
     cancel.click();
   }
+});
+
+// An editor opens with the cursor after the old text, the first time it has the focus (the browser's autofocus or
+// htmx's, whichever comes first); later a click places the cursor where it falls.
+const placed = new WeakSet();
+document.addEventListener("focusin", ({ target }) => {
+  if (placed.has(target) || !target.matches("form.editor input")) return;
+  placed.add(target);
+  target.setSelectionRange(target.value.length, target.value.length);
 });
 
 // Other swaps may come between (the chat's model picker loads itself, slowly on a busy machine): only the swap that
 // brings the row back gives the focus, and no other swap forgets the row.
 let closingEditor = null;  // the id of the row whose editor a response being swapped in replaces
 document.addEventListener("htmx:beforeSwap", (event) => {
-  const editor = document.activeElement?.closest(".editing");
-  if (editor && event.detail.target.contains(editor)) closingEditor = editor.id;
+  const row = document.activeElement?.closest("form.editor")?.closest("[id]");
+  if (row && event.detail.target.contains(row)) closingEditor = row.id;
 });
 htmx.onLoad((loaded) => {
   const row = closingEditor && document.getElementById(closingEditor);
-  if (row && loaded.contains(row) && !row.matches(".editing")) {
+  if (row && loaded.contains(row) && !row.querySelector("form.editor")) {
     row.querySelector('[hx-get$="/edit"]')?.focus();
     closingEditor = null;
   }

@@ -197,7 +197,7 @@ def record_requests(target):
 @contextmanager
 def page_at(browser, url: str, timeout: float = 10_000, **options):
     "A page in a browser context of its own at base URL url, its requests kept in page.context.requested."
-    context = browser.new_context(base_url=url, viewport={"width": 1280, "height": 800}, **options)
+    context = browser.new_context(base_url=url, **{"viewport": {"width": 1280, "height": 800}} | options)
     record_requests(context)
     page = context.new_page()
     page.set_default_timeout(timeout)

@@ -112,10 +112,12 @@ def test_stop_stops_the_reply_and_keeps_it(page, fake, how):
     stop, reply = page.locator("#chat-stop"), page.locator("#chat-log .assistant")
     expect(reply).to_contain_text("word3")
     expect(stop).to_be_visible()
+    expect(page.locator("#chat-send")).to_be_hidden()  # Stop in its place
     stop.click() if how == "button" else page.press("#chat-input", "Escape")
     expect(reply).to_have_class("msg assistant done stopped")
     expect(reply.locator(".stopped-mark")).to_have_text("Stopped")
     expect(stop).to_be_hidden()
+    expect(page.locator("#chat-send")).to_be_visible()
     kept = reply.locator(".md").inner_text()
     page.wait_for_timeout(300)
     assert reply.locator(".md").inner_text() == kept and "word299" not in kept  # nothing more arrives
@@ -169,7 +171,7 @@ def test_the_status_shows_whether_the_llm_is_there_before_sending(browser, chat_
     page = browser.new_page()
     page.goto(chat_url)
     status = page.locator("#chat-status")
-    expect(status).to_have_text(backend.unreachable())
+    expect(status).to_have_text(backend.unreachable().replace("`", ""))  # its commands as code
     expect(page.get_by_label("Model")).to_have_value("llama3.2")
     expect(page.locator("#chat-log")).to_be_empty()
     assert "Enter sends" in page.locator("#chat-log").evaluate("log => getComputedStyle(log, '::before').content")

@@ -48,6 +48,11 @@ def test_a_person_crawls_a_site_and_explores_what_it_found(browser, data_env, si
         expect(page.locator("#step-crawl")).to_contain_text("every page within the limits")
         expect(page.locator(".charts svg")).to_have_count(3)
         save_screenshot(page, "site-crawl.png", full_page=True, clip={"x": 0, "y": 0, "width": 1280, "height": 1700})
+        for width in (390, 768):  # a phone and a tablet see the finished crawl without scrolling sideways
+            page.set_viewport_size({"width": width, "height": 844})
+            save_screenshot(page, f"site-crawl-{width}.png")
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.set_viewport_size({"width": 1280, "height": 800})
 
         rows = page.locator("#pages-rows tbody tr")
         findings.locator("li", has_text="Redirect chains and loops").get_by_role("button").click()

@@ -1,0 +1,30 @@
+"""The layout in a real browser: every app page fits a phone, a tablet and a laptop without scrolling sideways."""
+
+import os
+
+import pytest
+
+from conftest import app_server, needs_chromium, page_at
+
+pytestmark = needs_chromium
+WIDTHS = [390, 768, 1280]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    env = os.environ | {"DATA_DIR": str(tmp_path_factory.mktemp("data")),
+                                      "LOG_DIR": str(tmp_path_factory.mktemp("logs"))}
+    with app_server(env) as url: yield url
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_app_page_fits_the_width_of_the_screen(browser, app_url, width):
+    with page_at(browser, app_url, viewport={"width": width, "height": 844}) as page:
+        page.goto("/profiles")
+        pages = ["/profiles", *page.locator(".app-menu a").evaluate_all("links => links.map(a => a.pathname)")]
+        too_wide = {}
+        for path in pages:
+            page.goto(path)
+            scroll_width = page.evaluate("document.documentElement.scrollWidth")
+            if scroll_width > width: too_wide[path] = scroll_width
+        assert len(pages) > 1 and too_wide == {}
