@@ -20,6 +20,7 @@ says it supports them (Ollama's /api/show capabilities); one that answers 400 "d
 without them, and the chat says so once.
 """
 
+import functools
 import inspect
 import json
 import re
@@ -30,7 +31,6 @@ from typing import Callable
 
 from fasthtml.common import Button, Code, Details, Div, P, Small, Strong, Summary
 from fastlite import NotFoundError
-from pydantic import ConfigDict, Field, ValidationError, create_model
 from starlette.exceptions import HTTPException
 
 MAX_RESULT = 4000  # characters of a tool's result the model reads: a small model's context is small
@@ -82,17 +82,21 @@ class Tool:
     name: str
     function: Callable
     description: str
-    arguments: type
     card: str | Callable | None = None
 
     @classmethod
     def of(cls, function: Callable, card: str | Callable | None = None) -> "Tool":
-        description, about = described(function)
-        parameters = inspect.signature(function).parameters.items()
+        return cls(function.__name__, function, described(function)[0], card)
+
+    @functools.cached_property
+    def arguments(self) -> type:
+        "The pydantic model of its arguments, built when tools are first offered: pydantic's import is a second."
+        from pydantic import ConfigDict, Field, create_model
+        about = described(self.function)[1]
+        parameters = inspect.signature(self.function).parameters.items()
         fields = {name: (p.annotation, Field(... if p.default is p.empty else p.default, description=about.get(name)))
                   for name, p in parameters}
-        model = create_model(function.__name__, __config__=ConfigDict(extra="forbid"), **fields)
-        return cls(function.__name__, function, description, model, card)
+        return create_model(self.name, __config__=ConfigDict(extra="forbid"), **fields)
 
     def spec(self) -> dict:
         "The tool as both APIs take it."
@@ -101,6 +105,7 @@ class Tool:
 
     def validated(self, raw: dict | str) -> dict:
         "The arguments as the function takes them, checked against its signature; else a ToolError."
+        from pydantic import ValidationError
         try:
             valid = (self.arguments.model_validate_json(raw or "{}") if isinstance(raw, str)
                      else self.arguments.model_validate(raw))
@@ -140,7 +145,7 @@ class Tools:
     def __init__(self, current_profile: Callable, scope: Callable | None = None):
         self.current_profile, self.scope = current_profile, scope
         self.named: dict[str, Tool] = {}
-        self.offered: list[dict] = []  # their specs, derived once: pydantic takes a millisecond or so for each
+        self.offered: list[dict] | None = None  # their specs, derived once, when the chat first offers them
         self.cards: dict[str, Card] = {}
         self.told: set[str] = set()  # the models the chat said cannot use tools
 
@@ -148,10 +153,13 @@ class Tools:
         tool = Tool.of(function, card)
         if tool.name in self.named: raise RuntimeError(f"Two tools are named {tool.name!r}: rename one function.")
         self.named[tool.name] = tool
-        self.offered.append(tool.spec())
+        self.offered = None
         return tool
 
-    def specs(self) -> list[dict]: return self.offered
+    def specs(self) -> list[dict]:
+        "The tools' specs: derived on first use, as pydantic's import and schemas are a second of the app's start."
+        if self.offered is None: self.offered = [tool.spec() for tool in self.named.values()]
+        return self.offered
 
     async def run(self, profile: int, tool: Tool, arguments: dict):
         "Runs a tool for the profile, as a request of that profile would; a refusal comes back as its sentence."

@@ -14,8 +14,6 @@ import csv
 import re
 from pathlib import Path
 
-import xlsxwriter
-
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 XLSX_TEXT_LIMIT = 32_767  # characters in one Excel cell
@@ -41,6 +39,7 @@ def write_csv(path: Path, header: list[str], rows) -> Path:
 
 def write_xlsx(path: Path, sheets: dict[str, tuple[list[str], object]]) -> Path:
     "Writes an Excel workbook, one sheet per entry {sheet name: (header, rows)}, its header row frozen; returns the path."
+    import xlsxwriter  # imported when a workbook is asked for: the app's start does without it
     path.parent.mkdir(parents=True, exist_ok=True)
     # Text stays text: XlsxWriter would otherwise make text starting with = a formula, and some text URLs or numbers.
     with xlsxwriter.Workbook(path, {"constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False,

@@ -24,9 +24,7 @@ import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
 from fasthtml.common import *
-from IPython.core.inputtransformer2 import TransformerManager
 
 STEP_TAG = "step:"
 SKIP_TAG = "skip"
@@ -79,8 +77,12 @@ class NotebookApp:
 
 # --- Reading the source: with ast, as the kernel would (IPython's magics made Python first)
 def python(source: str) -> ast.Module:
-    code = TransformerManager().transform_cell(source)
-    return compile(code, "<cell>", "exec", ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    "The cell's tree; IPython's transformer only for a cell that is not plain Python (IPython takes a second to import)."
+    flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    try: return compile(source, "<cell>", "exec", flags)
+    except SyntaxError:
+        from IPython.core.inputtransformer2 import TransformerManager
+        return compile(TransformerManager().transform_cell(source), "<cell>", "exec", flags)
 
 
 def names_read(source: str) -> set[str]:
@@ -134,31 +136,41 @@ def parameters(source: str) -> list[Parameter]:
     return [p for p in found if p]
 
 
-def step_title(cell) -> str | None:
-    tags = cell.metadata.get("tags", [])
+def step_title(cell: dict) -> str | None:
+    tags = cell["metadata"].get("tags", [])
     return next((tag[len(STEP_TAG):].strip() for tag in tags if tag.startswith(STEP_TAG)), None)
+
+
+def notebook_cells(path: Path) -> list[dict]:
+    """The cells of a notebook, each source one text. A version-4 notebook (JupyterLab's) is read as JSON: nbformat
+    would import its schema validator, seconds of the app's start, only to log what it finds; older ones it converts."""
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    if notebook.get("nbformat") != 4:
+        import nbformat
+        return nbformat.read(path, as_version=4).cells
+    return [cell | {"source": "".join(cell["source"])} for cell in notebook["cells"]]
 
 
 def read_app(path: Path) -> NotebookApp | None:
     "The app a notebook makes; None when no cell is tagged as a step."
-    notebook = nbformat.read(path, as_version=4)
+    cells = notebook_cells(path)
     setup, params, steps = [], None, []
-    for index, cell in enumerate(notebook.cells):
-        tags = cell.metadata.get("tags", [])
+    for index, cell in enumerate(cells):
+        tags = cell["metadata"].get("tags", [])
         if title := step_title(cell): steps.append(NotebookStep(f"step{len(steps) + 1}", title, []))
-        if cell.cell_type != "code" or SKIP_TAG in tags: continue
+        if cell["cell_type"] != "code" or SKIP_TAG in tags: continue
         if "parameters" in tags: params = index
         elif steps: steps[-1].cells.append(index)
         else: setup.append(index)
     if not steps: return None
-    fields = parameters(notebook.cells[params].source) if params is not None else []
+    fields = parameters(cells[params]["source"]) if params is not None else []
     for p in fields:  # to the first step that reads it; the first step when none does
-        reads = [step for step in steps if any(p.name in names_read(notebook.cells[i].source) for i in step.cells)]
+        reads = [step for step in steps if any(p.name in names_read(cells[i]["source"]) for i in step.cells)]
         (reads or steps)[0].fields.append(p)
-    heading = next((cell.source for cell in notebook.cells if cell.cell_type == "markdown"), "")
+    heading = next((cell["source"] for cell in cells if cell["cell_type"] == "markdown"), "")
     title, _, intro = heading.partition("\n")
     return NotebookApp(path, title.lstrip("# ").strip() or path.stem, intro.strip().split("\n\n")[0],
-                       [cell.source for cell in notebook.cells], setup, params, steps)
+                       [cell["source"] for cell in cells], setup, params, steps)
 
 
 def apps(folder: Path) -> list[NotebookApp]:
@@ -166,7 +178,7 @@ def apps(folder: Path) -> list[NotebookApp]:
     found = []
     for path in sorted(folder.glob("*.ipynb")):
         try: found.append(read_app(path))
-        except (OSError, ValueError, SyntaxError, nbformat.ValidationError) as error:
+        except (OSError, ValueError, KeyError, TypeError, SyntaxError) as error:
             log.warning("notebooks/apps/%s is not served: %s", path.name, error)
     return [app for app in found if app]
 

@@ -16,6 +16,7 @@ too), and those still running when the app exits are killed with their process g
 import asyncio
 import atexit
 import base64
+import importlib
 import logging
 import os
 import re
@@ -27,11 +28,7 @@ import time
 import traceback
 from pathlib import Path
 
-import nbformat
 from fasthtml.common import *
-from jupyter_client.manager import AsyncKernelManager
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError, DeadKernelError
 
 import config
 from chat import SANITISER, markdown_html
@@ -73,12 +70,15 @@ class Kernel:
     "A kernel for one step: `async with Kernel(folder) as kernel: await kernel.run(source)`."
 
     def __init__(self, folder: Path):
+        from jupyter_client.manager import AsyncKernelManager  # imported when a step runs: the app's start does without
         # Its sockets' paths come from its connection file's, absolute: else they would be relative to two folders.
         connection = Path(SOCKETS) / f"kernel-{secrets.token_hex(8)}.json"
         self.manager = AsyncKernelManager(kernel_name="python3", transport="ipc", connection_file=str(connection))
         self.folder, self.client, self.started = folder, None, None
 
     async def __aenter__(self):
+        import nbformat  # with nbclient, imported when a step runs: nbformat's schema validator takes seconds
+        from nbclient import NotebookClient
         started = time.perf_counter()
         try:
             await self.manager.start_kernel(cwd=str(self.folder))
@@ -94,7 +94,8 @@ class Kernel:
 
     async def run(self, source: str):
         "Runs one cell; its outputs. CellExecutionError when it raises, DeadKernelError when the kernel dies."
-        cell = nbformat.v4.new_code_cell(source)
+        from nbformat.v4 import new_code_cell
+        cell = new_code_cell(source)
         self.client.nb.cells.append(cell)
         await self.client.async_execute_cell(cell, len(self.client.nb.cells) - 1)
         return cell.outputs
@@ -119,6 +120,7 @@ def traceback_text(error: BaseException) -> str:
 
 def failure(at: tuple[int | None, str] | None, error: BaseException) -> str:
     "The sentence of a failed step: the cell that failed, by its number in the notebook, and the error."
+    from nbclient.exceptions import DeadKernelError
     if at is None: where = "Starting the kernel"
     else: where = f"Cell {at[0] + 1} (“{first_line(at[1])[:60]}”)" if at[0] is not None else "Setting the inputs"
     if isinstance(error, DeadKernelError): return f"{where} stopped the kernel (it crashed or ran out of memory)."
@@ -134,6 +136,8 @@ async def run_step(app: NotebookApp, step: NotebookStep, inputs: dict, job) -> d
     cells, own = cells_to_run(app, step, inputs), set(step.cells)
     before, shown, at = data_files(), [], None
     await job.progress(0, len(cells), "Starting a kernel…")
+    await asyncio.to_thread(importlib.import_module, "nbclient")  # imported when a step runs, off the event loop:
+    from nbclient.exceptions import CellExecutionError, DeadKernelError  # nbformat's schema validator takes seconds
     try:
         async with Kernel(app.path.parent) as kernel:
             for n, at in enumerate(cells):
