@@ -194,17 +194,63 @@ def record_requests(target):
     target.on("request", lambda request: target.requested.append(request.url))
 
 
+def record_console_errors(page):
+    "Keeps every console error and uncaught exception of the page in page.console_errors."
+    page.console_errors = []
+    page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
+    page.on("pageerror", lambda error: page.console_errors.append(f"uncaught: {error}"))
+
+
 @contextmanager
 def page_at(browser, url: str, timeout: float = 10_000, **options):
-    "A page in a browser context of its own at base URL url, its requests kept in page.context.requested."
+    """A page in a browser context of its own at base URL url, its requests kept in page.context.requested.
+    A block that ends normally fails if the page logged a console error or threw an uncaught exception."""
     context = browser.new_context(base_url=url, **{"viewport": {"width": 1280, "height": 800}} | options)
     record_requests(context)
     page = context.new_page()
     page.set_default_timeout(timeout)
+    record_console_errors(page)
     try:
         yield page
+        assert page.console_errors == [], page.console_errors
     finally:
         context.close()
+
+
+AXE_CORE = "axe-core@4.14.1"
+
+
+def axe_core_script() -> Path:
+    """axe.min.js, from $AXE_CORE_JS or installed with npm once into a cache shared by every fork on this machine.
+    The fork's tests run on their own (./run test, the fork's CI), so they fetch axe themselves; without npm they fail
+    rather than skip, so an accessibility check cannot silently stop running."""
+    if os.environ.get("AXE_CORE_JS"):
+        return Path(os.environ["AXE_CORE_JS"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fork-tests" / AXE_CORE
+    script = cache / "node_modules/axe-core/axe.min.js"
+    if not script.exists():
+        if not shutil.which("npm"):
+            pytest.fail(f"the accessibility checks need npm to install {AXE_CORE} (apt-get install npm), "
+                        "or AXE_CORE_JS set to an axe.min.js")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=cache.parent, prefix="staging-"))  # parallel workers: the first one wins
+        subprocess.run(["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(staging), AXE_CORE],
+                       check=True, capture_output=True, timeout=300)
+        try:
+            staging.rename(cache)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    return script
+
+
+def assert_accessible(page, serious=("critical", "serious")):
+    "Runs axe-core on the page as it is now; fails naming every critical or serious violation and where it is."
+    if not page.evaluate("() => Boolean(window.axe)"):
+        page.add_script_tag(path=axe_core_script())
+    violations = page.evaluate("async () => (await axe.run(document)).violations")
+    found = [f"{v['impact']}: {v['id']} ({v['help']}) at {[node['target'] for node in v['nodes']]}"
+             for v in violations if v["impact"] in serious]
+    assert found == [], "\n".join(found)
 
 
 def assert_only_local_requests(requested: list[str]):
