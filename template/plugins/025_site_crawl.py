@@ -18,6 +18,7 @@ from pydantic import Field
 from fasthtml.common import *
 from fasthtml.svg import G, Rect, Svg, Text
 
+import crawl_compare
 import explore
 from crawler import CRAWLED, CRAWLS_DIR, FINDING, FINDINGS, USER_AGENT, Crawl, Settings
 from explore import Column, Filter, View, address
@@ -323,6 +324,7 @@ def results(run):
     try:
         return (Style(explore.CSS + CSS),
                 P(done["summary"], Br(), Small(crawl.note or "")), findings_list(run.key, crawl), charts(crawl),
+                Div(hx_get=f"/{NAME}/runs/{run.key}/compare", hx_trigger="load", hx_swap="outerHTML"),
                 *explorer(run.key, View("id")))
     finally:
         crawl.close()
@@ -506,6 +508,35 @@ def setup(plugin):
     async def xlsx_download(key: str):
         return await export(key, ".xlsx", lambda crawl, path: crawl.write_xlsx(path),
                             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+    def crawls_before(key: str) -> dict[str, str]:
+        "The profile's other runs with a crawl, {key: label}, to compare this one with."
+        def started(key: str) -> str:
+            crawl = open_crawl(key)
+            try: return crawl.settings.start or "its sitemaps"
+            finally: crawl.close()
+        return {run.key: f"{run.key}: {started(run.key)}" for run in flow.runs.listed() if run.key != key and crawl_file(run.key).exists()}
+
+    def earlier_of(key: str, earlier: str) -> str:
+        "The earlier crawl to compare with (a 404 unless it is a run of this profile with a crawl)."
+        if earlier == key or not crawl_file(flow.run(earlier).key).exists():
+            raise plugin.Refused(404, "Choose another crawl of yours to compare with.")
+        return earlier
+
+    @plugin.route("/runs/{key}/compare", methods="get")
+    async def comparison(request, key: str):
+        flow.run(key)
+        url, earlier = f"/{NAME}/runs/{key}/compare", request.query_params.get("earlier", "")
+        if not earlier: return crawl_compare.section(url, crawls_before(key))
+        earlier_file = crawl_file(earlier_of(key, earlier))
+        changes = await asyncio.to_thread(crawl_compare.compare, earlier_file, crawl_file(key))
+        return crawl_compare.section(url, crawls_before(key), earlier, changes)
+
+    @plugin.route("/runs/{key}/compare.csv", methods="get")
+    async def comparison_download(request, key: str):
+        earlier = earlier_of(key, request.query_params.get("earlier", ""))
+        return await export(key, "-compare.csv", lambda crawl, path: crawl_compare.write_csv(
+            path, crawl_compare.compare(crawl_file(earlier), crawl.path)), "text/csv")
 
     @plugin.route("/runs/{key}/stop", methods="post")
     async def stop(key: str):
