@@ -54,6 +54,12 @@ import orjson
 from fasthtml.common import (A, Button, Code, Div, Fieldset, Form, Label, Link, NotStr, Option, Script, Select, Small,
                              Span, Textarea, to_xml)
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import unescapeAll
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import get_lexer_by_name
+from pygments.token import STANDARD_TYPES
+from pygments.util import ClassNotFound
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import WebSocketRoute
@@ -337,12 +343,32 @@ def image_as_link(renderer, tokens, idx, options, env):
     return f'<a href="{escape(image.attrGet("src"))}">{escape(label)}</a>'
 
 
+def fenced_code(renderer, tokens, idx, options, env):
+    """A fenced block under its language's name, highlighted by Pygments when it knows the language (static/code.css
+    colours its token classes); chat.js gives each block a Copy button."""
+    fence = tokens[idx]
+    language = unescapeAll(fence.info).split(maxsplit=1)[0] if fence.info.strip() else ""
+    label = f'<small class="code-lang">{escape(language)}</small>' if language else ""
+    return f'<div class="code">{label}<pre><code>{highlighted(fence.content, language)}</code></pre></div>\n'
+
+
+def highlighted(code: str, language: str) -> str:
+    "The code as HTML: Pygments' token spans for a language it knows, else the text escaped."
+    try:
+        return highlight(code, get_lexer_by_name(language), CODE_FORMAT) if language else escape(code)
+    except ClassNotFound:
+        return escape(code)
+
+
+CODE_FORMAT = HtmlFormatter(nowrap=True)
 MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
 MARKDOWN.add_render_rule("image", image_as_link)
+MARKDOWN.add_render_rule("fence", fenced_code)
 SANITISER = nh3.Cleaner(
     tags={"p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "s", "code", "pre", "blockquote",
-          "ul", "ol", "li", "a", "table", "thead", "tbody", "tr", "th", "td"},
+          "ul", "ol", "li", "a", "table", "thead", "tbody", "tr", "th", "td", "div", "small", "span"},
     attributes={"a": {"href", "title"}, "ol": {"start"}, "th": {"style"}, "td": {"style"}},
+    allowed_classes={"div": {"code"}, "small": {"code-lang"}, "span": set(STANDARD_TYPES.values()) - {""}},
     url_schemes={"http", "https", "mailto"}, filter_style_properties={"text-align"},
     set_tag_attribute_values={"a": {"target": "_blank"}}, link_rel="noopener noreferrer")
 
@@ -535,7 +561,8 @@ def chat_panel(messages: list[dict]):
 
 @lru_cache(maxsize=1)
 def panel_top() -> NotStr:
-    return NotStr(to_xml((Link(rel="stylesheet", href="/static/chat.css"), Script(src="/static/chat.js", defer=True),
+    return NotStr(to_xml((Link(rel="stylesheet", href="/static/chat.css"),
+                          Link(rel="stylesheet", href="/static/code.css"), Script(src="/static/chat.js", defer=True),
                           chat_bar()), indent=False))
 
 

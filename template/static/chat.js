@@ -48,7 +48,16 @@
   }
   document.addEventListener("input", (event) => { if (event.target.id === "chat-input") showSize(); });
 
-  // Copy a reply's Markdown.
+  // Each code block of a reply gets a Copy button of its own (chat.py draws the block; a streaming reply redraws it).
+  function codeButtons() {
+    for (const block of document.querySelectorAll("#chat-log .md .code:not(:has(> .copy))")) {
+      block.prepend(Object.assign(document.createElement("button"), {
+        type: "button", className: "copy outline secondary", textContent: "Copy", ariaLabel: "Copy this code" }));
+    }
+  }
+  document.addEventListener("htmx:wsAfterMessage", codeButtons);
+
+  // Copy a reply's Markdown, or one code block's text.
   async function copy(text) {
     if (navigator.clipboard && isSecureContext) return navigator.clipboard.writeText(text);
     const scratch = Object.assign(document.createElement("textarea"), { value: text });  // plain http elsewhere
@@ -60,10 +69,11 @@
   document.addEventListener("click", async (event) => {
     const button = event.target.closest("#chat-log .copy");
     if (!button) return;
-    await copy(button.closest(".msg").dataset.markdown);
+    const block = button.closest(".code");
+    await copy(block ? block.querySelector("code").textContent : button.closest(".msg").dataset.markdown);
     button.textContent = "Copied";
     setTimeout(() => { button.textContent = "Copy"; }, 1500);
   });
 
-  document.addEventListener("DOMContentLoaded", () => { fit(); toBottom(); });
+  document.addEventListener("DOMContentLoaded", () => { fit(); codeButtons(); toBottom(); });
 })();

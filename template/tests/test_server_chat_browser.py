@@ -186,19 +186,26 @@ def test_the_status_shows_whether_the_llm_is_there_before_sending(browser, chat_
     page.close()
 
 
-def test_copy_gives_the_reply_as_markdown(browser, chat_url, fake):
+@pytest.fixture
+def clipboard_page(browser, chat_url):
+    "The chat page, allowed to read what its Copy buttons put on the clipboard."
     context = browser.new_context()
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=chat_url)
     page = context.new_page()
     page.add_init_script(OPENED)
     page.goto(chat_url)
+    yield page
+    context.close()
+
+
+def test_copy_gives_the_reply_as_markdown(clipboard_page, fake):
+    page = clipboard_page
     fake.tokens = ["**Bold** and\n\n- a list"]
     send(page, "copy this")
     reply = page.locator("#chat-log .assistant.done")
     reply.get_by_role("button", name="Copy this reply").click()
     expect(reply.locator(".copy")).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == "**Bold** and\n\n- a list"
-    context.close()
 
 
 @shipped("plugins/010_todos.py")
@@ -249,3 +256,19 @@ def test_a_long_conversation_scrolls_in_the_panel_and_the_page_keeps_its_height(
         expect(log.locator(".assistant").last).to_be_in_viewport()
         save_screenshot(page, "pipulate.png")
         assert_only_local_requests(page.context.requested)
+
+
+def test_each_code_block_copies_its_own_code_and_each_message_says_who_said_it(clipboard_page, fake):
+    page = clipboard_page
+    fake.tokens = ["Two ways:\n\n```python\nprint('one')\n```\n\n", "```bash\necho two\n```\n"]
+    send(page, "show code")
+    blocks = page.locator("#chat-log .assistant.done .code")
+    expect(blocks.locator(".code-lang")).to_have_text(["python", "bash"])
+    blocks.nth(1).get_by_role("button", name="Copy this code").click()
+    expect(blocks.nth(1).locator(".copy")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "echo two\n"
+    page.reload()  # a reply drawn with the page gets its buttons too
+    blocks.nth(0).get_by_role("button", name="Copy this code").click()
+    assert page.evaluate("navigator.clipboard.readText()") == "print('one')\n"
+    speakers = "[...document.querySelectorAll('#chat-log .msg')].map(m => getComputedStyle(m, '::before').content)"
+    assert page.evaluate(speakers) == ['"You"', '"Assistant"']

@@ -1,6 +1,7 @@
 """Replies show as Markdown, and nothing an LLM writes can run script, leave for another site on its own or make the
 page load anything from another host: the parser passes no raw HTML, the sanitiser keeps only what it draws."""
 
+import re
 from urllib.parse import urlsplit
 
 import pytest
@@ -8,6 +9,7 @@ from fasthtml.common import to_xml
 
 from chat import finished_reply, markdown_html, rendered_so_far
 from chat_app import html_tree
+from config import ROOT
 
 
 def tree(markdown: str):
@@ -35,7 +37,61 @@ def test_the_markdown_subset_replies_use():
 def test_fenced_code_keeps_its_text_exactly():
     code = tree("```python\nif a < b and c > d:\n    print('<b>&amp;</b>')\n```").find(lambda e: e.tag == "code")
     assert code.text == "if a < b and c > d:\n    print('<b>&amp;</b>')\n"
-    assert code.attrs == {}  # the language class is dropped: nothing styles it
+    assert code.attrs == {}
+
+
+def test_a_fenced_block_shows_its_language_and_its_code_highlighted():
+    block = tree("```python\nimport os  # here\nprint('hi')\n```").find(lambda e: "code" in e.classes)
+    assert [(e.tag, e.text) for e in block.iter() if e.tag == "small"] == [("small", "python")]
+    spans = {e.text: e.classes for e in block.iter() if e.tag == "span"}  # Pygments' token classes, kept
+    assert (spans["import"], spans["os"], spans["# here"], spans["'hi'"]) == (["kn"], ["nn"], ["c1"], ["s1"])
+
+
+def test_a_block_without_a_language_or_with_an_unknown_one_is_plain_text_and_says_only_what_it_was_told():
+    for markdown, label in (("```\nx = 1\n```", []), ("```klingon extra\nx = 1\n```", ["klingon"])):
+        block = tree(markdown).find(lambda e: "code" in e.classes)
+        assert [e.text for e in block.iter() if e.tag == "small"] == label
+        assert not [e for e in block.iter() if e.tag == "span"] and block.find(lambda e: e.tag == "code").text == "x = 1\n"
+
+
+@pytest.mark.parametrize("markdown", [
+    "```python\nprint('<script>alert(1)</script>')\n```", "```html\n<script>alert(1)</script><img src=x onerror=alert(1)>\n```",
+    '```html" onclick="alert(1)\n<b>x</b>\n```', "```<script>alert(1)</script>\nx\n```",
+])
+def test_script_in_a_code_block_or_its_language_stays_text(markdown):
+    rendered = tree(markdown)
+    assert {e.tag for e in rendered.iter()} <= {"frame", "div", "small", "pre", "code", "span"}
+    assert not [name for e in rendered.iter() for name in e.attrs if name != "class"]
+    assert "<" in rendered.text
+
+
+def test_every_colour_of_the_highlighting_is_readable_on_the_code_background():
+    "WCAG contrast of at least 4.5:1 for each token colour, on Pico's light and dark code backgrounds."
+    pico = (ROOT / "static" / "vendor" / "pico.min.css").read_text()
+    light, dark = re.findall(r"--pico-code-background-color:rgb\(([^)]*)\)", pico)[:2]
+    css = (ROOT / "static" / "code.css").read_text()
+    light_rules, dark_rules = css.split("@media (prefers-color-scheme: dark)")
+    for rules, background in ((light_rules, light), (dark_rules, dark)):
+        for rule in re.findall(r"\{([^}]*)\}", rules):
+            colour = re.search(r"(?<!-)color: #(\w+)", rule)
+            own = re.search(r"background-color: #(\w+)", rule)
+            if colour: assert contrast(hex_rgb(colour[1]), hex_rgb(own[1]) if own else rgb(background)) >= 4.5, rule
+
+
+def hex_rgb(digits: str) -> list[float]:
+    digits = "".join(d * 2 for d in digits) if len(digits) == 3 else digits
+    return [int(digits[i:i + 2], 16) for i in (0, 2, 4)]
+
+
+def rgb(text: str) -> list[float]: return [float(part) for part in text.split(",")]
+
+
+def contrast(a, b) -> float:
+    def luminance(colour):
+        linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (x / 255 for x in colour)]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
 
 
 def test_tables_keep_their_alignment_and_nothing_else_of_style():
@@ -77,7 +133,7 @@ def test_a_link_to_script_or_data_is_no_link(markdown):
 ])
 def test_raw_html_shows_as_text(markdown):
     rendered = tree(markdown)
-    assert [e.tag for e in rendered.iter() if e.tag not in ("p", "pre", "code", "strong", "a")] == ["frame"]
+    assert [e.tag for e in rendered.iter() if e.tag not in ("p", "div", "pre", "code", "strong", "a")] == ["frame"]
     names = [name for e in rendered.iter() for name in e.attrs]
     assert not [name for name in names if name.startswith("on") or name in ("style", "action", "src")]
     assert "<" in rendered.text  # the markup is there to read, as text

@@ -191,8 +191,15 @@ def start_to_the_end(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def port_in_use():
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        yield listener.getsockname()[1]
+    "A port in use, and the next one too: the port ./run suggests instead must be one that is free."
+    while True:
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            try:
+                with socket.create_server(("127.0.0.1", listener.getsockname()[1] + 1)):
+                    yield listener.getsockname()[1]
+                    return
+            except OSError:
+                continue
 
 
 @pytest.mark.parametrize("variable", ["PORT", pytest.param("JUPYTER_PORT", marks=needs_jupyter)])
@@ -200,7 +207,7 @@ def test_a_port_in_use_is_one_line_naming_its_variable(variable, port_in_use, tm
     result = start_to_the_end(tmp_path, **{variable: str(port_in_use)})
     assert (result.returncode, result.stdout, result.stderr) == (1, "", (
         f"Port {port_in_use} on 127.0.0.1 is in use (by another program, or another ./run): choose another with "
-        f"{variable}, e.g. {variable}={port_in_use + 1} ./run start\n"))
+        f"{variable}, e.g. {variable}={port_in_use + 2} ./run start\n"))
 
 
 @needs_jupyter
