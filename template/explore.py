@@ -151,7 +151,7 @@ def pager(name: str, url: str, view: View, total: int):
     shown = (f"{view.offset + 1:,}–{min(view.offset + PAGE_SIZE, total):,} of {total:,}" if total
              else "No rows match.")
     return Nav(go(1, "« First"), go(view.page - 1, "‹ Previous"), Small(shown, aria_live="polite"),
-               go(view.page + 1, "Next ›"), go(last, "Last »"), cls="pager")
+               go(view.page + 1, "Next ›"), go(last, "Last »"), cls="pager", aria_label=f"Pages of the {name} table")
 
 
 def rows(name: str, url: str, view: View, columns: list[Column], filters: list[Filter], found, total: int,

@@ -326,7 +326,7 @@ def database_fault(request, error):
     status = 507 if isinstance(error, apsw.FullError) else 503
     if "hx-request" in request.headers: return refusal(status, text)
     return HTMLResponse(to_xml(Html(Head(Title(f"Cannot go on · {config.SETTINGS['name']}"), HEAD),
-                                    Body(Main(H2("The app cannot go on"), P(text, cls="problem"), cls="container")),
+                                    Body(Main(H1("The app cannot go on"), P(text, cls="problem"), cls="container")),
                                     lang="en")), status)
 
 
@@ -403,7 +403,9 @@ def drawn_profile_menu(active: int, every: tuple, out_of_band: bool) -> Safe:
 
 @functools.lru_cache(maxsize=256)
 def header(current: str | None, menu: Safe) -> Safe:
-    return rendered(Header(Nav(app_bar(current), Ul(Li(menu)), cls="container")))
+    # The skip link is the first thing a keyboard reaches: past the menus, straight to the app.
+    return rendered(A("Skip to the content", href="#content", cls="skip-link"),
+                    Header(Nav(app_bar(current), Ul(Li(menu)), cls="container", aria_label="Apps and profile")))
 
 
 FOOTER = rendered(Footer(Small(f"{config.SETTINGS['name']} · {config.FLAVOUR} template {config.TEMPLATE_VERSION}"),
@@ -413,7 +415,7 @@ FOOTER = rendered(Footer(Small(f"{config.SETTINGS['name']} · {config.FLAVOUR} t
 def page(title: str, *content, current: str | None = None):
     "A whole page: header with the app menu and profile menu, the message area, the content, the side panels."
     return (Title(f"{title} · {config.SETTINGS['name']}"), header(current, profile_menu()),
-            Main(Div(Section(Div(id="message", role="status"), *content, cls="app"),
+            Main(Div(Section(Div(id="message", role="status"), *content, cls="app", id="content", tabindex="-1"),
                      *[Aside(panel()) for panel in SIDE_PANELS], cls="workspace"), cls="container"),
             FOOTER)
 
@@ -448,7 +450,7 @@ def changed_profiles():
 async def index():
     "The app used last, so a restart opens where the person left off."
     last = PLUGINS.get(store.get("last_app")) or first(PLUGINS.values())
-    if last is None: return page("Apps", H2("No apps"), P("Add a plugin in plugins/ (see plugins/README.md)."))
+    if last is None: return page("Apps", H1("No apps"), P("Add a plugin in plugins/ (see plugins/README.md)."))
     return Redirect(last.url())
 
 
@@ -466,7 +468,7 @@ for plugin in PLUGINS.values(): app.get(plugin.url(), name=f"{plugin.name}_page"
 
 @app.get("/profiles")
 async def profiles_page():
-    return page("Profiles", Hgroup(H2("Profiles"), P("Each profile keeps its own data in every app.")),
+    return page("Profiles", Hgroup(H1("Profiles"), P("Each profile keeps its own data in every app.")),
                 profile_list())
 
 

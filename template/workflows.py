@@ -53,7 +53,7 @@ ol.steps > li.step { list-style: none; margin-bottom: .75rem; padding: .9rem 1.1
                border-radius: 50%; font-size: .85rem; font-weight: 600; background: var(--pico-muted-border-color); }
 .step.done .step-number { background: var(--accent); color: #fff; }
 .step.open { border-color: var(--accent); box-shadow: 0 0 0 1px var(--accent); }
-.step.later { opacity: .55; }
+.step.later > header { color: var(--pico-muted-color); }  /* not opacity: text stays legible */
 .step-body { margin-top: .9rem; }
 .step-body > :last-child, .step-body form > :last-child { margin-bottom: 0; }
 .step-body form button { width: auto; }
@@ -351,7 +351,7 @@ class Workflow:
     # --- drawing ---
 
     async def view(self):
-        return Style(CSS), Hgroup(H2(self.plugin.display_name), self.intro), await self.answer(self.runs.last())
+        return Style(CSS), Hgroup(H1(self.plugin.display_name), self.intro), await self.answer(self.runs.last())
 
     async def answer(self, run: Run) -> Safe:
         "The panel of the run, what every action of the workflow answers with: the runs read here, drawn in a thread."

@@ -39,7 +39,7 @@ def setup(plugin):
     @plugin.page
     def view():
         token = load_token()
-        return (Hgroup(H2("Connect Botify"), P("The Botify apps call the Botify API with your API token.")),
+        return (Hgroup(H1("Connect Botify"), P("The Botify apps call the Botify API with your API token.")),
                 account(token, plugin.store.get("botify_username")) if token else token_form())
 
     @plugin.route("", methods="post")

@@ -207,6 +207,42 @@ def page_at(browser, url: str, timeout: float = 10_000, **options):
         context.close()
 
 
+AXE_CORE = "axe-core@4.14.1"
+
+
+def axe_core_script() -> Path:
+    """axe.min.js, from $AXE_CORE_JS or installed with npm once into a cache shared by every fork on this machine.
+    The fork's tests run on their own (./run test, the fork's CI), so they fetch axe themselves; without npm they fail
+    rather than skip, so an accessibility check cannot silently stop running."""
+    if os.environ.get("AXE_CORE_JS"):
+        return Path(os.environ["AXE_CORE_JS"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fork-tests" / AXE_CORE
+    script = cache / "node_modules/axe-core/axe.min.js"
+    if not script.exists():
+        if not shutil.which("npm"):
+            pytest.fail(f"the accessibility checks need npm to install {AXE_CORE} (apt-get install npm), "
+                        "or AXE_CORE_JS set to an axe.min.js")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=cache.parent, prefix="staging-"))  # parallel workers: the first one wins
+        subprocess.run(["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(staging), AXE_CORE],
+                       check=True, capture_output=True, timeout=300)
+        try:
+            staging.rename(cache)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    return script
+
+
+def assert_accessible(page):
+    "Runs axe-core on the page as it is now; fails naming every critical or serious violation and where it is."
+    if not page.evaluate("() => Boolean(window.axe)"):
+        page.add_script_tag(path=axe_core_script())
+    violations = page.evaluate("async () => (await axe.run(document)).violations")
+    found = [f"{v['impact']}: {v['id']} ({v['help']}) at {[node['target'] for node in v['nodes']]}"
+             for v in violations if v["impact"] in ("critical", "serious")]
+    assert found == [], "\n".join(found)
+
+
 def assert_only_local_requests(requested: list[str]):
     "Fails unless there were requests and every one of them went to 127.0.0.1."
     assert {urlsplit(url).hostname for url in requested} == {"127.0.0.1"}, requested

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 import config
-from conftest import app_server, assert_only_local_requests, needs_chromium, page_at, save_screenshot, served, shipped
+from conftest import (app_server, assert_accessible, assert_only_local_requests, needs_chromium, page_at,
+                      save_screenshot, served, shipped)
 from fake_botify import TOKEN, FakeBotify
 
 pytestmark = [needs_chromium, shipped("plugins/030_botify_connect.py", "plugins/040_botify_export.py",
@@ -42,6 +43,7 @@ def test_a_person_connects_botify_and_exports_a_crawl(browser_page):
     page.get_by_role("button", name="Connect").click()
     expect(page.locator("#botify-account")).to_contain_text("Connected to Botify as jane.doe with the token …cdef.")
     assert TOKEN not in page.content()
+    assert_accessible(page)  # connected, the account shown
 
     page.get_by_role("button", name="Export a crawl").click()
     expect(page.get_by_role("heading", name="Botify export")).to_be_visible()

@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from conftest import app_server, assert_only_local_requests, needs_chromium, page_at, save_screenshot, shipped
+from conftest import (app_server, assert_accessible, assert_only_local_requests, needs_chromium, page_at,
+                      save_screenshot, shipped)
 
 pytestmark = [needs_chromium, shipped("plugins/010_todos.py")]
 
@@ -54,6 +55,7 @@ def test_a_person_uses_todos_and_profiles_in_the_browser(browser_page):
     # Toggle done.
     row("Check the crawl budget").get_by_label("Done").check()
     expect(row("Check the crawl budget")).to_have_class("row done")
+    assert_accessible(page)  # a list with a done todo
 
     # Drag the last todo to the top.
     with page.expect_response(lambda response: response.url.endswith("/todos/order")) as reorder:

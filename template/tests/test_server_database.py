@@ -170,7 +170,7 @@ def test_a_database_deleted_under_the_running_app_is_a_message_on_the_page(data_
         assert client.get("/todos").status_code == 200
         shutil.rmtree(data_env["DATA_DIR"])
         page = client.get("/todos")
-        assert page.status_code == 503 and "<h2>The app cannot go on</h2>" in page.text
+        assert page.status_code == 503 and "<h1>The app cannot go on</h1>" in page.text
         assert "was deleted or moved while the app was running" in page.text and data_env["DATA_DIR"] in page.text
         added = client.post("/todos", data={"title": "Into the void"}, headers=HX)
         assert added.status_code == 503 and "restart the app" in added.text

@@ -1,10 +1,11 @@
-"""The layout in a real browser: every app page fits a phone, a tablet and a laptop without scrolling sideways."""
+"""The layout in a real browser: every app page fits a phone, a tablet and a laptop without scrolling sideways, and
+axe-core finds nothing critical or serious on it."""
 
 import os
 
 import pytest
 
-from conftest import app_server, needs_chromium, page_at
+from conftest import app_server, assert_accessible, needs_chromium, page_at
 
 pytestmark = needs_chromium
 WIDTHS = [390, 768, 1280]
@@ -27,4 +28,5 @@ def test_every_app_page_fits_the_width_of_the_screen(browser, app_url, width):
             page.goto(path)
             scroll_width = page.evaluate("document.documentElement.scrollWidth")
             if scroll_width > width: too_wide[path] = scroll_width
+            assert_accessible(page)
         assert len(pages) > 1 and too_wide == {}

@@ -8,7 +8,8 @@ import csv
 import openpyxl
 import pytest
 
-from conftest import app_server, assert_only_local_requests, needs_chromium, page_at, save_screenshot, served, shipped
+from conftest import (app_server, assert_accessible, assert_only_local_requests, needs_chromium, page_at,
+                      save_screenshot, served, shipped)
 from local_site import LocalSite
 
 pytestmark = [needs_chromium, shipped("plugins/025_site_crawl.py")]
@@ -47,6 +48,7 @@ def test_a_person_crawls_a_site_and_explores_what_it_found(browser, data_env, si
         expect(findings).to_be_visible(timeout=60_000)
         expect(page.locator("#step-crawl")).to_contain_text("every page within the limits")
         expect(page.locator(".charts svg")).to_have_count(3)
+        assert_accessible(page)  # the finished crawl: findings, charts and the table of pages
         save_screenshot(page, "site-crawl.png", full_page=True, clip={"x": 0, "y": 0, "width": 1280, "height": 1700})
         for width in (390, 768):  # a phone and a tablet see the finished crawl without scrolling sideways
             page.set_viewport_size({"width": width, "height": 844})
