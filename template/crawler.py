@@ -56,7 +56,7 @@ import sitemaps
 import validation
 from exports import write_csv, write_xlsx
 from fetching import (ACCEPT_ENCODING, Refused, get_robots, get_sitemap, location, read_body, set_location_aside,
-                      web_url, why_failed, without_credentials)
+                      web_url, why_failed)
 from findings import BROKEN, CORE, CRAWLED, REDIRECTS, Finding
 from url_checker import REDIRECT_CODES, normal_url
 
@@ -69,11 +69,6 @@ STOP_GRACE = 0.5  # seconds stop() gives the pages at work to finish; the others
 PROGRESS_EVERY = 0.25  # seconds between two progress reports
 ENDINGS = {"done": "every page within the limits", "limit": "stopped at the page limit",
            "stopped": "stopped before the end"}
-
-
-def bare_url(text: str) -> str:
-    "An http(s) URL as normal_url reads it, without user:password@ (ValueError says why it is not one)."
-    return str(without_credentials(httpx.URL(normal_url(text))))
 
 
 @dataclass
@@ -95,8 +90,8 @@ class Settings:
     check_external: bool = False  # once the crawl ends, ask each external link's URL (link_check.py)
 
     def __post_init__(self):
-        if self.start: self.start = bare_url(self.start)
-        self.sitemaps = [bare_url(url) for url in self.sitemaps]
+        if self.start: self.start = normal_url(self.start)
+        self.sitemaps = [normal_url(url) for url in self.sitemaps]
         if not (self.start or self.sitemaps): raise ValueError("give a start URL, a sitemap, or both")
 
     @property

@@ -32,7 +32,7 @@ import httpx
 
 import config
 from exports import write_csv as write_safe_csv
-from fetching import Refused, location, set_location_aside, web_url, why_failed
+from fetching import Refused, location, set_location_aside, web_url, why_failed, without_credentials
 
 CHECKS_DIR = config.DATA_DIR / "url_checks"
 USER_AGENT = f"{config.SLUG}-url-checker (httpx)"
@@ -45,7 +45,8 @@ CHAIN = 2  # redirects from which a chain is flagged: each extra hop costs the v
 
 
 def normal_url(line: str) -> str:
-    "The URL a pasted line means (https:// when it has no scheme); ValueError says why it is not an http(s) URL."
+    """The URL a pasted line means (https:// when it has no scheme), without user:password@ (never stored, shown or
+    sent); ValueError says why it is not an http(s) URL."""
     if not line or any(character.isspace() for character in line): raise ValueError("it has spaces in it")
     try:
         url = httpx.URL(line if "://" in line else f"https://{line}")
@@ -59,7 +60,7 @@ def normal_url(line: str) -> str:
     except ValueError:
         if not HOSTNAME.fullmatch(host): raise ValueError(f"{host} is not a host name") from None
         if "." not in host.strip(".") and host != "localhost": raise ValueError("there is no dot in the host") from None
-    return str(url)
+    return str(without_credentials(url))
 
 
 def parse_url_list(text: str) -> tuple[list[str], list[tuple[str, str]]]:

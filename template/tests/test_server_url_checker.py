@@ -90,6 +90,11 @@ def test_a_pasted_list_becomes_urls_without_blanks_repeats_or_junk():
                        ("nope", "there is no dot in the host"), ("https://intranet/", "there is no dot in the host")]
 
 
+def test_credentials_in_a_pasted_url_are_dropped_before_it_is_kept_or_asked(site):
+    urls, _ = parse_url_list(f"http://user:secret@{site.url.split('://')[1]}/\nuser:secret@example.com/a")
+    assert urls == [f"{site.url}/", "https://example.com/a"]
+
+
 def test_a_page_gives_its_status_title_and_time(site):
     [home] = check(f"{site.url}/")
     assert (home.status, home.final_status, home.title, home.error) == (200, 200, "Home & garden", None)
