@@ -134,24 +134,37 @@ STOP_WHILE = {  # what the crawl is waiting for when it is stopped: its settings
 }
 
 
-@pytest.mark.parametrize("state", STOP_WHILE)
-def test_stop_is_honoured_within_a_second_whatever_the_crawl_waits_for(tmp_path, site, state):
+def ended_while(tmp_path, site, state: str, end) -> tuple[Crawl, asyncio.Task, float]:
+    """A crawl ended by end(crawl, its task) while it waits for STOP_WHILE[state]'s request: the crawl, its task, and
+    the seconds from end() until the task was over."""
     settings, site.robots, path = STOP_WHILE[state]
     crawl = Crawl(tmp_path / "crawl.db", Settings(**{"delay": 0, "timeout": 60, "robots_sitemaps": False,
                                                       "max_size": BOMB} | on(site, settings)))
     seen = len(site.requests)
 
-    async def stopped() -> float:
+    async def ended() -> tuple[asyncio.Task, float]:
         running = asyncio.create_task(crawl.run())
         while path not in [asked for _, asked in site.requests[seen:]]: await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)  # well into it
         asked = time.monotonic()
-        crawl.stop()
-        await running
-        return time.monotonic() - asked
+        end(crawl, running)
+        await asyncio.wait({running})
+        return running, time.monotonic() - asked
 
-    assert asyncio.run(stopped()) < 1
+    return crawl, *asyncio.run(ended())
+
+
+@pytest.mark.parametrize("state", STOP_WHILE)
+def test_stop_is_honoured_within_a_second_whatever_the_crawl_waits_for(tmp_path, site, state):
+    crawl, _, seconds = ended_while(tmp_path, site, state, lambda crawl, running: crawl.stop())
+    assert seconds < 1
     assert crawl.status == "stopped"
+
+
+def test_cancel_is_honoured_within_a_second_while_robots_txt_trickles(tmp_path, site):
+    _, running, seconds = ended_while(tmp_path, site, "robots.txt trickling", lambda crawl, running: running.cancel())
+    assert seconds < 1
+    assert running.cancelled()
 
 
 @shipped("plugins/025_site_crawl.py", "plugins/010_todos.py")
