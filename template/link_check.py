@@ -2,9 +2,10 @@
 
 crawler.py keeps each page's external links in the crawl's file (the `external` and `external_link` tables); when
 the crawl's settings ask for it (check_external), check() asks each URL once: HEAD first, GET when HEAD is refused
-or fails (many servers answer HEAD with 405 or 404), redirects followed to the end. At most `concurrency` requests
-are out at once and each host's requests take turns, `delay` apart, as the crawl's own do. Only the status line is
-read, never a body.
+or fails (many servers answer HEAD with 405 or 404), redirects followed one hop at a time up to
+url_checker.MAX_REDIRECTS. At most `concurrency` requests are out at once and each host's requests take turns,
+`delay` apart, as the crawl's own do. Only the status line is read, never a body (httpx's own following reads each
+redirect's whole body, a gzip bomb included), and each method's chain is held to the crawl's timeout in all.
 """
 
 import asyncio
@@ -13,7 +14,9 @@ from collections import defaultdict
 
 import httpx
 
+from fetching import Refused, set_location_aside, why_failed
 from findings import Finding
+from url_checker import MAX_REDIRECTS, redirect_target
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS external (id INTEGER PRIMARY KEY, url TEXT NOT NULL UNIQUE, status INTEGER, error TEXT,
@@ -57,24 +60,36 @@ async def check(db, settings, stopping=lambda: False):
     async def one(client, row):
         async with room:
             if stopping(): return
-            status, error = await answer(client, row["url"], lambda: wait_turn(httpx.URL(row["url"]).host))
+            status, error = await answer(client, row["url"], lambda: wait_turn(httpx.URL(row["url"]).host),
+                                         settings.timeout)
         db.execute("UPDATE external SET status = ?, error = ?, checked = datetime('now') WHERE id = ?",
                    [status, error, row["id"]])
 
     async with httpx.AsyncClient(headers={"User-Agent": settings.user_agent}, timeout=settings.timeout,
-                                 follow_redirects=True, max_redirects=10) as client:
+                                 follow_redirects=False, event_hooks={"response": [set_location_aside]}) as client:
         await asyncio.gather(*(one(client, row) for row in todo))
 
 
-async def answer(client: httpx.AsyncClient, url: str, turn) -> tuple[int | None, str | None]:
-    "(status, error) of a URL: HEAD, then GET if HEAD did not answer below 400."
+async def answer(client: httpx.AsyncClient, url: str, turn, seconds: float) -> tuple[int | None, str | None]:
+    "(status, error) of a URL: HEAD, then GET if HEAD did not answer below 400, each within `seconds` in all."
     status = error = None
     for method in ("HEAD", "GET"):
         await turn()
         try:
-            async with client.stream(method, url) as response:
-                status, error = response.status_code, None
-        except httpx.HTTPError as why:
-            status, error = None, f"{type(why).__name__}: {why}" if str(why) else type(why).__name__
+            async with asyncio.timeout(seconds): status, error = await final_status(client, method, url), None
+        except TimeoutError:
+            status, error = None, f"Timed out after {seconds:g} s"
+        except (httpx.HTTPError, Refused) as why:
+            status, error = None, why_failed(why)
         if status is not None and status < 400: break
     return status, error
+
+
+async def final_status(client: httpx.AsyncClient, method: str, url: str) -> int:
+    "The status the URL's redirect chain ends on, its hops asked one at a time, no body read; Refused past the cap."
+    for _ in range(MAX_REDIRECTS + 1):
+        async with client.stream(method, url) as response:
+            target = redirect_target(response)
+        if target is None: return response.status_code
+        url = target
+    raise Refused(f"More than {MAX_REDIRECTS} redirects")

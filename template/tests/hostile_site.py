@@ -5,6 +5,7 @@ crawl goes on.
   pages: /bomb (a BOMB-byte page as a few KB of Content-Encoding: gzip), /endless (a body that never ends),
          /trickle (a byte every TRICKLE seconds, for ever)
   redirects the crawler cannot follow: /to-javascript, /to-data, /to-bad-port
+  redirects for the external link checks: /redirect-bomb (to /after, its body a gzip bomb), /hops/N (to /hops/N+1)
   links: javascript:, and /credentials: to /with-credentials and another host with user:secret@ (the page notes any
          Authorization it is asked with)
   sitemaps: /sitemap-bomb.xml.gz (a gzip file), /sitemap-encoded.xml (the bomb as Content-Encoding), /sitemap-laughs.xml
@@ -75,6 +76,10 @@ class HostileSite(NotedSite):
             Route("/endless", lambda request: StreamingResponse(endless(b"<p>more</p>"), media_type="text/html")),
             Route("/trickle", lambda request: StreamingResponse(trickle(), media_type="text/html")),
             *(Route(path, lambda request, to=to: RedirectResponse(to, 302)) for path, to in redirects.items()),
+            Route("/redirect-bomb", lambda request: self.bomb(b"<p>", b"</p>", "text/html", {"Location": "/after"},
+                                                               302), methods=["GET", "HEAD"]),
+            Route("/hops/{n:int}", lambda request: RedirectResponse(f"/hops/{request.path_params['n'] + 1}", 302),
+                  methods=["GET", "HEAD"]),
             Route("/robots.txt", self.robots_txt),
             Route("/sitemap-bomb.xml.gz", lambda request: Response(self.sitemap_bomb(request),
                                                                    media_type="application/gzip")),
@@ -97,8 +102,8 @@ class HostileSite(NotedSite):
         return HTMLResponse(page("With credentials", "/"))
 
     @staticmethod
-    def bomb(head: bytes, tail: bytes, media_type: str) -> Response:
-        return Response(gzip_bomb(head, tail), headers={"Content-Encoding": "gzip"}, media_type=media_type)
+    def bomb(head: bytes, tail: bytes, media_type: str, headers=None, status: int = 200) -> Response:
+        return Response(gzip_bomb(head, tail), status, {"Content-Encoding": "gzip"} | (headers or {}), media_type)
 
     def urls(self, request) -> str:
         return f"<url><loc>{request.base_url}after</loc></url>"

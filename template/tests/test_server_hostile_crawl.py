@@ -5,12 +5,14 @@ under a second; no credentials are kept or sent; the app's summary says what was
 import asyncio
 import html
 import re
+import sqlite3
 import statistics
 import time
 import tracemalloc
 
 import pytest
 
+import link_check
 from conftest import served, shipped
 from crawler import Crawl, Settings
 from hostile_site import BOMB, HostileSite
@@ -125,6 +127,23 @@ def test_credentials_are_never_kept_shown_exported_or_sent(tmp_path, site):
     assert not [value for value in rows if "secret" in value] and "secret" not in crawl.write_csv(
         tmp_path / "pages.csv").read_text()
     assert site.authorizations and not any(site.authorizations)  # followed, as the site's page, without them
+
+
+def test_external_link_checks_read_no_redirect_body_and_stop_a_chain_past_the_limit(site):
+    db = sqlite3.connect(":memory:")
+    db.row_factory = sqlite3.Row
+    db.executescript(link_check.SCHEMA)
+    db.executemany("INSERT INTO external (url) VALUES (?)", [(f"{site.url}{path}",) for path in ("/redirect-bomb",
+                                                                                                 "/hops/0")])
+    tracemalloc.start()
+    try:
+        asyncio.run(link_check.check(db, Settings(start=f"{site.url}/", delay=0, timeout=5)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [tuple(row) for row in db.execute("SELECT url, status, error FROM external ORDER BY id")] == [
+        (f"{site.url}/redirect-bomb", 200, None), (f"{site.url}/hops/0", None, "More than 10 redirects")]
+    assert peak < MEMORY, f"{peak:,} bytes at the peak"
 
 
 STOP_WHILE = {  # what the crawl is waiting for when it is stopped: its settings and the request to wait for
