@@ -26,8 +26,8 @@ process of the crawl's own (Lexbor keeps the GIL: in a thread, a page of tiny ta
 entities refused unread. robots.txt is read up to 500 KB, as Google does. Each fetch has a total time, not a time per
 read: a body that trickles in ends at the timeout. stop() ends the crawl within a second, whatever it is waiting for.
 
-What the crawler will not fetch or follow is never the end of the crawl: a redirect to javascript:, a link to a bad
-port, a sitemap too large or unsafe, an unreadable robots.txt each get a sentence in `refused`, on the page where
+What the crawler will not fetch or follow is never the end of the crawl: a redirect to javascript:, one more than
+url_checker.MAX_REDIRECTS in a row, a link to a bad port, a sitemap too large or unsafe, an unreadable robots.txt each get a sentence in `refused`, on the page where
 they were met (robots.txt and sitemaps are rows of their own, state refused), and the "refused" finding counts them.
 No URL keeps its user:password@: they are dropped before a URL is stored, shown or followed.
 """
@@ -58,7 +58,7 @@ from exports import write_csv, write_xlsx
 from fetching import (ACCEPT_ENCODING, Refused, get_robots, get_sitemap, location, read_body, set_location_aside,
                       web_url, why_failed)
 from findings import BROKEN, CORE, CRAWLED, REDIRECTS, Finding
-from url_checker import REDIRECT_CODES, normal_url
+from url_checker import MAX_REDIRECTS, REDIRECT_CODES, normal_url
 
 CRAWLS_DIR = config.DATA_DIR / "crawls"
 USER_AGENT = f"Mozilla/5.0 (compatible; {config.SLUG}-crawler/1.0)"
@@ -609,10 +609,12 @@ class Crawl:
             else: external.add(link)
         why = indexability(url, found["status"], found["html"], parsed.meta_robots, found["x_robots_tag"],
                            parsed.canonical) if found["error"] is None else found["error"]
+        hop = found["redirect_to"] and in_site(httpx.URL(found["redirect_to"]), self.site)
+        if hop and self.redirects_to(page_id) >= MAX_REDIRECTS:  # an endless chain, each hop a new URL
+            hop, found["refused"] = False, f"Its redirect is not followed: more than {MAX_REDIRECTS} redirects"
         with self.db:  # BEGIN ... COMMIT: all of it or, if anything fails, none of it
             self.db.execute("BEGIN")
-            if found["redirect_to"] and in_site(httpx.URL(found["redirect_to"]), self.site):
-                self.add_urls([found["redirect_to"]], depth, "queued", page_id)  # a hop is no click: same depth
+            if hop: self.add_urls([found["redirect_to"]], depth, "queued", page_id)  # a hop is no click: same depth
             # A page only a sitemap names has no depth (no click leads to it), nor do the pages it links to.
             below = None if depth is None else depth + 1
             within = depth is None or depth < self.settings.max_depth
@@ -634,6 +636,13 @@ class Crawl:
                  "\n".join(parsed.hreflang) or None, parsed.words if found["html"] else None, len(internal),
                  len(external), int(not why), why or None, datetime.now().isoformat(timespec="seconds"),
                  refusal(found["refused"], parsed.refused), *parsed.columns.values(), page_id])
+
+    def redirects_to(self, page_id: int) -> int:
+        "How many redirects in a row led to the page (each hop was found on the one before), counted up to the cap."
+        return self.db.execute(
+            "WITH RECURSIVE back(id, hops) AS (SELECT ?, 0 UNION ALL SELECT p.id, hops + 1 FROM back JOIN page c ON "
+            "c.id = back.id JOIN page p ON p.id = c.found_on AND p.redirect_to = c.url WHERE hops < ?) "
+            "SELECT max(hops) FROM back", [page_id, MAX_REDIRECTS]).fetchone()[0]
 
     def link(self, source: int, urls: list[str]):
         "Keeps the links from source to these known URLs; each new one raises its target's in-link count."

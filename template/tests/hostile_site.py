@@ -5,7 +5,7 @@ crawl goes on.
   pages: /bomb (a BOMB-byte page as a few KB of Content-Encoding: gzip), /endless (a body that never ends),
          /trickle (a byte every TRICKLE seconds, for ever)
   redirects the crawler cannot follow: /to-javascript, /to-data, /to-bad-port
-  redirects for the external link checks: /redirect-bomb (to /after, its body a gzip bomb), /hops/N (to /hops/N+1)
+  more redirects: /hops/N (to /hops/N+1, for ever), /redirect-bomb (to /after, its body a gzip bomb)
   links: javascript:, and /credentials: to /with-credentials and another host with user:secret@ (the page notes any
          Authorization it is asked with)
   sitemaps: /sitemap-bomb.xml.gz (a gzip file), /sitemap-encoded.xml (the bomb as Content-Encoding), /sitemap-laughs.xml

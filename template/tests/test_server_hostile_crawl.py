@@ -84,6 +84,7 @@ TRAPS = {  # what is crawled, the robots.txt, and the finding it must end with: 
                                 ("refused", "/to-javascript", "not a web address (javascript:)")),
     "redirect to data:": ({"start": "/to-data"}, "none", ("refused", "/to-data", "not a web address (data:)")),
     "redirect to a bad port": ({"start": "/to-bad-port"}, "none", ("refused", "/to-bad-port", "no valid port")),
+    "endless redirect chain": ({"start": "/hops/0"}, "none", ("refused", "/hops/10", "more than 10 redirects")),
     "huge robots.txt": ({"start": "/after"}, "huge", ("refused", "/robots.txt", "only its first 500 KB")),
     "gzip bomb robots.txt": ({"start": "/after"}, "bomb", ("refused", "/robots.txt", "only its first 500 KB")),
     "trickling robots.txt": ({"start": "/after"}, "trickle", ("refused", "/robots.txt", "did not arrive within 2 s")),
