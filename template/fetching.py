@@ -25,6 +25,7 @@ ACCEPT_ENCODING = "gzip, deflate"  # what read_body unpacks; a site that sends a
 IGNORED_SCHEMES = ("mailto", "tel", "sms")  # links for people, not pages: nothing to follow and nothing wrong
 MAX_URL = 2048  # characters: longer links are refused
 GZIP_MAGIC = b"\x1f\x8b"
+CREDENTIALS = re.compile(r"(^|//)[^\s/?#@]*@", re.MULTILINE)  # user:password@ after // or at a line's start
 ROBOTS_LIMIT = 500 * 1024  # bytes of a robots.txt read, as Google does; the rest is left
 
 
@@ -37,12 +38,17 @@ def without_credentials(url: httpx.URL) -> httpx.URL:
     return url.copy_with(username=None, password=None) if url.userinfo else url
 
 
+def without_passwords(text: str) -> str:
+    "Text with the user:password@ of every address in it dropped (each line may be one, with or without http://)."
+    return CREDENTIALS.sub(r"\1", text)
+
+
 def web_url(href: str, base: httpx.URL) -> httpx.URL | None:
     """A link's absolute http(s) URL, without #fragment or credentials; None for a link there is nothing to follow
     (empty, a #fragment, mailto:, tel:). Refused for one that cannot be followed (javascript:, data:, a bad port)."""
     href = href.strip()
     if not href or href.startswith("#"): return None
-    shown = re.sub(r"//[^/?#]*@", "//", href)  # the address as the person sees it, never with its password
+    shown = without_passwords(href)  # the address as the person sees it
     shown = shown if len(shown) <= 60 else f"{shown[:57]}…"
     if len(href) > MAX_URL: raise Refused(f"{shown} is longer than {MAX_URL:,} characters")
     scheme = href.split(":", 1)[0].lower() if ":" in href.split("/", 1)[0] else ""

@@ -32,7 +32,7 @@ import httpx
 
 import config
 from exports import write_csv as write_safe_csv
-from fetching import Refused, location, set_location_aside, web_url, why_failed, without_credentials
+from fetching import Refused, location, set_location_aside, web_url, why_failed, without_credentials, without_passwords
 
 CHECKS_DIR = config.DATA_DIR / "url_checks"
 USER_AGENT = f"{config.SLUG}-url-checker (httpx)"
@@ -64,12 +64,12 @@ def normal_url(line: str) -> str:
 
 
 def parse_url_list(text: str) -> tuple[list[str], list[tuple[str, str]]]:
-    """A pasted list, one URL a line: (the URLs in order, without blanks or repeats; each line that is not a URL
-    with the reason)."""
+    """A pasted list, one URL a line: (the URLs in order, without blanks, repeats or user:password@; each line that
+    is not a URL with the reason)."""
     urls, invalid = {}, []
     for line in filter(None, map(str.strip, text.splitlines())):
         try: urls.setdefault(normal_url(line))
-        except ValueError as why: invalid.append((line, str(why)))
+        except ValueError as why: invalid.append((without_passwords(line), str(why)))
     return list(urls), invalid
 
 

@@ -15,6 +15,7 @@ from fasthtml.common import *
 
 import explore
 from explore import Column, Filter, View, address
+from fetching import without_passwords
 from url_checker import CHECKS_DIR, MAX_REDIRECTS, UrlCheck, check_urls_apart, from_dict, parse_url_list, write_csv
 from workflows import Step, Workflow, drawn
 
@@ -126,6 +127,8 @@ def invalid_lines(invalid):
 def url_list(run):
     urls, invalid = run["urls"]["urls"], run["urls"]["invalid"]
     count = Strong(plural(len(urls), "URL")), " to check."
+    if run["urls"].get("credentials"): count += (" The user names and passwords in them (user:password@) were "
+                                                 "removed: they are never kept, shown or sent.",)
     return P(*count, Br(), invalid_lines(invalid)) if invalid else P(*count)
 
 
@@ -165,7 +168,8 @@ def setup(plugin):
                                       + (f" Not URLs: {reasons}." if reasons else ""))
         if len(urls) > MAX_URLS:
             raise plugin.Refused(422, f"That is {len(urls):,} URLs; one run checks at most {MAX_URLS:,}.")
-        return {"text": text, "urls": urls, "invalid": invalid}
+        kept = without_passwords(text)  # the form shows it again: never with a password
+        return {"text": kept, "urls": urls, "invalid": invalid, "credentials": kept != text}
 
     def read_settings(run, form):
         try:

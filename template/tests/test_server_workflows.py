@@ -171,6 +171,16 @@ def test_revert_opens_a_step_again_and_clears_the_steps_after_it(server, live, s
     assert results(finished(live)) == [("200", f"{site.url}/page/3")]
 
 
+def test_passwords_in_pasted_urls_are_removed_and_the_page_says_so(server, client, site):
+    key = new_run(client)
+    pasted = f"http://user:secret@{site.url.split('://')[1]}/page/1\nuser:secret@bad host"
+    shown = html.unescape(submit(client, key, "urls", text=pasted).text)
+    assert "(user:password@) were removed" in shown and "“bad host” (it has spaces in it)" in shown
+    reverted = client.post(f"/url_checker/runs/{key}/steps/urls/revert", headers=HX)
+    assert f"{site.url}/page/1\nbad host</textarea>" in html.unescape(reverted.text)
+    assert "secret" not in shown + reverted.text + json.dumps(rows(server.db))
+
+
 def test_cancel_stops_the_work_and_opens_the_step_again(server, live, site):
     key = new_run(live)
     submit(live, key, "urls", text=f"{site.url}/held/1\n{site.url}/held/2")
