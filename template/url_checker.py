@@ -32,7 +32,8 @@ import httpx
 
 import config
 from exports import write_csv as write_safe_csv
-from fetching import Refused, location, set_location_aside, web_url, why_failed, without_credentials, without_passwords
+from fetching import (ACCEPT_ENCODING, Refused, location, read_body, set_location_aside, web_url, why_failed,
+                      without_credentials, without_passwords)
 
 CHECKS_DIR = config.DATA_DIR / "url_checks"
 USER_AGENT = f"{config.SLUG}-url-checker (httpx)"
@@ -156,11 +157,11 @@ async def follow(client: httpx.AsyncClient, result: UrlCheck):
 
 
 async def read_title(response: httpx.Response) -> str | None:
+    """The <title> in the first TITLE_SCAN_LIMIT bytes of an HTML page, read by fetching.read_body (a gzip bomb is
+    unpacked a step at a time, never whole); None for a body it refuses: the page answered, only its title is unread."""
     if "html" not in response.headers.get("content-type", ""): return None
-    body = b""
-    async for chunk in response.aiter_bytes():
-        body += chunk
-        if len(body) > TITLE_SCAN_LIMIT or TITLE.search(body): break
+    try: body, _ = await read_body(response, TITLE_SCAN_LIMIT)
+    except Refused: return None
     return page_title(body, response.encoding or "utf-8")
 
 
@@ -171,7 +172,8 @@ async def check_urls(urls, concurrency: int = 10, timeout: float = 10, on_result
     """
     limit = asyncio.Semaphore(concurrency)
     # No httpx timeouts: check_url's own covers the whole check, every hop and the read of the title included.
-    async with httpx.AsyncClient(follow_redirects=False, timeout=None, headers={"User-Agent": USER_AGENT},
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING}  # the encodings read_body unpacks
+    async with httpx.AsyncClient(follow_redirects=False, timeout=None, headers=headers,
                                  event_hooks={"response": [set_location_aside]}) as client:
 
         async def check(url):

@@ -1,6 +1,7 @@
 """A crawl of a hostile site (tests/hostile_site.py): for each trap, the crawl ends with the trap as a finding, its
 memory stays bounded, the event loop (the one that serves the app's pages) is never held, and Stop is honoured in
-under a second; no credentials are kept or sent; the app's summary says what was refused, while /todos answers."""
+under a second; no credentials are kept or sent; the app's summary says what was refused, while /todos answers. The
+URL checker's and the external link checks' requests are bounded the same way."""
 
 import asyncio
 import html
@@ -13,6 +14,7 @@ import tracemalloc
 import pytest
 
 import link_check
+import url_checker
 from conftest import served, shipped
 from crawler import Crawl, Settings
 from hostile_site import BOMB, HostileSite
@@ -144,6 +146,17 @@ def test_external_link_checks_read_no_redirect_body_and_stop_a_chain_past_the_li
         tracemalloc.stop()
     assert [tuple(row) for row in db.execute("SELECT url, status, error FROM external ORDER BY id")] == [
         (f"{site.url}/redirect-bomb", 200, None), (f"{site.url}/hops/0", None, "More than 10 redirects")]
+    assert peak < MEMORY, f"{peak:,} bytes at the peak"
+
+
+def test_the_url_checker_reads_a_gzip_bomb_page_title_in_bounded_memory(site):
+    tracemalloc.start()
+    try:
+        [checked] = asyncio.run(url_checker.check_urls([f"{site.url}/bomb"], timeout=10))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (checked.final_status, checked.title) == (200, "Bomb")
     assert peak < MEMORY, f"{peak:,} bytes at the peak"
 
 
