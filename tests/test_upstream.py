@@ -180,8 +180,8 @@ def test_siblings_receive_exactly_the_parts_that_apply_to_them(round_trip):
         assert round_trip.updates[flavour].returncode == 0, round_trip.updates[flavour].stderr
     changed = {flavour: sorted(line[3:] for line in git(fork, "status", "--porcelain").splitlines())
                for flavour, fork in round_trip.forks.items() if flavour != "botifython"}
-    # The change, and the release each records (config.py has it for the footer).
-    assert changed == {"pipulate": [".copier-answers.yml", "README.md", "chat.py", "config.py", "server.py",
+    # The change, and the release each records (in .copier-answers.yml alone: the app reads it from there).
+    assert changed == {"pipulate": [".copier-answers.yml", "README.md", "chat.py", "server.py",
                                     "tests/test_server_routes.py"],
                        "darwinix": [".copier-answers.yml", "README.md"]}
     pipulate, darwinix = round_trip.forks["pipulate"], round_trip.forks["darwinix"]
@@ -202,7 +202,7 @@ def test_the_forks_next_update_is_clean(round_trip):
     assert update.returncode == 0, update.stderr
     assert "conflict" not in update.stderr
     # Its own change came back as it was: only the release it records is new.
-    assert git(fork, "status", "--porcelain") == " M .copier-answers.yml\n M config.py\n"
+    assert git(fork, "status", "--porcelain") == " M .copier-answers.yml\n"
     assert {path: (fork / path).read_text() for path in round_trip.improved} == round_trip.improved
 
 

@@ -170,6 +170,7 @@ def test_a_crawl_the_person_runs_from_a_card_is_bounded(server, live, site, llm)
     assert re.search(r"Crawled 2 pages of 127\.0\.0\.1 \(stopped at the page limit\)", page)
 
 
+@shipped("plugins/020_url_checker.py")
 @pytest.mark.parametrize("llm", ["ollama"], indirect=True)  # the protocols: the tests above
 def test_urls_the_person_has_checked_from_a_card_are_read_back(server, live, site, llm):
     urls = [f"{site.url}/", f"{site.url}/bait", f"{site.url}/gone"]

@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 import guard
+from assistant_tools import Card
 from conftest import not_shipped, shipped
 
 HX = {"HX-Request": "true"}
@@ -50,12 +51,17 @@ def app_data(server, client, tmp_path, monkeypatch):
     profile = re.findall(r'id="profile-(\d+)"', client.post("/profiles", data={"name": "Work"}, headers=HX).text)[-1]
     key = "20260101-000000-abcd"
     assert client.post(f"/url_checker/runs/{key}/steps/urls", data={"text": "example.com"}).status_code == 200
+    card = None
+    if "add_todo" in server.TOOLS.named:  # a card the assistant proposed, waiting for the person's click
+        card = Card(server.TOOLS.named["add_todo"], {"title": "forged"}, server.active_profile().id)
+        server.TOOLS.cards[card.id] = card
 
     def snapshot():
         token = sys.modules["botify"].TOKEN_FILE.exists() if "botify" in sys.modules else None
         return {table.name: sorted(map(str, table.rows)) for table in server.db.t} | {"token file": token}
 
-    return {"todo_id": todo, "profile_id": profile, "key": key, "step_id": "urls", "snapshot": snapshot}
+    return {"todo_id": todo, "profile_id": profile, "key": key, "step_id": "urls", "card": card and card.id,
+            "snapshot": snapshot}
 
 
 def writes(server, app_data):
