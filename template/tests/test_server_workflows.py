@@ -97,7 +97,7 @@ def test_each_step_is_kept_as_json_under_the_run_key_of_the_profile(server, clie
         key, "url_checker", server.active_profile().id, "check", None)
     assert row["state"] == {"urls": {"text": f"{site.url}/page/1\nnot a url\n{site.url}/missing\n",
                                      "urls": [f"{site.url}/page/1", f"{site.url}/missing"],
-                                     "invalid": [["not a url", "it has spaces in it"]]}}
+                                     "invalid": [["not a url", "it has spaces in it"]], "credentials": False}}
 
 
 def test_bad_input_is_refused_in_the_page_and_nothing_is_saved(server, client, site):
