@@ -113,29 +113,31 @@ class Backend:
         self.url = url if "://" in url else f"http://{url}"  # OLLAMA_HOST is often written host:port
         self.default_model, self.timeout, self.headers = default_model, timeout, headers or {}
         self.toolless = set()  # the models that answered "does not support tools"
-        self.client, self.kept_for = None, None
+        self.client = None  # kept while the app runs: see kept()
 
-    def kept_client(self) -> httpx.AsyncClient:
-        """The client of the running event loop, kept until close(): its connections stay open between replies, so
-        a reply waits for neither a new client (its TLS context loads the CA certificates, some 20 ms) nor a new
-        TCP connection. A client's connections belong to one event loop (tests run an app on several), and to one
-        url."""
-        if self.kept_for != (asyncio.get_running_loop(), self.url):
-            self.client = httpx.AsyncClient(base_url=self.url, headers=self.headers,
-                                            timeout=httpx.Timeout(self.timeout, connect=5))
-            self.kept_for = (asyncio.get_running_loop(), self.url)
-        return self.client
+    def new_client(self) -> httpx.AsyncClient:
+        "A client for any url: each request names its whole URL (at()), so the url may change while it is kept."
+        return httpx.AsyncClient(headers=self.headers, timeout=httpx.Timeout(self.timeout, connect=5))
 
-    async def close(self):
-        "Closes the kept connections (the app shuts down)."
-        if self.client and self.kept_for[0] is asyncio.get_running_loop(): await self.client.aclose()
-        self.client, self.kept_for = None, None
+    def at(self, path: str) -> str: return self.url.rstrip("/") + path
+
+    @asynccontextmanager
+    async def kept(self):
+        """Keeps a client while the app runs (its lifespan): its connections stay open between replies, so a reply
+        waits for neither a new client (its TLS context loads the CA certificates, some 20 ms) nor a new TCP
+        connection. They are closed as the app stops, on the event loop they belong to."""
+        async with self.new_client() as self.client:
+            try: yield
+            finally: self.client = None
 
     @asynccontextmanager
     async def connection(self):
-        "The kept HTTP client, for one exchange whose faults come out as LLMErrors."
+        """An HTTP client for one exchange, whose faults come out as LLMErrors: the kept one while the app runs, else
+        one for this exchange alone (an app served without its lifespan, as a test may)."""
         try:
-            yield self.kept_client()
+            if self.client is not None: yield self.client
+            else:
+                async with self.new_client() as client: yield client
         except (httpx.ConnectError, httpx.ConnectTimeout):
             raise LLMError(self.unreachable()) from None
         except httpx.TimeoutException:
@@ -162,7 +164,7 @@ class Backend:
 
     async def models(self) -> list[str]:
         async with self.connection() as client:
-            response = await client.get(self.models_path)
+            response = await client.get(self.at(self.models_path))
             self.check(response)
             return self.model_names(response.json())
 
@@ -181,7 +183,7 @@ class Backend:
         offered, the calls the model makes go to the list calls."""
         async with self.connection() as client:
             body = {"model": model, "messages": messages, "stream": True} | ({"tools": tools} if tools else {})
-            async with client.stream("POST", self.chat_path, json=body) as response:
+            async with client.stream("POST", self.at(self.chat_path), json=body) as response:
                 if response.is_error or "html" in response.headers.get("content-type", ""):  # a web page, not a stream
                     await response.aread()
                     self.check(response, model)
@@ -239,7 +241,7 @@ class Ollama(Backend):
         if model not in self.capable:
             try:
                 async with self.connection() as client:
-                    response = await client.post("/api/show", json={"model": model})
+                    response = await client.post(self.at("/api/show"), json={"model": model})
                     self.check(response, model)
                     self.capable[model] = "tools" in response.json().get("capabilities", [])
             except LLMError: return False  # the chat itself will say what is wrong
@@ -667,13 +669,12 @@ class Tabs:
         job.add_done_callback(lambda done: self.jobs.pop(done, None))
 
 
-def closing(lifespan, close):
-    "The app's lifespan, then close() as the app shuts down."
+def keeping(lifespan, backend: Backend):
+    "The app's lifespan, with the backend's client kept through it."
     @asynccontextmanager
-    async def closing_lifespan(app):
-        async with lifespan(app) as state: yield state
-        await close()
-    return closing_lifespan
+    async def keeping_lifespan(app):
+        async with backend.kept(), lifespan(app) as state: yield state
+    return keeping_lifespan
 
 
 class Chat:
@@ -820,7 +821,7 @@ class Chat:
 
     def register(self, app):
         app.router.routes.append(WebSocketRoute("/ws", self.connect))
-        app.router.lifespan_context = closing(app.router.lifespan_context, self.backend.close)
+        app.router.lifespan_context = keeping(app.router.lifespan_context, self.backend)
         app.get("/chat/models")(self.picker)
         app.get("/chat/status")(self.status)
         app.get("/chat/download")(self.download)

@@ -1,7 +1,7 @@
 """Checks a list of URLs at once: every hop of the redirect chain with its status, the final URL and status, the
 page title and the response time.
 
-Plain Python over httpx, shared by the URL checker workflow and notebooks/url_checker.ipynb:
+Plain Python over httpx, shared by the URL checker workflow and notebooks/apps/url_checker.ipynb:
 
     urls, invalid = parse_url_list(pasted_text)  # invalid: (line, why it is not a URL)
     results = await check_urls(urls, concurrency=10, timeout=10, on_result=show)

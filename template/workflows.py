@@ -178,8 +178,8 @@ class Job:
         # Saved with no await since the job left RUNNING: meanwhile a page would show the run as interrupted.
         if not flow.runs.update(run, "state", "job", "step"): return
         plugin.log.info("%s run %s: step %s %s", plugin.name, run.key, step.id, outcome[0])
-        await plugin.push(run.profile_id, await drawn(flow.run_view, run, hx_swap_oob="true"),
-                          Div(run_label(run, flow.steps), hx_swap_oob=f"innerHTML:#option-{run.key}"))
+        await plugin.push(run.profile_id, await drawn(flow.run_view, run, None, hx_swap_oob="true"),
+                          Div(run_label(run, flow.steps, False), hx_swap_oob=f"innerHTML:#option-{run.key}"))
         await plugin.narrate(f"{plugin.display_name}: “{step.title}” {''.join(outcome)}", profile_id=run.profile_id)
 
 
@@ -206,9 +206,10 @@ def progress_bar(key: str, job: Job, **attrs):
     return Div(bar, Small(job.message), id=f"job-{key}", cls="job", aria_live="polite", **attrs)
 
 
-def run_label(run: Run, steps: dict) -> str:
+def run_label(run: Run, steps: dict, at_work: bool) -> str:
+    "When the run started, and where it is; at_work: whether a job of this process has it."
     started = datetime.fromisoformat(run.created).strftime("%-d %b %Y, %H:%M")
-    if run.key in RUNNING: at = "at work"
+    if at_work: at = "at work"
     elif run.job: at = "failed" if run.job["status"] == "failed" else "interrupted"
     elif not run.step: at = "done"
     else: at = f"step {list(steps).index(run.step) + 1} of {len(steps)}"
@@ -282,7 +283,8 @@ class Workflow:
     def runs_tool(self):
         "The assistant's tool that lists this workflow's runs, named for the app."
         def runs() -> list[dict]:
-            return [{"run": run.key, "state": run_label(run, self.steps)} for run in self.runs.listed()]
+            return [{"run": run.key, "state": run_label(run, self.steps, run.key in RUNNING)}
+                    for run in self.runs.listed()]
         runs.__name__ = f"{self.plugin.name}_runs"
         runs.__doc__ = (f"The runs of the {self.plugin.display_name} app, the one used last first: each run's key "
                         "(what the app's other tools take) and when it started, and where it is.")
@@ -354,17 +356,19 @@ class Workflow:
         return Style(CSS), Hgroup(H1(self.plugin.display_name), self.intro), await self.answer(self.runs.last())
 
     async def answer(self, run: Run) -> Safe:
-        "The panel of the run, what every action of the workflow answers with: the runs read here, drawn in a thread."
-        return await drawn(self.panel, run, self.runs.listed())
+        """The panel of the run, what every action of the workflow answers with, drawn in a thread. The runs and the
+        jobs at work are read here, on the event loop, with no await since the run was: a job that ends while the
+        thread draws would otherwise have its run drawn as saved at work, yet with no job, so interrupted."""
+        return await drawn(self.panel, run, self.runs.listed(), dict(RUNNING))
 
-    def panel(self, run: Run, listed: list[Run]):
-        "The run picker, of the listed runs, and the run."
-        return Div(self.run_bar(run, listed), self.run_view(run), id="workflow")
+    def panel(self, run: Run, listed: list[Run], at_work: dict):
+        "The run picker, of the listed runs, and the run; at_work: run key -> Job, as RUNNING was when they were read."
+        return Div(self.run_bar(run, listed, at_work), self.run_view(run, at_work.get(run.key)), id="workflow")
 
-    def run_bar(self, run: Run, listed: list[Run]):
+    def run_bar(self, run: Run, listed: list[Run], at_work: dict):
         swap = dict(hx_target="#workflow", hx_swap="outerHTML")
-        options = [Option(run_label(saved, self.steps), value=saved.key, selected=saved.key == run.key,
-                          id=f"option-{saved.key}") for saved in listed]
+        options = [Option(run_label(saved, self.steps, saved.key in at_work), value=saved.key,
+                          selected=saved.key == run.key, id=f"option-{saved.key}") for saved in listed]
         if not run.created: options.insert(0, Option("This run, not saved yet", value="", selected=True, disabled=True))
         return Div(Select(*options, name="run", aria_label="Run", hx_get=self.plugin.url("/runs"), **swap),
                    Button("New run", hx_get=self.plugin.url("/new"), cls="secondary", **swap),
@@ -372,28 +376,29 @@ class Workflow:
                           hx_confirm="Delete this run and the values of its steps?", **swap) if run.created else None,
                    cls="run-bar")
 
-    def run_view(self, run: Run, **attrs):
+    def run_view(self, run: Run, job: Job | None, **attrs):
+        "The run's steps; job: its Job at work, if it had one when it was read."
         ids = list(self.steps)
         at = ids.index(run.step) if run.step else len(ids)
-        return Div(Ol(*[self.step_view(run, step, n, at) for n, step in enumerate(self.steps.values())],
+        return Div(Ol(*[self.step_view(run, step, n, at, job) for n, step in enumerate(self.steps.values())],
                       cls="steps"), id=f"run-{run.key}", **attrs)
 
-    def step_view(self, run: Run, step: Step, n: int, at: int):
+    def step_view(self, run: Run, step: Step, n: int, at: int, job: Job | None):
         url = self.plugin.url(f"/runs/{run.key}/steps/{step.id}")
         title = (Span(n + 1, cls="step-number"), Strong(step.title))
         if n < at:
             revert = Button("↶ Revert", hx_post=f"{url}/revert", hx_target="#workflow", hx_swap="outerHTML",
                             title="Open this step again; the steps after it are cleared", cls="outline secondary")
-            return Li(Header(*title, None if run.key in RUNNING else revert), Div(step.show(run), cls="step-body"),
+            return Li(Header(*title, None if job else revert), Div(step.show(run), cls="step-body"),
                       cls="step done", id=f"step-{step.id}")
         if n > at: return Li(Header(*title), cls="step later", id=f"step-{step.id}")
-        return Li(Header(*title), Div(self.open_step(run, step, url), cls="step-body"), cls="step open",
+        return Li(Header(*title), Div(self.open_step(run, step, url, job), cls="step-body"), cls="step open",
                   id=f"step-{step.id}")
 
-    def open_step(self, run: Run, step: Step, url: str):
+    def open_step(self, run: Run, step: Step, url: str, job: Job | None):
         swap = dict(hx_target="#workflow", hx_swap="outerHTML")
         cancel = Button("Cancel", hx_post=self.plugin.url(f"/runs/{run.key}/cancel"), cls="secondary", **swap)
-        if job := RUNNING.get(run.key): return progress_bar(run.key, job), Div(cancel), step.watch and step.watch(run)
+        if job: return progress_bar(run.key, job), Div(cancel), step.watch and step.watch(run)
         if run.job and run.job["status"] == "working":  # kept as at work, yet no task has it: the app was stopped
             return (P("Interrupted: the app stopped while this step was at work.", cls="problem"),
                     Div(Button("Resume", hx_post=self.plugin.url(f"/runs/{run.key}/resume"), **swap), " ", cancel))

@@ -316,6 +316,18 @@ async def test_chunks_arrive_while_the_llm_is_still_writing(app_url, fake):
 
 
 @pytest.mark.asyncio
+async def test_the_app_keeps_one_client_for_the_llm_and_closes_it_as_it_stops(app, backend):
+    with running(app) as url:
+        async with tab(url) as t:
+            assert await t.answer(await t.ask("hello?")) == "You said: hello?"
+            kept = backend.client
+            backend.url = backend.url.replace("127.0.0.1", "localhost")  # the same fake LLM, at another address
+            assert await t.answer(await t.ask("again?")) == "You said: again?"
+            assert backend.client is kept
+    assert kept.is_closed and backend.client is None
+
+
+@pytest.mark.asyncio
 async def test_history_survives_a_restart(tmp_path, backend, fake):
     with running(chat_app(tmp_path / "app.db", backend)) as url:
         async with tab(url) as t:

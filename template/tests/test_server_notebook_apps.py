@@ -96,8 +96,7 @@ def done(client, app: str, step: str) -> str:
     "The app's page once the step is done; fails if it failed."
     def ready():
         page = client.get(f"/{app}").text
-        # A page drawn as a step ends may show it interrupted once (workflows.py draws in a thread): not a failure
-        problems = [p for p in re.findall(r'class="problem">([^<]*)<', page) if not p.startswith("Interrupted")]
+        problems = re.findall(r'class="problem">([^<]*)<', page)
         assert not problems, html.unescape(problems[0])
         return page if f'<li id="step-{step}" class="step done"' in page else None
     return wait_for(ready, 60)

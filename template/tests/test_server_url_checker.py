@@ -18,7 +18,7 @@ import url_checker
 from conftest import ROOT, free_port, run_notebook, served, shipped
 from url_checker import UrlCheck, check_urls, parse_url_list, write_csv
 
-NOTEBOOK = ROOT / "notebooks" / "url_checker.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "apps" / "url_checker.ipynb"
 
 
 class LocalSite:
@@ -251,7 +251,7 @@ def test_a_title_that_a_spreadsheet_would_run_goes_into_the_csv_as_text(tmp_path
     assert written == ["'" + title for title in titles[:6]] + ["-5", "A = B"]
 
 
-@shipped("notebooks/url_checker.ipynb")
+@shipped("notebooks/apps/url_checker.ipynb")
 def test_the_starter_notebook_checks_urls_headless(site, tmp_path, monkeypatch):
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))  # the kernel's config.py saves the CSV there
     text = run_notebook(NOTEBOOK, f'URLS = """\n{site.url}/\n{site.url}/old\nnot a url\n{site.url}/missing\n"""\n'

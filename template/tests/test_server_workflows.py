@@ -200,6 +200,26 @@ def test_cancel_stops_the_work_and_opens_the_step_again(server, live, site):
     assert notes(server)[-1] == "URL checker: “Check them” cancelled."
 
 
+def test_a_page_drawn_as_its_step_ends_shows_it_at_work_not_interrupted(server, live, site, monkeypatch):
+    "The page is drawn in a thread from the run as it was read: the job ending meanwhile does not make it interrupted."
+    import workflows
+    key = new_run(live)
+    submit(live, key, "urls", text=f"{site.url}/held/1")
+    submit(live, key, "check", concurrency="1", timeout="60")
+    wait_for(lambda: site.held_now == 1)
+    urls = workflows.RUNNING[key].flow.steps["urls"]
+    show = urls.show
+    def shown_as_the_job_ends(run):  # the done step is drawn before the open one: the job ends in between
+        site.release.set()
+        wait_for(lambda: key not in workflows.RUNNING)
+        return show(run)
+    monkeypatch.setattr(urls, "show", shown_as_the_job_ends)
+    page = live.get("/url_checker").text
+    assert "Interrupted" not in page and f'id="job-{key}"' in page  # at work, as it was when read
+    monkeypatch.undo()
+    assert step_state(live.get("/url_checker").text, "check") == "done"
+
+
 def test_runs_are_listed_opened_and_deleted(server, client, site):
     first = new_run(client)
     submit(client, first, "urls", text=f"{site.url}/page/1")
