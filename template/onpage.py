@@ -18,6 +18,7 @@ import unicodedata
 
 import httpx
 
+from fetching import Refused, web_url
 from findings import HTML_200, Finding
 
 # Helvetica's advance widths, in thousandths of an em, for printable ASCII from the space (32) to the tilde (126).
@@ -76,10 +77,11 @@ def structured_data(tree) -> tuple[list[str], int, list[str]]:
 
 
 def linked(tree, rel: str, base: httpx.URL) -> str | None:
-    "The absolute URL of the page's <link rel=...>, if it has one."
+    "The page's <link rel=...> as fetching.web_url makes it (absolute, without #fragment or user:password@), if any."
     node = tree.css_first(f"link[rel~={rel} i][href]")
-    try: return str(base.join(node.attributes["href"].strip())) if node is not None else None
-    except (httpx.InvalidURL, ValueError): return None
+    try: url = web_url(node.attributes["href"] or "", base) if node is not None else None
+    except Refused: return None
+    return str(url) if url else None
 
 
 def facts(tree, base: httpx.URL, title: str | None, description: str | None) -> dict:

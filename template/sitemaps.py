@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
+from fetching import Refused, web_url
 from findings import CRAWLED, HTML_200, REDIRECTS, Finding
 
 # The page table's columns this audit adds (crawler.connect adds them to a crawl's file that lacks them).
@@ -24,11 +25,13 @@ READ_SITEMAPS = "EXISTS (SELECT 1 FROM page WHERE in_sitemap = 1)"
 
 
 def from_robots(lines: list[str], robots_url: str) -> list[str]:
-    "robots.txt's Sitemap lines as absolute URLs: a relative one (Sitemap: /sitemap.xml) against robots.txt's URL."
+    """robots.txt's Sitemap lines as absolute URLs (a relative one, Sitemap: /sitemap.xml, against robots.txt's URL),
+    as fetching.web_url makes them: a line that is no web address is left out."""
     base, found = httpx.URL(robots_url), []
     for line in lines:
-        try: found.append(str(base.join(line.strip())))
-        except (httpx.InvalidURL, ValueError): continue
+        try: url = web_url(line, base)
+        except Refused: continue
+        if url: found.append(str(url))
     return found
 
 
