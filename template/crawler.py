@@ -55,10 +55,10 @@ import onpage
 import sitemaps
 import validation
 from exports import write_csv, write_xlsx
-from fetching import (ACCEPT_ENCODING, Refused, get_robots, get_sitemap, location, read_body, set_location_aside,
-                      web_url, why_failed)
+from fetching import (ACCEPT_ENCODING, Refused, get_robots, get_sitemap, read_body, set_location_aside, web_url,
+                      why_failed)
 from findings import BROKEN, CORE, CRAWLED, REDIRECTS, Finding
-from url_checker import MAX_REDIRECTS, REDIRECT_CODES, normal_url
+from url_checker import MAX_REDIRECTS, REDIRECT_CODES, normal_url, redirect_target
 
 CRAWLS_DIR = config.DATA_DIR / "crawls"
 USER_AGENT = f"Mozilla/5.0 (compatible; {config.SLUG}-crawler/1.0)"
@@ -579,9 +579,7 @@ class Crawl:
                 found |= {"status": response.status_code, "content_type": content_type.split(";")[0].strip() or None,
                           "x_robots_tag": ", ".join(response.headers.get_list("x-robots-tag")) or None,
                           "encoding": response.charset_encoding or "utf-8"}
-                try:
-                    if response.status_code in REDIRECT_CODES and location(response):
-                        found["redirect_to"] = str(web_url(location(response), response.url) or "") or None
+                try: found["redirect_to"] = redirect_target(response)
                 except Refused as why:
                     found["refused"] = f"Its redirect is not followed: {why}"
                 length = response.headers.get("content-length")
