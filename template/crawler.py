@@ -250,8 +250,8 @@ class ParsingProcess:
     MinHash is bytes), after its size (8 bytes). A parse cut short (a stop)
     ends the process, and the next parse starts another."""
 
-    def __init__(self, max_size: int):
-        self.process, self.turn, self.max_size, self.ended = None, asyncio.Lock(), max_size, []
+    def __init__(self):
+        self.process, self.turn, self.ended = None, asyncio.Lock(), []
 
     async def parse(self, body: bytes, encoding: str, url: str, minhash: bool) -> Parsed:
         async with self.turn:
@@ -385,7 +385,7 @@ class Crawl:
         self.record(status="crawling", started=self.db.execute("SELECT started FROM crawl").fetchone()[0]
                     or datetime.now().isoformat(timespec="seconds"))
         limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
-        parser = ParsingProcess(settings.max_size)
+        parser = ParsingProcess()
         self.turns = defaultdict(asyncio.Lock)  # host -> its requests' queue for wait_turn, in this run's event loop
         headers = {"User-Agent": settings.user_agent, "Accept-Encoding": ACCEPT_ENCODING}
         try:
