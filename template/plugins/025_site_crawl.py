@@ -475,8 +475,10 @@ def setup(plugin):
             start: the URL to start from, with its https://
             max_pages: how many pages to crawl at most
         """
+        # The fields as the form sends them at first: a checked box as "1"
         run = await flow.launch(site={"start": start, "robots_sitemaps": "1"},
-                                crawl={**DEFAULTS, "max_pages": max_pages})
+                                crawl={**DEFAULTS, "max_pages": max_pages,
+                                       "check_external": "1" if DEFAULTS["check_external"] else ""})
         return f"Started crawling {start} in run {run.key}; the chat hears when it is done."
 
     @plugin.route("/runs/{key}/pages", methods="get")
