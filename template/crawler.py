@@ -89,6 +89,13 @@ class Settings:
     near_duplicates: float = 0.9  # the similarity (0 to 1) from which two pages are near-duplicates; 0: not looked for
     check_external: bool = False  # once the crawl ends, ask each external link's URL (link_check.py)
 
+    @classmethod
+    def of_run(cls, site: dict, crawl: dict) -> "Settings":
+        """The settings as a run of the Site crawl app keeps them, its two steps' values (the size cap in MB): the
+        app and `./run crawl` both crawl with these."""
+        return cls(**site, **{name: value for name, value in crawl.items() if name != "max_size_mb"},
+                   max_size=int(crawl["max_size_mb"] * 1024 * 1024))
+
     def __post_init__(self):
         if self.start: self.start = normal_url(self.start)
         self.sitemaps = [normal_url(url) for url in self.sitemaps]

@@ -357,12 +357,7 @@ def setup(plugin):
         site, chosen = run["site"], job.input
         if not job.saved.get("file"):  # a first start: a fresh file (a resume carries on with the one there)
             for old in CRAWLS_DIR.glob(f"{run.key}.db*"): old.unlink()
-            Crawl(crawl_file(run.key), Settings(
-                start=site["start"], sitemaps=site["sitemaps"], robots_sitemaps=site["robots_sitemaps"],
-                max_pages=chosen["max_pages"], max_depth=chosen["max_depth"], concurrency=chosen["concurrency"],
-                delay=chosen["delay"], timeout=chosen["timeout"], max_size=int(chosen["max_size_mb"] * 1024 * 1024),
-                user_agent=chosen["user_agent"], near_duplicates=chosen["near_duplicates"],
-                check_external=chosen.get("check_external", False))).close()
+            Crawl(crawl_file(run.key), Settings.of_run(site, chosen)).close()
             await job.keep(file=crawl_file(run.key).name)
         crawl = AT_WORK[run.key] = open_crawl(run.key)
 
