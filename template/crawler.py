@@ -661,9 +661,9 @@ class Crawl:
 
     # --- reading the results
     def findings(self) -> list[tuple[Finding, int]]:
-        "Every finding with the count of its pages (zeros included), in the order of FINDINGS."
-        return [(finding, self.db.execute(f"SELECT count(*) FROM page WHERE {finding.where}").fetchone()[0])
-                for finding in FINDINGS]
+        "Every finding with the count of its pages (zeros included), in the order of FINDINGS, in one pass over them."
+        counts = ", ".join(f"count(*) FILTER (WHERE {finding.where})" for finding in FINDINGS)
+        return list(zip(FINDINGS, self.db.execute(f"SELECT {counts} FROM page").fetchone()))
 
     def chain(self, url: str) -> list[tuple[str, int | None]]:
         "The redirect chain from url: (url, status) per hop; it stops at a page that is no redirect, or at a loop."
