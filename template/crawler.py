@@ -39,7 +39,6 @@ import re
 import sqlite3
 import sys
 import time
-from collections import defaultdict
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -55,8 +54,8 @@ import onpage
 import sitemaps
 import validation
 from exports import write_csv, write_xlsx
-from fetching import (ACCEPT_ENCODING, Refused, get_robots, get_sitemap, read_body, set_location_aside, web_url,
-                      why_failed)
+from fetching import (ACCEPT_ENCODING, Refused, Turns, get_robots, get_sitemap, read_body, set_location_aside,
+                      web_url, why_failed)
 from findings import BROKEN, CORE, CRAWLED, REDIRECTS, Finding
 from url_checker import MAX_REDIRECTS, REDIRECT_CODES, normal_url, redirect_target
 
@@ -328,7 +327,6 @@ class Crawl:
         self.settings = Settings(**json.loads(self.db.execute("SELECT settings FROM crawl").fetchone()["settings"]))
         self.site = self.settings.site
         self.robots: dict[str, Protego | None] = {}  # origin -> its rules (None: it has none)
-        self.next_request: dict[str, float] = {}  # host -> when its next request may start (time.monotonic)
         self.stop_asked = asyncio.Event()
 
     def close(self): self.db.close()
@@ -393,7 +391,7 @@ class Crawl:
                     or datetime.now().isoformat(timespec="seconds"))
         limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
         parser = ParsingProcess()
-        self.turns = defaultdict(asyncio.Lock)  # host -> its requests' queue for wait_turn, in this run's event loop
+        self.turns = Turns()  # the hosts' requests' queues for wait_turn, in this run's event loop
         headers = {"User-Agent": settings.user_agent, "Accept-Encoding": ACCEPT_ENCODING}
         try:
             # Made in a thread: loading the certificates takes the event loop's time otherwise (0.1 to 1 s).
@@ -488,9 +486,7 @@ class Crawl:
         started. The host's requests take their turns one at a time, so a turn that woke late delays the next."""
         rules = self.robots.get(f"{self.site.scheme}://{self.site.netloc.decode('ascii')}")
         delay = max(self.settings.delay, (rules.crawl_delay(self.settings.user_agent) or 0) if rules else 0)
-        async with self.turns[host]:
-            if (wait := self.next_request.get(host, 0) - time.monotonic()) > 0: await asyncio.sleep(wait)
-            self.next_request[host] = time.monotonic() + delay
+        await self.turns.wait(host, delay)
 
     # --- seeding: the start URL and the sitemaps
     async def seed(self):

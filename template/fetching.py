@@ -5,6 +5,7 @@ for the person.
     url = web_url(href, base)              # absolute, no #fragment, no user:password@; Refused says why not
     body, more = await read_body(response, limit)   # at most limit bytes, unpacked a step at a time
     why_failed(error)                      # "Connection refused: nothing answers at example.com:8080"
+    await turns.wait(host, delay)          # turns = Turns(): each host's requests delay seconds apart
 
 A site can send a gzip bomb (a few KB that unpack to gigabytes), a body that never ends, or one that trickles a
 byte a second. So bodies are read raw and unpacked here, STEP bytes at a time with the event loop free between two
@@ -15,7 +16,9 @@ import asyncio
 import re
 import socket
 import ssl
+import time
 import zlib
+from collections import defaultdict
 from xml.etree.ElementTree import ParseError, XMLPullParser
 
 import httpx
@@ -71,6 +74,20 @@ async def set_location_aside(response: httpx.Response):
     if "location" in response.headers:
         response.extensions["location"] = response.headers["location"]
         del response.headers["location"]
+
+
+class Turns:
+    """Politeness: each host's requests start one at a time, `delay` seconds apart, so a turn that woke late delays
+    the next. Made in the event loop that waits on it."""
+
+    def __init__(self):
+        self.queues, self.next_start = defaultdict(asyncio.Lock), {}  # host -> its queue, when its next may start
+
+    async def wait(self, host: str, delay: float):
+        "Waits until a request to the host may start: `delay` seconds after the one before started."
+        async with self.queues[host]:
+            if (wait := self.next_start.get(host, 0) - time.monotonic()) > 0: await asyncio.sleep(wait)
+            self.next_start[host] = time.monotonic() + delay
 
 
 def location(response: httpx.Response) -> str | None:
