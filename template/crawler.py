@@ -106,6 +106,9 @@ class Settings:
         return httpx.URL(self.start or self.sitemaps[0])
 
 
+def plural(n: int, word: str) -> str: return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 @dataclass
 class Progress:
     done: int = 0  # pages fetched
@@ -115,7 +118,7 @@ class Progress:
     last: str = ""  # the page fetched last, with its status
 
     def __str__(self):
-        return (f"{self.done:,} pages crawled, {self.queued:,} queued, {self.errors:,} errors"
+        return (f"{plural(self.done, 'page')} crawled, {self.queued:,} queued, {plural(self.errors, 'error')}"
                 + (f", {self.blocked:,} blocked by robots.txt" if self.blocked else "")
                 + (f" · {self.last}" if self.last else ""))
 
@@ -371,7 +374,6 @@ class Crawl:
 
     def summary(self, final: Progress) -> str:
         "How an ended crawl went, in a sentence."
-        def plural(n: int, word: str) -> str: return f"{n:,} {word}{'' if n == 1 else 's'}"
         return (f"Crawled {plural(final.done, 'page')} of {self.site.host} ({ENDINGS[self.status]}): "
                 f"{plural(final.errors, 'error')}, {final.blocked:,} blocked by robots.txt, "
                 f"{final.queued:,} left in the queue.{self.refusals_said()}")

@@ -20,7 +20,7 @@ from fasthtml.svg import G, Rect, Svg, Text
 
 import crawl_compare
 import explore
-from crawler import CRAWLED, CRAWLS_DIR, FINDING, FINDINGS, USER_AGENT, Crawl, Settings
+from crawler import CRAWLED, CRAWLS_DIR, FINDING, FINDINGS, USER_AGENT, Crawl, Settings, plural
 from explore import Column, Filter, View, address
 from url_checker import normal_url
 from workflows import Step, Workflow, drawn
@@ -61,9 +61,6 @@ CSS = """
 .page-detail th { width: 11rem; font-weight: 600; } .page-detail td { overflow-wrap: anywhere; }
 .downloads { display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; margin-top: .75rem; }
 """
-
-
-def plural(n: int, word: str) -> str: return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def crawl_file(key: str): return CRAWLS_DIR / f"{key}.db"
