@@ -54,8 +54,7 @@ import onpage
 import sitemaps
 import validation
 from exports import write_csv, write_xlsx
-from fetching import (ACCEPT_ENCODING, Refused, Turns, get_robots, get_sitemap, read_body, set_location_aside,
-                      web_url, why_failed)
+from fetching import ACCEPT_ENCODING, Refused, Turns, get_robots, read_body, set_location_aside, web_url, why_failed
 from findings import BROKEN, CORE, CRAWLED, REDIRECTS, Finding
 from url_checker import MAX_REDIRECTS, REDIRECT_CODES, normal_url, redirect_target
 
@@ -536,9 +535,9 @@ class Crawl:
         return dict(list(pages.items())[:settings.max_sitemap_urls])
 
     async def read_sitemap(self, url: str) -> tuple[str, list[tuple[str, str | None]]]:
-        "(urlset or sitemapindex, each <loc> with its <lastmod>) of one sitemap, in its turn (see fetching.get_sitemap)."
+        "(urlset or sitemapindex, each <loc> with its <lastmod>) of one sitemap, in its turn (sitemaps.get_sitemap)."
         await self.wait_turn(httpx.URL(url).host)
-        return await get_sitemap(self.client, url, self.settings.max_sitemap_size, self.settings.timeout * 3,
+        return await sitemaps.get_sitemap(self.client, url, self.settings.max_sitemap_size, self.settings.timeout * 3,
                                  self.settings.max_sitemap_urls)
 
     # --- one page
