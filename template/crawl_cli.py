@@ -97,8 +97,7 @@ def main(argv=None) -> int:
     key = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     site = {"start": args.url, "sitemaps": args.sitemap, "robots_sitemaps": not args.no_robots_sitemaps}
     path = CRAWLS_DIR / f"{key}.db"
-    crawl = Crawl(path, Settings(**site, **{name: value for name, value in settings.items() if name != "max_size_mb"},
-                                 max_size=int(args.max_size_mb * 1024 * 1024)))
+    crawl = Crawl(path, Settings.of_run(site, settings))
     try:
         final = asyncio.run(crawl_with_progress(crawl))
         answered = crawl.db.execute("SELECT count(*) FROM page WHERE status IS NOT NULL").fetchone()[0]

@@ -39,7 +39,6 @@ import re
 import sqlite3
 import sys
 import time
-from collections import defaultdict
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -55,10 +54,9 @@ import onpage
 import sitemaps
 import validation
 from exports import write_csv, write_xlsx
-from fetching import (ACCEPT_ENCODING, Refused, get_robots, get_sitemap, location, read_body, set_location_aside,
-                      web_url, why_failed)
+from fetching import ACCEPT_ENCODING, Refused, Turns, get_robots, read_body, set_location_aside, web_url, why_failed
 from findings import BROKEN, CORE, CRAWLED, REDIRECTS, Finding
-from url_checker import MAX_REDIRECTS, REDIRECT_CODES, normal_url
+from url_checker import MAX_REDIRECTS, REDIRECT_CODES, normal_url, redirect_target
 
 CRAWLS_DIR = config.DATA_DIR / "crawls"
 USER_AGENT = f"Mozilla/5.0 (compatible; {config.SLUG}-crawler/1.0)"
@@ -89,6 +87,13 @@ class Settings:
     near_duplicates: float = 0.9  # the similarity (0 to 1) from which two pages are near-duplicates; 0: not looked for
     check_external: bool = False  # once the crawl ends, ask each external link's URL (link_check.py)
 
+    @classmethod
+    def of_run(cls, site: dict, crawl: dict) -> "Settings":
+        """The settings as a run of the Site crawl app keeps them, its two steps' values (the size cap in MB): the
+        app and `./run crawl` both crawl with these."""
+        return cls(**site, **{name: value for name, value in crawl.items() if name != "max_size_mb"},
+                   max_size=int(crawl["max_size_mb"] * 1024 * 1024))
+
     def __post_init__(self):
         if self.start: self.start = normal_url(self.start)
         self.sitemaps = [normal_url(url) for url in self.sitemaps]
@@ -100,6 +105,9 @@ class Settings:
         return httpx.URL(self.start or self.sitemaps[0])
 
 
+def plural(n: int, word: str) -> str: return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 @dataclass
 class Progress:
     done: int = 0  # pages fetched
@@ -109,7 +117,7 @@ class Progress:
     last: str = ""  # the page fetched last, with its status
 
     def __str__(self):
-        return (f"{self.done:,} pages crawled, {self.queued:,} queued, {self.errors:,} errors"
+        return (f"{plural(self.done, 'page')} crawled, {self.queued:,} queued, {plural(self.errors, 'error')}"
                 + (f", {self.blocked:,} blocked by robots.txt" if self.blocked else "")
                 + (f" · {self.last}" if self.last else ""))
 
@@ -250,8 +258,8 @@ class ParsingProcess:
     MinHash is bytes), after its size (8 bytes). A parse cut short (a stop)
     ends the process, and the next parse starts another."""
 
-    def __init__(self, max_size: int):
-        self.process, self.turn, self.max_size, self.ended = None, asyncio.Lock(), max_size, []
+    def __init__(self):
+        self.process, self.turn, self.ended = None, asyncio.Lock(), []
 
     async def parse(self, body: bytes, encoding: str, url: str, minhash: bool) -> Parsed:
         async with self.turn:
@@ -321,7 +329,6 @@ class Crawl:
         self.settings = Settings(**json.loads(self.db.execute("SELECT settings FROM crawl").fetchone()["settings"]))
         self.site = self.settings.site
         self.robots: dict[str, Protego | None] = {}  # origin -> its rules (None: it has none)
-        self.next_request: dict[str, float] = {}  # host -> when its next request may start (time.monotonic)
         self.stop_asked = asyncio.Event()
 
     def close(self): self.db.close()
@@ -366,7 +373,6 @@ class Crawl:
 
     def summary(self, final: Progress) -> str:
         "How an ended crawl went, in a sentence."
-        def plural(n: int, word: str) -> str: return f"{n:,} {word}{'' if n == 1 else 's'}"
         return (f"Crawled {plural(final.done, 'page')} of {self.site.host} ({ENDINGS[self.status]}): "
                 f"{plural(final.errors, 'error')}, {final.blocked:,} blocked by robots.txt, "
                 f"{final.queued:,} left in the queue.{self.refusals_said()}")
@@ -385,8 +391,8 @@ class Crawl:
         self.record(status="crawling", started=self.db.execute("SELECT started FROM crawl").fetchone()[0]
                     or datetime.now().isoformat(timespec="seconds"))
         limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
-        parser = ParsingProcess(settings.max_size)
-        self.turns = defaultdict(asyncio.Lock)  # host -> its requests' queue for wait_turn, in this run's event loop
+        parser = ParsingProcess()
+        self.turns = Turns()  # the hosts' requests' queues for wait_turn, in this run's event loop
         headers = {"User-Agent": settings.user_agent, "Accept-Encoding": ACCEPT_ENCODING}
         try:
             # Made in a thread: loading the certificates takes the event loop's time otherwise (0.1 to 1 s).
@@ -481,9 +487,7 @@ class Crawl:
         started. The host's requests take their turns one at a time, so a turn that woke late delays the next."""
         rules = self.robots.get(f"{self.site.scheme}://{self.site.netloc.decode('ascii')}")
         delay = max(self.settings.delay, (rules.crawl_delay(self.settings.user_agent) or 0) if rules else 0)
-        async with self.turns[host]:
-            if (wait := self.next_request.get(host, 0) - time.monotonic()) > 0: await asyncio.sleep(wait)
-            self.next_request[host] = time.monotonic() + delay
+        await self.turns.wait(host, delay)
 
     # --- seeding: the start URL and the sitemaps
     async def seed(self):
@@ -531,9 +535,9 @@ class Crawl:
         return dict(list(pages.items())[:settings.max_sitemap_urls])
 
     async def read_sitemap(self, url: str) -> tuple[str, list[tuple[str, str | None]]]:
-        "(urlset or sitemapindex, each <loc> with its <lastmod>) of one sitemap, in its turn (see fetching.get_sitemap)."
+        "(urlset or sitemapindex, each <loc> with its <lastmod>) of one sitemap, in its turn (sitemaps.get_sitemap)."
         await self.wait_turn(httpx.URL(url).host)
-        return await get_sitemap(self.client, url, self.settings.max_sitemap_size, self.settings.timeout * 3,
+        return await sitemaps.get_sitemap(self.client, url, self.settings.max_sitemap_size, self.settings.timeout * 3,
                                  self.settings.max_sitemap_urls)
 
     # --- one page
@@ -579,9 +583,7 @@ class Crawl:
                 found |= {"status": response.status_code, "content_type": content_type.split(";")[0].strip() or None,
                           "x_robots_tag": ", ".join(response.headers.get_list("x-robots-tag")) or None,
                           "encoding": response.charset_encoding or "utf-8"}
-                try:
-                    if response.status_code in REDIRECT_CODES and location(response):
-                        found["redirect_to"] = str(web_url(location(response), response.url) or "") or None
+                try: found["redirect_to"] = redirect_target(response)
                 except Refused as why:
                     found["refused"] = f"Its redirect is not followed: {why}"
                 length = response.headers.get("content-length")
@@ -656,9 +658,9 @@ class Crawl:
 
     # --- reading the results
     def findings(self) -> list[tuple[Finding, int]]:
-        "Every finding with the count of its pages (zeros included), in the order of FINDINGS."
-        return [(finding, self.db.execute(f"SELECT count(*) FROM page WHERE {finding.where}").fetchone()[0])
-                for finding in FINDINGS]
+        "Every finding with the count of its pages (zeros included), in the order of FINDINGS, in one pass over them."
+        counts = ", ".join(f"count(*) FILTER (WHERE {finding.where})" for finding in FINDINGS)
+        return list(zip(FINDINGS, self.db.execute(f"SELECT {counts} FROM page").fetchone()))
 
     def chain(self, url: str) -> list[tuple[str, int | None]]:
         "The redirect chain from url: (url, status) per hop; it stops at a page that is no redirect, or at a loop."

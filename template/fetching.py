@@ -5,6 +5,7 @@ for the person.
     url = web_url(href, base)              # absolute, no #fragment, no user:password@; Refused says why not
     body, more = await read_body(response, limit)   # at most limit bytes, unpacked a step at a time
     why_failed(error)                      # "Connection refused: nothing answers at example.com:8080"
+    await turns.wait(host, delay)          # turns = Turns(): each host's requests delay seconds apart
 
 A site can send a gzip bomb (a few KB that unpack to gigabytes), a body that never ends, or one that trickles a
 byte a second. So bodies are read raw and unpacked here, STEP bytes at a time with the event loop free between two
@@ -15,8 +16,9 @@ import asyncio
 import re
 import socket
 import ssl
+import time
 import zlib
-from xml.etree.ElementTree import ParseError, XMLPullParser
+from collections import defaultdict
 
 import httpx
 
@@ -73,6 +75,20 @@ async def set_location_aside(response: httpx.Response):
         del response.headers["location"]
 
 
+class Turns:
+    """Politeness: each host's requests start one at a time, `delay` seconds apart, so a turn that woke late delays
+    the next. Made in the event loop that waits on it."""
+
+    def __init__(self):
+        self.queues, self.next_start = defaultdict(asyncio.Lock), {}  # host -> its queue, when its next may start
+
+    async def wait(self, host: str, delay: float):
+        "Waits until a request to the host may start: `delay` seconds after the one before started."
+        async with self.queues[host]:
+            if (wait := self.next_start.get(host, 0) - time.monotonic()) > 0: await asyncio.sleep(wait)
+            self.next_start[host] = time.monotonic() + delay
+
+
 def location(response: httpx.Response) -> str | None:
     "The Location an answer sent (set aside by set_location_aside)."
     return response.extensions.get("location")
@@ -125,42 +141,6 @@ async def get_robots(client: httpx.AsyncClient, url: str, seconds: float) -> tup
     note = f"robots.txt is larger than {size(ROBOTS_LIMIT)}: only its first {size(ROBOTS_LIMIT)} were read, as " \
            "Google does" if more else None
     return body.decode("utf-8", "replace"), note
-
-
-async def get_sitemap(client: httpx.AsyncClient, url: str, limit: int, seconds: float,
-                      most: int) -> tuple[str, list[tuple[str, str | None]]]:
-    """(urlset or sitemapindex, its first `most` <loc>s with their <lastmod>) of the sitemap at url, plain or gzipped, within `seconds`:
-    read whole up to `limit` bytes unpacked, then parsed in a thread. Refused says why it was not read."""
-    async with asyncio.timeout(seconds), client.stream("GET", url) as response:
-        if response.status_code != 200: raise Refused(f"it answered HTTP {response.status_code}")
-        body, more = await read_body(response, limit, gzip_file=True)
-    if more: raise Refused(f"it is larger than {size(limit)} unpacked (a gzip bomb, or too large a sitemap)")
-    return await asyncio.to_thread(parse_sitemap, body, most)
-
-
-def parse_sitemap(body: bytes, most: int) -> tuple[str, list[tuple[str, str | None]]]:
-    """(urlset or sitemapindex, its first `most` <loc>s, each with its <lastmod>): run in a thread. A sitemap that declares a DTD (the way to
-    entity bombs and to reading local files) is refused unread: sitemaps never need one."""
-    if re.search(rb"<!(DOCTYPE|ENTITY)", body): raise Refused("it declares entities (a DTD), which sitemaps never "
-                                                              "need: an entity bomb, or an attempt to read files")
-    xml, locations, root, entry = XMLPullParser(events=("start", "end")), [], None, {}
-    try:
-        for start in range(0, len(body), 1024 * 1024):
-            xml.feed(body[start:start + 1024 * 1024])
-            for event, element in xml.read_events():
-                tag = element.tag.rsplit("}", 1)[-1]
-                if event == "start":
-                    root = root or tag
-                elif tag in ("loc", "lastmod") and element.text:
-                    entry[tag] = element.text.strip()
-                elif tag in ("url", "sitemap"):
-                    if "loc" in entry and len(locations) < most: locations.append((entry["loc"], entry.get("lastmod")))
-                    entry = {}
-                    element.clear()
-        xml.close()
-    except ParseError as error:
-        raise Refused(f"it is not well-formed XML ({error})") from None
-    return root or "urlset", locations
 
 
 def size(n: int) -> str:

@@ -9,12 +9,10 @@ redirect's whole body, a gzip bomb included), and each method's chain is held to
 """
 
 import asyncio
-import time
-from collections import defaultdict
 
 import httpx
 
-from fetching import Refused, set_location_aside, why_failed
+from fetching import Refused, Turns, set_location_aside, why_failed
 from findings import Finding
 from url_checker import MAX_REDIRECTS, redirect_target
 
@@ -50,18 +48,13 @@ async def check(db, settings, stopping=lambda: False):
     "Asks every external URL not checked yet, within the crawl's concurrency and per-host delay, until stopping()."
     todo = db.execute("SELECT id, url FROM external WHERE checked IS NULL ORDER BY id").fetchall()
     if not todo: return
-    turns, next_start, room = defaultdict(asyncio.Lock), {}, asyncio.Semaphore(settings.concurrency)
-
-    async def wait_turn(host: str):
-        async with turns[host]:
-            if (wait := next_start.get(host, 0) - time.monotonic()) > 0: await asyncio.sleep(wait)
-            next_start[host] = time.monotonic() + settings.delay
+    turns, room = Turns(), asyncio.Semaphore(settings.concurrency)
 
     async def one(client, row):
         async with room:
             if stopping(): return
-            status, error = await answer(client, row["url"], lambda: wait_turn(httpx.URL(row["url"]).host),
-                                         settings.timeout)
+            host = httpx.URL(row["url"]).host
+            status, error = await answer(client, row["url"], lambda: turns.wait(host, settings.delay), settings.timeout)
         db.execute("UPDATE external SET status = ?, error = ?, checked = datetime('now') WHERE id = ?",
                    [status, error, row["id"]])
 

@@ -1,6 +1,6 @@
 """On-page checks: what each HTML page says beyond its title and links, and the findings about it.
 
-crawler.parse_page calls facts() on the page's tree (in the crawl's parsing thread) and keeps the result in the page
+crawler.parse_page calls facts() on the page's tree (in the crawl's parsing process) and keeps the result in the page
 table's columns below. Measured: the title's and the meta description's length in characters and in pixels, the
 images and those without an alt attribute (alt="" is a decorative image, not a missing alt), structured data
 (JSON-LD parsed, its @types listed and the blocks that are no JSON counted; microdata's itemtypes), rel=next/prev,
@@ -18,6 +18,7 @@ import unicodedata
 
 import httpx
 
+from fetching import Refused, web_url
 from findings import HTML_200, Finding
 
 # Helvetica's advance widths, in thousandths of an em, for printable ASCII from the space (32) to the tilde (126).
@@ -76,10 +77,11 @@ def structured_data(tree) -> tuple[list[str], int, list[str]]:
 
 
 def linked(tree, rel: str, base: httpx.URL) -> str | None:
-    "The absolute URL of the page's <link rel=...>, if it has one."
+    "The page's <link rel=...> as fetching.web_url makes it (absolute, without #fragment or user:password@), if any."
     node = tree.css_first(f"link[rel~={rel} i][href]")
-    try: return str(base.join(node.attributes["href"].strip())) if node is not None else None
-    except (httpx.InvalidURL, ValueError): return None
+    try: url = web_url(node.attributes["href"] or "", base) if node is not None else None
+    except Refused: return None
+    return str(url) if url else None
 
 
 def facts(tree, base: httpx.URL, title: str | None, description: str | None) -> dict:

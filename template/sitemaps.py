@@ -1,17 +1,21 @@
-"""The sitemap audit: what the sitemaps say against what the crawl found.
+"""Sitemaps read, and the sitemap audit: what the sitemaps say against what the crawl found.
 
-crawler.py reads the sitemaps (robots.txt's Sitemap lines resolved here, against robots.txt's own URL, as the
-sitemaps.org protocol and Google read a relative one) and keeps, for each URL a sitemap lists, its <lastmod> and
+crawler.py reads the sitemaps through get_sitemap (plain or gzipped, bounded by fetching.read_body, parsed by the
+standard library's streaming XML parser; robots.txt's Sitemap lines resolved here, against robots.txt's own URL, as
+the sitemaps.org protocol and Google read a relative one) and keeps, for each URL a sitemap lists, its <lastmod> and
 what is wrong with it. The findings: URLs a sitemap lists that are broken, redirected, blocked or not indexable
 (a sitemap should list only the canonical, indexable URLs), indexable pages no sitemap lists, and lastmod dates
 that are in the future or no W3C date at all.
 """
 
+import asyncio
 import re
 from datetime import datetime, timedelta, timezone
+from xml.etree.ElementTree import ParseError, XMLPullParser
 
 import httpx
 
+from fetching import Refused, read_body, size, web_url
 from findings import CRAWLED, HTML_200, REDIRECTS, Finding
 
 # The page table's columns this audit adds (crawler.connect adds them to a crawl's file that lacks them).
@@ -24,12 +28,51 @@ READ_SITEMAPS = "EXISTS (SELECT 1 FROM page WHERE in_sitemap = 1)"
 
 
 def from_robots(lines: list[str], robots_url: str) -> list[str]:
-    "robots.txt's Sitemap lines as absolute URLs: a relative one (Sitemap: /sitemap.xml) against robots.txt's URL."
+    """robots.txt's Sitemap lines as absolute URLs (a relative one, Sitemap: /sitemap.xml, against robots.txt's URL),
+    as fetching.web_url makes them: a line that is no web address is left out."""
     base, found = httpx.URL(robots_url), []
     for line in lines:
-        try: found.append(str(base.join(line.strip())))
-        except (httpx.InvalidURL, ValueError): continue
+        try: url = web_url(line, base)
+        except Refused: continue
+        if url: found.append(str(url))
     return found
+
+
+async def get_sitemap(client: httpx.AsyncClient, url: str, limit: int, seconds: float,
+                      most: int) -> tuple[str, list[tuple[str, str | None]]]:
+    """(urlset or sitemapindex, its first `most` <loc>s with their <lastmod>) of the sitemap at url, plain or gzipped,
+    within `seconds`: read whole up to `limit` bytes unpacked, then parsed in a thread. Refused says why it was not
+    read."""
+    async with asyncio.timeout(seconds), client.stream("GET", url) as response:
+        if response.status_code != 200: raise Refused(f"it answered HTTP {response.status_code}")
+        body, more = await read_body(response, limit, gzip_file=True)
+    if more: raise Refused(f"it is larger than {size(limit)} unpacked (a gzip bomb, or too large a sitemap)")
+    return await asyncio.to_thread(parse_sitemap, body, most)
+
+
+def parse_sitemap(body: bytes, most: int) -> tuple[str, list[tuple[str, str | None]]]:
+    """(urlset or sitemapindex, its first `most` <loc>s, each with its <lastmod>): run in a thread. A sitemap that
+    declares a DTD (the way to entity bombs and to reading local files) is refused unread: sitemaps never need one."""
+    if re.search(rb"<!(DOCTYPE|ENTITY)", body): raise Refused("it declares entities (a DTD), which sitemaps never "
+                                                              "need: an entity bomb, or an attempt to read files")
+    xml, locations, root, entry = XMLPullParser(events=("start", "end")), [], None, {}
+    try:
+        for start in range(0, len(body), 1024 * 1024):
+            xml.feed(body[start:start + 1024 * 1024])
+            for event, element in xml.read_events():
+                tag = element.tag.rsplit("}", 1)[-1]
+                if event == "start":
+                    root = root or tag
+                elif tag in ("loc", "lastmod") and element.text:
+                    entry[tag] = element.text.strip()
+                elif tag in ("url", "sitemap"):
+                    if "loc" in entry and len(locations) < most: locations.append((entry["loc"], entry.get("lastmod")))
+                    entry = {}
+                    element.clear()
+        xml.close()
+    except ParseError as error:
+        raise Refused(f"it is not well-formed XML ({error})") from None
+    return root or "urlset", locations
 
 
 def lastmod_problem(text: str | None, now: datetime | None = None) -> str | None:

@@ -20,7 +20,7 @@ from fasthtml.svg import G, Rect, Svg, Text
 
 import crawl_compare
 import explore
-from crawler import CRAWLED, CRAWLS_DIR, FINDING, FINDINGS, USER_AGENT, Crawl, Settings
+from crawler import CRAWLED, CRAWLS_DIR, FINDING, FINDINGS, USER_AGENT, Crawl, Settings, plural
 from explore import Column, Filter, View, address
 from url_checker import normal_url
 from workflows import Step, Workflow, drawn
@@ -61,9 +61,6 @@ CSS = """
 .page-detail th { width: 11rem; font-weight: 600; } .page-detail td { overflow-wrap: anywhere; }
 .downloads { display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; margin-top: .75rem; }
 """
-
-
-def plural(n: int, word: str) -> str: return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def crawl_file(key: str): return CRAWLS_DIR / f"{key}.db"
@@ -357,12 +354,7 @@ def setup(plugin):
         site, chosen = run["site"], job.input
         if not job.saved.get("file"):  # a first start: a fresh file (a resume carries on with the one there)
             for old in CRAWLS_DIR.glob(f"{run.key}.db*"): old.unlink()
-            Crawl(crawl_file(run.key), Settings(
-                start=site["start"], sitemaps=site["sitemaps"], robots_sitemaps=site["robots_sitemaps"],
-                max_pages=chosen["max_pages"], max_depth=chosen["max_depth"], concurrency=chosen["concurrency"],
-                delay=chosen["delay"], timeout=chosen["timeout"], max_size=int(chosen["max_size_mb"] * 1024 * 1024),
-                user_agent=chosen["user_agent"], near_duplicates=chosen["near_duplicates"],
-                check_external=chosen.get("check_external", False))).close()
+            Crawl(crawl_file(run.key), Settings.of_run(site, chosen)).close()
             await job.keep(file=crawl_file(run.key).name)
         crawl = AT_WORK[run.key] = open_crawl(run.key)
 
@@ -475,8 +467,10 @@ def setup(plugin):
             start: the URL to start from, with its https://
             max_pages: how many pages to crawl at most
         """
+        # The fields as the form sends them at first: a checked box as "1"
         run = await flow.launch(site={"start": start, "robots_sitemaps": "1"},
-                                crawl={**DEFAULTS, "max_pages": max_pages})
+                                crawl={**DEFAULTS, "max_pages": max_pages,
+                                       "check_external": "1" if DEFAULTS["check_external"] else ""})
         return f"Started crawling {start} in run {run.key}; the chat hears when it is done."
 
     @plugin.route("/runs/{key}/pages", methods="get")

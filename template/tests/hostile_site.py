@@ -6,12 +6,13 @@ crawl goes on.
          /trickle (a byte every TRICKLE seconds, for ever)
   redirects the crawler cannot follow: /to-javascript, /to-data, /to-bad-port
   more redirects: /hops/N (to /hops/N+1, for ever), /redirect-bomb (to /after, its body a gzip bomb)
-  links: javascript:, and /credentials: to /with-credentials and another host with user:secret@ (the page notes any
-         Authorization it is asked with)
+  links: javascript:, and /credentials: to /with-credentials and another host with user:secret@, and its rel=next to
+         /with-credentials with them (the page notes any Authorization it is asked with)
   sitemaps: /sitemap-bomb.xml.gz (a gzip file), /sitemap-encoded.xml (the bomb as Content-Encoding), /sitemap-laughs.xml
             (billion laughs), /sitemap-external.xml (an external entity), /sitemap-endless.xml,
             /sitemap-trickle.xml
-  robots.txt as `robots` says: "none" (404), "huge" (endless), "trickle", "bomb" (Content-Encoding gzip), "down" (503)
+  robots.txt as `robots` says: "none" (404), "huge" (endless), "trickle", "bomb" (Content-Encoding gzip), "down" (503),
+              "credentials" (a Sitemap line to /with-credentials with user:secret@)
 """
 
 import asyncio
@@ -94,8 +95,9 @@ class HostileSite(NotedSite):
     def home(self, request): return HTMLResponse(page("Home", *HOME_LINKS, "/credentials"))
 
     def credentials(self, request):
-        return HTMLResponse(page("Credentials", f"http://user:secret@{request.url.netloc}/with-credentials",
-                                 "http://user:secret@elsewhere.example/"))
+        with_them = f"http://user:secret@{request.url.netloc}/with-credentials"
+        return HTMLResponse(page("Credentials", with_them, "http://user:secret@elsewhere.example/",
+                                 head=f'<link rel="next" href="{with_them}">'))
 
     def with_credentials(self, request):
         self.authorizations.append(request.headers.get("authorization"))
@@ -126,4 +128,6 @@ class HostileSite(NotedSite):
         if self.robots == "trickle": return StreamingResponse(trickle(), media_type="text/plain")
         if self.robots == "bomb": return self.bomb(b"User-agent: *\n", b"\nDisallow: /after\n", "text/plain")
         if self.robots == "down": return PlainTextResponse("Down for maintenance", 503)
+        if self.robots == "credentials":
+            return PlainTextResponse(f"Sitemap: http://user:secret@{request.url.netloc}/with-credentials\n")
         return PlainTextResponse("Not found", 404)

@@ -168,6 +168,8 @@ def test_a_crawl_the_person_runs_from_a_card_is_bounded(server, live, site, llm)
         assert "at most 2 pages: Started crawling" in answer.text
         page = wait_for(lambda: crawl_done(live))
     assert re.search(r"Crawled 2 pages of 127\.0\.0\.1 \(stopped at the page limit\)", page)
+    [state] = server.db.execute("SELECT state FROM pipeline WHERE app = 'site_crawl'").fetchone()
+    assert json.loads(state)["crawl"]["check_external"]  # as the form has it at first: checked
 
 
 @shipped("plugins/020_url_checker.py")

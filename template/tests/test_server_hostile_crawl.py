@@ -124,7 +124,8 @@ def test_a_crawl_goes_on_past_every_trap_and_shows_what_it_crawled(tmp_path, sit
 
 
 def test_credentials_are_never_kept_shown_exported_or_sent(tmp_path, site):
-    crawl, _, _ = watched(tmp_path, site, start=f"http://user:secret@{site.url.split('://')[1]}/credentials")
+    start = f"http://user:secret@{site.url.split('://')[1]}/credentials"
+    crawl, _, _ = watched(tmp_path, site, "credentials", start=start, robots_sitemaps=True)
     assert crawl.settings.start == f"{site.url}/credentials"
     rows = [str(value) for row in crawl.db.execute("SELECT * FROM page") for value in row]
     assert not [value for value in rows if "secret" in value] and "secret" not in crawl.write_csv(
