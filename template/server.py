@@ -412,11 +412,27 @@ FOOTER = rendered(Footer(Small(f"{config.SETTINGS['name']} · {config.FLAVOUR} t
                          cls="container"))
 
 
+def side_folded() -> bool:
+    "Whether the active profile keeps the side panels (the chat) folded away, leaving the app the page's width."
+    return store.get(f"side_folded:{active_profile().id}", False)
+
+
+@functools.cache
+def fold_button(folded: bool) -> Safe:
+    # app.js folds the panels at once on a click; the request only remembers it for the profile.
+    return rendered(Button("Show the chat" if folded else "Hide the chat", hx_post="/side/fold", hx_swap="none",
+                           hx_vals=json.dumps({"folded": not folded}), aria_controls="side",
+                           aria_expanded="false" if folded else "true", cls="fold-side secondary outline"))
+
+
 def page(title: str, *content, current: str | None = None):
     "A whole page: header with the app menu and profile menu, the message area, the content, the side panels."
+    folded = SIDE_PANELS and side_folded()
+    side = [Aside(fold_button(folded), Div(*[panel() for panel in SIDE_PANELS], cls="side-panels"), id="side")
+            ] if SIDE_PANELS else []
     return (Title(f"{title} · {config.SETTINGS['name']}"), header(current, profile_menu()),
             Main(Div(Section(Div(id="message", role="status"), *content, cls="app", id="content", tabindex="-1"),
-                     *[Aside(panel()) for panel in SIDE_PANELS], cls="workspace"), cls="container"),
+                     *side, cls="workspace side-folded" if folded else "workspace"), cls="container"),
             FOOTER)
 
 
@@ -510,6 +526,12 @@ async def switch_profile(profile_id: int):
     store["active_profile"] = profiles[profile_id].id
     log.info("profile %s active", profile_id)
     return HtmxResponseHeaders(refresh="true")
+
+
+@app.post("/side/fold")
+async def fold_side(folded: bool):
+    "Remember, for the active profile, whether its side panels are folded (the page has folded them already)."
+    store[f"side_folded:{active_profile().id}"] = folded
 
 
 @app.delete("/profiles/{profile_id}")

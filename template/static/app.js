@@ -51,3 +51,15 @@ htmx.onLoad((loaded) => {
     closingEditor = null;
   }
 });
+
+// The side panels (the chat) fold away so that a wide table has the page's width, and come back: at once on the
+// click, while the button's own request remembers the choice for the profile (server.py, /side/fold).
+document.addEventListener("click", (event) => {
+  const button = event.target.closest(".fold-side");
+  if (!button) return;
+  const folded = button.closest(".workspace").classList.toggle("side-folded");
+  button.textContent = folded ? "Show the chat" : "Hide the chat";
+  button.setAttribute("aria-expanded", String(!folded));
+  button.setAttribute("hx-vals", JSON.stringify({ folded: !folded }));
+  dispatchEvent(new Event("resize"));  // what fits itself to its place (the chat's height) measures again
+});

@@ -6,8 +6,12 @@
   // The panel fills the viewport below its top, so the page never grows with the conversation.
   function fit() {
     const chat = document.getElementById("chat");
-    const workspace = chat?.closest("aside")?.parentElement;
-    if (workspace) chat.style.setProperty("--chat-top", `${workspace.getBoundingClientRect().top + scrollY}px`);
+    const aside = chat?.closest("aside"), workspace = aside?.parentElement;
+    if (!workspace) return;
+    // The aside sticks to the top as the page scrolls, so its place in the page is the workspace's; the chat sits
+    // below what comes before it in the aside (the fold button).
+    const above = chat.getBoundingClientRect().top - aside.getBoundingClientRect().top;
+    chat.style.setProperty("--chat-top", `${workspace.getBoundingClientRect().top + scrollY + above}px`);
   }
   addEventListener("resize", fit);
 

@@ -30,3 +30,23 @@ def test_every_app_page_fits_the_width_of_the_screen(browser, app_url, width):
             if scroll_width > width: too_wide[path] = scroll_width
             assert_accessible(page)
         assert len(pages) > 1 and too_wide == {}
+
+
+def test_the_chat_folds_away_for_the_profile_and_the_app_takes_the_width(browser, app_url):
+    with page_at(browser, app_url) as page:
+        page.goto("/todos")
+        app_width = page.locator("#content").bounding_box()["width"]
+        with page.expect_response("**/side/fold"):
+            page.get_by_role("button", name="Hide the chat").click()
+        assert page.locator("#chat").is_hidden()
+        assert page.locator("#content").bounding_box()["width"] > app_width + 300
+        assert_accessible(page)
+        page.reload()  # kept for the profile, with the button that brings it back
+        assert page.locator("#chat").is_hidden() and page.locator("#content").bounding_box()["width"] > app_width + 300
+        with page.expect_response("**/side/fold"):
+            page.get_by_role("button", name="Show the chat").click()
+        box = page.locator("#chat-input").bounding_box()  # unfolded after a folded load, the chat fits the screen
+        assert page.locator("#chat").is_visible() and box["y"] + box["height"] <= 800
+        page.reload()
+        assert page.locator("#chat").is_visible()
+        assert page.locator("#content").bounding_box()["width"] == pytest.approx(app_width, abs=2)

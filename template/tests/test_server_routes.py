@@ -261,10 +261,10 @@ def test_user_text_is_escaped_everywhere(client):
 def test_side_panels_are_drawn_beside_every_page(client, server, monkeypatch):
     from fasthtml.common import Div
 
-    monkeypatch.setattr(server, "SIDE_PANELS", [lambda: Div("side panel", id="side")])
+    monkeypatch.setattr(server, "SIDE_PANELS", [lambda: Div("side panel", id="side-panel")])
     for url in ("/todos", "/profiles"):
         page = client.get(url).text
-        assert "<aside>" in page and 'id="side"' in page
+        assert '<aside id="side">' in page and 'id="side-panel"' in page
 
 
 def test_apps_narrate_what_the_user_does_to_the_listeners(client, server, monkeypatch):
