@@ -4,7 +4,7 @@ fork's working tree and index change only at the end, in one step, with the comp
 Template-owned: `copier update` keeps it current. Until that step (the point of no return) an interruption, a
 failed migration or a crash leaves the fork as it was: the scratch worktree is simply removed. What the update
 starts (copier and its migrations, the fork's tests and what they start) runs in a process group of its own,
-stopped on every way out.
+stopped on every way out, with what left the group for a session of its own (a test's server).
 """
 
 import os
@@ -14,12 +14,17 @@ import subprocess
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from uuid import uuid4
+
+import psutil
 
 from template_merge import git
 
 NOT_COPIED = ".venv"  # the environment: large, and the update runs on the fork's own
 NO_HOOKS = ("-c", f"core.hooksPath={os.devnull}")  # the fork's git hooks are for its own commits
 GRACE = 30  # seconds a stopped process group has to tidy up (pytest's fixtures stop what they started)
+# In the environment of all a process group starts, whatever its session: what escapes the group is found by it.
+MARK = "TEMPLATE_UPDATE_GROUP"
 
 
 class Interrupted(BaseException):
@@ -53,8 +58,9 @@ def deferred_signals():
 @contextmanager
 def process_group(command: list[str], **popen):
     """Runs command in a process group of its own; however the block ends, the group is stopped: SIGINT first, as a
-    Ctrl-C would, then SIGKILL for whatever is left."""
-    process = subprocess.Popen(command, process_group=0, **popen)
+    Ctrl-C would, then SIGKILL for whatever is left, and for what it started in a session of its own."""
+    mark = uuid4().hex
+    process = subprocess.Popen(command, process_group=0, env=os.environ | {MARK: mark}, **popen)
     try:
         yield process
     finally:
@@ -66,6 +72,7 @@ def process_group(command: list[str], **popen):
                 pass
         signal_group(process.pid, signal.SIGKILL)
         process.wait()
+        kill_marked(mark)
 
 
 def signal_group(group: int, signum: int) -> None:
@@ -73,6 +80,16 @@ def signal_group(group: int, signum: int) -> None:
         os.killpg(group, signum)
     except ProcessLookupError:
         pass  # the group is gone already
+
+
+def kill_marked(mark: str) -> None:
+    """Kills every process whose environment carries mark: those that left the group with setsid."""
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get(MARK) == mark:
+                process.kill()
+        except psutil.Error:
+            continue  # gone already, or another user's, whose environment is not ours to read
 
 
 def untracked_files(root: Path) -> set[str]:

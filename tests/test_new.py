@@ -218,3 +218,14 @@ def test_new_in_a_clone_without_tags_renders_the_current_commit_and_names_the_co
             f"or mirror may leave tags out): rendering its current commit, {head}. scripts/release --restore-tags "
             "tags those releases; scripts/new then renders the newest.\n") in result.stderr
     assert "no release yet" not in result.stderr and "push" not in result.stderr
+
+
+def test_new_says_when_the_remote_it_records_lacks_the_release_tag(tmp_path):
+    template = template_copy(tmp_path / "template", "v0.1.0")
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "clone", "--quiet", "--bare", "--no-tags", str(template), str(origin))  # as a push without tags
+    git(template, "remote", "add", "origin", str(origin))
+    result = new_from(template, "darwinix", str(tmp_path / "fork"))
+    assert recorded(tmp_path / "fork") == ("v0.1.0", str(origin))
+    assert (f"{origin} has no tag v0.1.0, the release this fork records, so the fork cannot update from there until "
+            "it has: push the template's release tags there (git push --tags).\n") in result.stderr
