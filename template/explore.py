@@ -138,7 +138,7 @@ def table_row(columns: list[Column], row) -> NotStr:
                                                       else getattr(row, column.id))
         cls = "numeric" if column.numeric else column.cls
         attribute = f' class="{cls}"' if cls else ""
-        cells.append(f"<td{attribute}>{markup(shown)}</td>")
+        cells.append(f'<td{attribute} data-label="{escape(column.label)}">{markup(shown)}</td>')
     return NotStr(f"<tr>{''.join(cells)}</tr>")
 
 
@@ -181,13 +181,28 @@ table.explore td.url { min-width: 7rem; max-width: 20rem; }
 table.explore td.numeric, table.explore th.numeric { width: 1%; }
 /* break-word, not anywhere: a column is never made narrower than a URL's widest piece between its breaks */
 table.explore td.url a, table.explore td.url span.address { word-break: normal; overflow-wrap: break-word; }
-.table-box { overflow: auto; max-height: 75vh; }
+.table-box { overflow: auto; max-height: 75vh; container-type: inline-size; }
 table.explore thead th { position: sticky; top: 0; z-index: 1; background: var(--pico-card-background-color); }
 table.explore .numeric { text-align: right; white-space: nowrap; }
 table.explore th { white-space: nowrap; }
 table.explore th button.sort { all: unset; cursor: pointer; font-weight: 600; }
 table.explore th button.sort:focus-visible { outline: 2px solid var(--accent); }
 table.explore th button.sort span { margin-left: .25rem; font-size: .7rem; }
+/* In a narrow box (a phone, a tablet with the chat under the app) each row is a card: every cell on a line of its own
+   under its column's name (data-label), empty ones left out, and the headers above as a row of sort buttons. The box's
+   width decides, not the screen's: the same table is narrow beside the chat and wide with the chat folded. In pixels:
+   Pico's rem grows with the screen, and the app's column beside the chat at 1280 px (about 700 px) keeps its table. */
+@container (max-width: 640px) {
+  table.explore, table.explore :is(thead, tbody) { display: block; }
+  table.explore thead tr { display: flex; flex-wrap: wrap; gap: .1rem .9rem; }
+  table.explore thead :is(th, th.numeric) { position: static; padding: .2rem 0; border: 0; width: auto; }
+  table.explore tbody tr { display: block; padding: .4rem 0; border-bottom: 1px solid var(--pico-muted-border-color); }
+  table.explore tbody :is(td, td.numeric) { display: block; position: relative; padding: .1rem .45rem .1rem 6.5rem;
+                                            border: 0; width: auto; max-width: none; text-align: left; white-space: normal; }
+  table.explore tbody td::before { content: attr(data-label); position: absolute; left: .45rem; width: 5.75rem;
+                                   overflow: hidden; text-overflow: ellipsis; color: var(--pico-muted-color); }
+  table.explore tbody td:empty { display: none; }
+}
 .pager { display: flex; flex-wrap: wrap; justify-content: flex-start; align-items: center; gap: .4rem;
          margin-top: .5rem; }
 .pager button { width: auto; margin: 0; padding: .2rem .6rem; font-size: .8rem; }

@@ -54,6 +54,10 @@ def test_a_person_crawls_a_site_and_explores_what_it_found(browser, data_env, si
             page.set_viewport_size({"width": width, "height": 844})
             save_screenshot(page, f"site-crawl-{width}.png")
             assert page.evaluate("document.documentElement.scrollWidth") <= width
+            # and every column of a row: the table, too narrow for them side by side, shows its rows as cards
+            table = page.locator("#pages-rows .table-box").bounding_box()
+            cells = [cell.bounding_box() for cell in page.locator("#pages-rows tbody tr").first.locator("td").all()]
+            assert all(cell["x"] + cell["width"] <= table["x"] + table["width"] + 1 for cell in cells if cell)
         page.set_viewport_size({"width": 1280, "height": 800})
 
         rows = page.locator("#pages-rows tbody tr")
