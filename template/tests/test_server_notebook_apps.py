@@ -1,7 +1,7 @@
 """Notebook apps (notebook_apps.py, notebook_kernel.py, notebook_tables.py, plugins/050_notebook_apps.py): a tagged
 notebook dropped in notebooks/apps/ is a workflow whose steps run in Jupyter kernels. The forms its parameters make; a
 value that stays data; a DataFrame as a table to sort, search and page; the URL checker notebook giving the plugin's
-CSV; a kill -9 during a step, then Resume; Revert and re-run; Cancel; no kernel left
+CSV and its results as such a table; a kill -9 during a step, then Resume; Revert and re-run; Cancel; no kernel left
 once the app is gone; the notebook untouched and still running headless."""
 
 import csv
@@ -244,7 +244,11 @@ def test_the_url_checker_notebook_gives_the_plugins_csv_and_resumes_after_a_kill
         assert "Interrupted: the app stopped while this step was at work." in client.get("/notebook_url_checker").text
         site.release.set()
         client.post(f"/notebook_url_checker/runs/{key}/resume")
-        assert "Download " in done(client, "notebook_url_checker", "step2")
+        page = done(client, "notebook_url_checker", "step2")
+        assert "Download " in page and "1–8 of 8" in page  # the results: a table to explore
+        table = f"/notebook_url_checker/runs/{key}/tables/step2/0"
+        assert cells(client.get(table, params={"q": "MISSING"}).text, "url") == [f"{site.url}/missing"]
+        assert cells(client.get(table, params={"sort": "c1", "desc": "1"}).text, "status")[:2] == ["500", "404"]
         notebook_csv = client.get(f"/notebook_url_checker/runs/{key}/files/step2/0").text
         plugin = new_run(client, "url_checker")
         client.post(f"/url_checker/runs/{plugin}/steps/urls", data={"text": urls + f"\n{site.url}/held/1"})
