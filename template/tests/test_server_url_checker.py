@@ -294,8 +294,9 @@ def test_the_starter_notebook_checks_urls_headless(site, tmp_path, monkeypatch):
     text = run_notebook(NOTEBOOK, f'URLS = """\n{site.url}/\n{site.url}/old\nnot a url\n{site.url}/missing\n"""\n'
                                   "CONCURRENCY = 2\nTIMEOUT = 2\n")
     assert "3 URLs to check" in text and "Not a URL, skipped: not a url (it has spaces in it)" in text
-    assert f"301 {site.url}/old → 200 {site.url}/" in text and "Home & garden" in text
+    assert f"  301  {site.url}/old" in text  # each URL as it is checked; the results are a table (a DataFrame)
     [saved] = (tmp_path / "data" / "url_checks").glob("*.csv")
+    assert f"{site.url}/old → 200 {site.url}/" in saved.read_text() and "Home & garden" in saved.read_text()
     with saved.open(newline="") as file:
         assert [(row["url"], row["status"], row["final_status"]) for row in csv.DictReader(file)] == [
             (f"{site.url}/", "200", "200"), (f"{site.url}/old", "301", "200"), (f"{site.url}/missing", "404", "404")]
