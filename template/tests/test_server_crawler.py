@@ -142,6 +142,29 @@ def test_a_crawl_can_start_from_a_gzipped_sitemap_through_its_index(tmp_path, si
     assert mapped.db.execute("SELECT note FROM crawl").fetchone()[0] == "3 URLs in the sitemaps"
 
 
+def test_the_first_pages_are_crawled_while_a_sitemap_is_still_arriving(tmp_path, site):
+    site.release.clear()
+    settings = Settings(start=f"{site.url}/about", sitemaps=[f"{site.url}/held/sitemap"], delay=0, timeout=30,
+                        max_depth=0)
+    crawl = Crawl(tmp_path / "held.db", settings)
+
+    async def crawled_before_the_sitemap():
+        running = asyncio.create_task(crawl.run())
+        done = "SELECT count(*) FROM page WHERE url LIKE '%/about' AND state = 'done'"
+        async with asyncio.timeout(20):  # a crawl that waits for its sitemaps never gets there
+            while not crawl.db.execute(done).fetchone()[0]:
+                assert not running.done()
+                await asyncio.sleep(0.02)
+        assert site.held_now == 1 and crawl.db.execute("SELECT seeded FROM crawl").fetchone()[0] == 0
+        site.release.set()  # the sitemap (no XML: refused) arrives once the start page is crawled
+        await running
+
+    try: asyncio.run(crawled_before_the_sitemap())
+    finally: site.release.set()
+    assert crawl.status == "done" and crawl.db.execute("SELECT seeded FROM crawl").fetchone()[0] == 1
+    crawl.close()
+
+
 def test_a_new_crawls_file_is_never_seen_half_made(tmp_path):
     "The app's pages open a crawl's file while the crawl makes it: there is no file yet, or a whole one."
     problems, made = [], threading.Event()
