@@ -9,9 +9,9 @@ latencies, differences). Servers run in the rendered fork's environment, on free
 at the end; requests per second come from wrk (apt-get install wrk), with keep-alive.
 
 One module per family of figures, each giving its rows: copying (copier), fork_setup, landing_page (the rendered
-server against a bare FastHTML app), busy_app, chat, site_crawl, writers. measuring.py holds what they share (rounds
-in pairs, medians, processes and servers, their CPU and memory); plan.py the sizes of a full and a quick run;
-report.py writes the table; __main__.py runs the families in order.
+server against a bare FastHTML app), busy_app, chat, site_crawl, writers, notebook_apps. measuring.py holds what they
+share (rounds in pairs, medians, processes and servers, their CPU and memory, the load average); plan.py the sizes
+of a full and a quick run; report.py writes the table; __main__.py runs the families in order.
 """
 
 import sys

@@ -18,6 +18,7 @@ from .copying import NEW, copier_rows, with_upstream_change
 from .fork_setup import setup_rows
 from .landing_page import server_rows
 from .measuring import Scratch
+from .notebook_apps import notebook_app_rows
 from .plan import FULL, QUICK
 from .report import kept_notes, report
 from .site_crawl import crawl_rows
@@ -47,6 +48,7 @@ def main():
             rows += chat_rows(plan, fork, env, llm_url)
             rows += asyncio.run(crawl_rows(plan, fork, env | {"DATA_DIR": str(fresh("crawl-data"))}, fresh))
         rows += writer_rows(plan, fork, env, fresh)
+        if plan.jupyter: rows += notebook_app_rows(plan, fork, env, fresh)  # the apps need the fork's JupyterLab
 
     args.output.write_text(report(plan, args.quick, rows) + kept_notes(args.output))
     print(f"Wrote {args.output}", file=sys.stderr)

@@ -1,5 +1,5 @@
 """What every family of figures measures with: rounds in pairs, medians and the rows they make, processes and
-servers on free ports, their CPU time and peak memory."""
+servers on free ports, their CPU time and peak memory, and the machine's load average."""
 
 import os
 import re
@@ -125,6 +125,11 @@ def peak_rss(pid: int) -> int:
     "The process's peak resident set size, in bytes."
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) * 1024
+
+
+def load_average() -> float:
+    "The machine's load average over the last minute: said with a figure, since the machine may be shared."
+    return os.getloadavg()[0]
 
 
 class Scratch:

@@ -81,5 +81,14 @@ def report(plan: Plan, quick: bool, rows: list[Row]) -> str:
         "by uvicorn on the same two cores). Peak RSS is the server's VmHWM. The table's answer time is that of "
         "GET /site_crawl/runs/KEY/pages for five views (the crawl order, sorted by title, a search, a finding, a far "
         "page sorted by in-links), each asked repeatedly after the crawl.",
+        *([f"- Notebook apps: the fork's notebooks/apps/url_checker.ipynb served as an app, driven through its routes "
+           "with a WebSocket tab watching, as the page is; each round makes a new run. Its first step's start is from "
+           "posting the step's form to its progress saying a cell is at work (the kernel started and connected); the "
+           "floor is a kernel started by jupyter_client (ipc, as the app's) in a process that has it imported. Its "
+           f"second step checks {plan.notebook_urls} URLs of a local site (20 at a time) and is timed to the step "
+           "shown done, against `jupyter execute` of a notebook of exactly the cells the app's kernel runs for it "
+           "(the parameters, the inputs, the first step's cells, its own), in the same folder: a process that "
+           "imports nbclient, starts a kernel, runs them and stops it. Each row gives the load average (one minute) "
+           "at the start and the end of its rounds."] if plan.jupyter else []),
     ]
     return "\n".join(lines) + "\n"
