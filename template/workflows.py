@@ -403,7 +403,10 @@ class Workflow:
             return (P("Interrupted: the app stopped while this step was at work.", cls="problem"),
                     Div(Button("Resume", hx_post=self.plugin.url(f"/runs/{run.key}/resume"), **swap), " ", cancel))
         failure = P(run.job["error"], cls="problem") if run.job else None
-        return failure, Form(step.form(run), hx_post=url, hx_disabled_elt="find button", **swap)
+        # The disabled button is the form's own: a control in it that loads something (a list of choices) would
+        # inherit the attribute and look for a button inside itself.
+        return failure, Form(step.form(run), hx_post=url, hx_disabled_elt="find button",
+                             hx_disinherit="hx-disabled-elt", **swap)
 
     # --- routes: each answers with the panel (self.answer) ---
 

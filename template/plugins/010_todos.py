@@ -50,7 +50,9 @@ def list_top(profile_name: str) -> Safe:
                               "Click a todo to edit it (Escape cancels); drag ⠿ to reorder.")),
         Form(Input(name="title", placeholder="What needs doing?", aria_label="New todo", maxlength=1000, required=True),
              Button("Add"), hx_post=f"/{NAME}", hx_target="#todo-list", hx_swap="beforeend",
-             hx_on__after_request="if (event.detail.successful) this.reset()", role="group", cls="add")), indent=False)
+             # a refusal (422, its message shown) keeps what was typed
+             hx_on__after_request="if (event.detail.xhr.status < 300) this.reset()", role="group", cls="add")),
+        indent=False)
 
 
 def todo_list(db, profile_id: int):

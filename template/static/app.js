@@ -9,6 +9,24 @@ htmx.onLoad((root) => {
   }
 });
 
+// What the server pushes over the chat's WebSocket (a job's progress, a finished run) goes to every open tab of the
+// profile, whatever page it shows; a tab without a fragment's target has nothing to update there (it shows another
+// app, or has not yet drawn the job that just started), so the fragment is left out, not swapped as an error.
+htmx.defineExtension("where-shown", {
+  transformResponse(text) {
+    const frame = document.createElement("template");
+    frame.innerHTML = text;
+    const parts = [...frame.content.children];
+    const shown = parts.filter((part) => {
+      const oob = part.getAttribute("hx-swap-oob") ?? "true";
+      const target = oob.includes(":") ? oob.slice(oob.indexOf(":") + 1) : part.id && `#${CSS.escape(part.id)}`;
+      return !target || document.querySelector(target);
+    });
+    if (shown.length === parts.length) return text;
+    return shown.map((part) => part.outerHTML).join("");
+  },
+});
+
 // A message answers the last request only: clear it when the next one starts.
 document.addEventListener("htmx:beforeRequest", () => document.getElementById("message")?.replaceChildren());
 

@@ -159,3 +159,4 @@ def test_escape_cancels_an_inline_edit_and_focus_returns_to_what_opened_it(brows
     page.goto("/todos")
     expect(title).to_have_text(["Write the brief again"], **soon)
     assert_only_local_requests(page.context.requested)
+
