@@ -47,8 +47,8 @@ def todo_editor(todo):
 def list_top(profile_name: str) -> Safe:
     "The title, and the form that adds a todo to the end of the list."
     return to_xml((
-        Hgroup(H1("Todos"), P(f"The list of the profile {profile_name}. "
-                              "Click a todo to edit it (Escape cancels); drag ⠿ to reorder, or press Alt+↑ / Alt+↓ on it.")),
+        Hgroup(H1("Todos"), P(f"The list of the profile {profile_name}. Click a todo to edit it (Escape cancels); "
+                              "drag ⠿ to reorder, or press Alt+↑ / Alt+↓ on it.")),
         Form(Input(name="title", placeholder="What needs doing?", aria_label="New todo", maxlength=1000, required=True),
              Button("Add"), hx_post=f"/{NAME}", hx_target="#todo-list", hx_swap="beforeend",
              # a refusal (422, its message shown) keeps what was typed

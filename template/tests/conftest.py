@@ -228,7 +228,7 @@ def browser_context(browser, **options):
 
 @contextmanager
 def page_at(browser, url: str, timeout: float = 10_000, **options):
-    "A page in a browser context of its own (browser_context) at base URL url, its requests kept in page.context.requested."
+    "A page in a browser context of its own (browser_context) at base URL url; its requests in page.context.requested."
     with browser_context(browser, base_url=url, **{"viewport": {"width": 1280, "height": 800}} | options) as context:
         page = context.new_page()
         page.set_default_timeout(timeout)
