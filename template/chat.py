@@ -115,18 +115,18 @@ class Backend:
         self.toolless = set()  # the models that answered "does not support tools"
         self.client = None  # kept while the app runs: see kept()
 
-    def new_client(self) -> httpx.AsyncClient:
-        "A client for any url: each request names its whole URL (at()), so the url may change while it is kept."
-        return httpx.AsyncClient(headers=self.headers, timeout=httpx.Timeout(self.timeout, connect=5))
-
-    def at(self, path: str) -> str: return self.url.rstrip("/") + path
+    def request(self, path: str) -> dict:
+        """A request's URL, headers and timeout as the backend's settings are now: a kept client outlives changes to
+        them (a test shortens the timeout of a running app)."""
+        return dict(url=self.url.rstrip("/") + path, headers=self.headers,
+                    timeout=httpx.Timeout(self.timeout, connect=5))
 
     @asynccontextmanager
     async def kept(self):
         """Keeps a client while the app runs (its lifespan): its connections stay open between replies, so a reply
         waits for neither a new client (its TLS context loads the CA certificates, some 20 ms) nor a new TCP
         connection. They are closed as the app stops, on the event loop they belong to."""
-        async with self.new_client() as self.client:
+        async with httpx.AsyncClient() as self.client:
             try: yield
             finally: self.client = None
 
@@ -137,7 +137,7 @@ class Backend:
         try:
             if self.client is not None: yield self.client
             else:
-                async with self.new_client() as client: yield client
+                async with httpx.AsyncClient() as client: yield client
         except (httpx.ConnectError, httpx.ConnectTimeout):
             raise LLMError(self.unreachable()) from None
         except httpx.TimeoutException:
@@ -164,7 +164,7 @@ class Backend:
 
     async def models(self) -> list[str]:
         async with self.connection() as client:
-            response = await client.get(self.at(self.models_path))
+            response = await client.get(**self.request(self.models_path))
             self.check(response)
             return self.model_names(response.json())
 
@@ -183,7 +183,7 @@ class Backend:
         offered, the calls the model makes go to the list calls."""
         async with self.connection() as client:
             body = {"model": model, "messages": messages, "stream": True} | ({"tools": tools} if tools else {})
-            async with client.stream("POST", self.at(self.chat_path), json=body) as response:
+            async with client.stream("POST", **self.request(self.chat_path), json=body) as response:
                 if response.is_error or "html" in response.headers.get("content-type", ""):  # a web page, not a stream
                     await response.aread()
                     self.check(response, model)
@@ -241,7 +241,7 @@ class Ollama(Backend):
         if model not in self.capable:
             try:
                 async with self.connection() as client:
-                    response = await client.post(self.at("/api/show"), json={"model": model})
+                    response = await client.post(**self.request("/api/show"), json={"model": model})
                     self.check(response, model)
                     self.capable[model] = "tools" in response.json().get("capabilities", [])
             except LLMError: return False  # the chat itself will say what is wrong

@@ -16,6 +16,7 @@ import time
 from datetime import datetime
 
 import config
+import extraction
 from crawler import CRAWLS_DIR, USER_AGENT, Crawl, Settings
 from database import open_database
 from url_checker import normal_url
@@ -40,6 +41,8 @@ def arguments(argv) -> argparse.Namespace:
     parser.add_argument("--near-duplicates", type=float, default=0.9, help="similarity from 0 to 1; 0: off")
     parser.add_argument("--no-external-links", action="store_true", help="do not check the external links")
     parser.add_argument("--user-agent", default=USER_AGENT)
+    parser.add_argument("--extract", action="append", default=[], metavar="'NAME: SELECTOR'",
+                        help="a field to extract, by CSS selector (::attr(name): an attribute); again for more")
     parser.add_argument("--profile", help="the app's profile to save the run under (default: the first)")
     args = parser.parse_args(argv)
     if not (args.url or args.sitemap): parser.error("give a URL, a --sitemap, or both")
@@ -48,6 +51,8 @@ def arguments(argv) -> argparse.Namespace:
         args.sitemap = [normal_url(url) for url in args.sitemap]
     except ValueError as why:
         parser.error(f"not a URL: {why}")
+    try: args.extract = extraction.parse_fields("\n".join(args.extract))
+    except ValueError as why: parser.error(str(why))
     return args
 
 
@@ -56,7 +61,7 @@ def chosen(args) -> dict:
     return {"max_pages": args.max_pages, "max_depth": args.max_depth, "concurrency": args.concurrency,
             "delay": args.delay, "timeout": args.timeout, "max_size_mb": args.max_size_mb,
             "near_duplicates": args.near_duplicates, "check_external": not args.no_external_links,
-            "user_agent": args.user_agent}
+            "user_agent": args.user_agent, "extract": args.extract}
 
 
 def profile_id(db, name: str | None) -> int:

@@ -49,6 +49,7 @@ from protego import Protego
 from selectolax.lexbor import LexborHTMLParser
 
 import config
+import extraction
 import link_check
 import onpage
 import sitemaps
@@ -86,6 +87,7 @@ class Settings:
     max_sitemap_urls: int = SITEMAP_URLS
     near_duplicates: float = 0.9  # the similarity (0 to 1) from which two pages are near-duplicates; 0: not looked for
     check_external: bool = False  # once the crawl ends, ask each external link's URL (link_check.py)
+    extract: dict[str, str] = field(default_factory=dict)  # custom extraction: field name -> selector (extraction.py)
 
     @classmethod
     def of_run(cls, site: dict, crawl: dict) -> "Settings":
@@ -98,6 +100,7 @@ class Settings:
         if self.start: self.start = normal_url(self.start)
         self.sitemaps = [normal_url(url) for url in self.sitemaps]
         if not (self.start or self.sitemaps): raise ValueError("give a start URL, a sitemap, or both")
+        extraction.parse_fields(extraction.written(self.extract))  # a ValueError for a field it cannot extract
 
     @property
     def site(self) -> httpx.URL:
@@ -213,8 +216,9 @@ def attribute(node, name: str) -> str | None:
     return node.attributes.get(name) if node is not None else None
 
 
-def parse_page(body: bytes, encoding: str, url: str, minhash: bool = True) -> Parsed:
-    "The SEO facts of an HTML page (its MinHash too, for near-duplicates, unless told not): run in the parsing process."
+def parse_page(body: bytes, encoding: str, url: str, minhash: bool = True, extract: dict | None = None) -> Parsed:
+    """The SEO facts of an HTML page, its MinHash (for near-duplicates, unless told not) and the fields of a custom
+    extraction: run in the parsing process."""
     try: text = body.decode(encoding, errors="replace")
     except LookupError: text = body.decode("utf-8", errors="replace")
     tree = LexborHTMLParser(text)
@@ -236,7 +240,8 @@ def parse_page(body: bytes, encoding: str, url: str, minhash: bool = True) -> Pa
             links.append((str(target), follow and "nofollow" not in (anchor.attributes.get("rel") or "").lower()))
     title = " ".join(title_node.text().split()) if title_node is not None else None
     description = " ".join((attribute(tree.css_first("meta[name=description i]"), "content") or "").split()) or None
-    facts = onpage.facts(tree, base, title, description)  # before the scripts go: JSON-LD is in them
+    # before the scripts go: JSON-LD is in them, and an extraction may read them too
+    facts = onpage.facts(tree, base, title, description) | extraction.extract(tree, extract or {})
     words = []
     if tree.body is not None:
         for hidden in tree.body.css("script, style, noscript, template, svg"): hidden.decompose()
@@ -254,21 +259,22 @@ def parse_page(body: bytes, encoding: str, url: str, minhash: bool = True) -> Pa
 class ParsingProcess:
     """parse_page in a process of its own (`python -m crawler`), one page at a time: Lexbor keeps the GIL, so in a
     thread a page of tiny tags held the app's event loop for half a second and more. A page is sent as a JSON line
-    (its size, encoding, URL and whether to MinHash it) and its bytes; its Parsed comes back as a pickled dict (its
+    (its size, encoding, URL, whether to MinHash it and the fields to extract) and its bytes; its Parsed comes back as a pickled dict (its
     MinHash is bytes), after its size (8 bytes). A parse cut short (a stop)
     ends the process, and the next parse starts another."""
 
     def __init__(self):
         self.process, self.turn, self.ended = None, asyncio.Lock(), []
 
-    async def parse(self, body: bytes, encoding: str, url: str, minhash: bool) -> Parsed:
+    async def parse(self, body: bytes, encoding: str, url: str, minhash: bool, extract: dict) -> Parsed:
         async with self.turn:
             if self.process is None:
                 self.process = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "crawler", cwd=Path(__file__).parent, stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE)
             try:
-                self.process.stdin.write(json.dumps([len(body), encoding, url, minhash]).encode() + b"\n" + body)
+                header = json.dumps([len(body), encoding, url, minhash, extract]).encode()
+                self.process.stdin.write(header + b"\n" + body)
                 await self.process.stdin.drain()
                 size = int.from_bytes(await self.process.stdout.readexactly(8), "big")
                 return Parsed(**pickle.loads(await self.process.stdout.readexactly(size)))  # from our own process
@@ -289,8 +295,8 @@ class ParsingProcess:
 def parse_stdin():
     "python -m crawler: parses the pages sent on stdin (see ParsingProcess), until stdin ends."
     while header := sys.stdin.buffer.readline():
-        size, encoding, url, minhash = json.loads(header)
-        parsed = pickle.dumps(asdict(parse_page(sys.stdin.buffer.read(size), encoding, url, minhash)))
+        size, encoding, url, minhash, extract = json.loads(header)
+        parsed = pickle.dumps(asdict(parse_page(sys.stdin.buffer.read(size), encoding, url, minhash, extract)))
         sys.stdout.buffer.write(len(parsed).to_bytes(8, "big") + parsed)
         sys.stdout.buffer.flush()
 
@@ -327,6 +333,8 @@ class Crawl:
         if not self.path.exists(): raise FileNotFoundError(f"no crawl in {path}")
         self.db = connect(self.path)
         self.settings = Settings(**json.loads(self.db.execute("SELECT settings FROM crawl").fetchone()["settings"]))
+        add_columns(self.db, extraction.columns(self.settings.extract))
+        self.export_columns = EXPORT_COLUMNS + list(extraction.columns(self.settings.extract))
         self.site = self.settings.site
         self.robots: dict[str, Protego | None] = {}  # origin -> its rules (None: it has none)
         self.stop_asked = asyncio.Event()
@@ -565,8 +573,8 @@ class Crawl:
             return ""
         await self.wait_turn(target.host)
         found = await self.fetch(url)
-        parsed = await self.parser.parse(found.pop("body"), found.pop("encoding"), url,
-                                         self.settings.near_duplicates > 0) if found["html"] else None
+        parsed = await self.parser.parse(found.pop("body"), found.pop("encoding"), url, self.settings.near_duplicates > 0,
+                                         self.settings.extract) if found["html"] else None
         self.keep(page_id, url, depth, found, parsed)
         return f"{url} ({found['status'] or found['error']})"
 
@@ -699,16 +707,17 @@ class Crawl:
                    hops[-1][0], hops[-1][1])
 
     def export_rows(self, where: str = CRAWLED, args=(), order: str = "id"):
-        return self.db.execute(f"SELECT {', '.join(EXPORT_COLUMNS)} FROM page WHERE {where} ORDER BY {order}", args)
+        return self.db.execute(f"SELECT {', '.join(self.export_columns)} FROM page WHERE {where} ORDER BY {order}",
+                               args)
 
     def write_csv(self, path: Path, where: str = CRAWLED, args=(), order: str = "id") -> Path:
         "The pages (those matching where) as a CSV, every cell safe to open in a spreadsheet."
-        return write_csv(path, EXPORT_COLUMNS, self.export_rows(where, args, order))
+        return write_csv(path, self.export_columns, self.export_rows(where, args, order))
 
     def write_xlsx(self, path: Path) -> Path:
         "The crawl as an Excel workbook: its pages, its findings, its broken links and its redirect chains."
         return write_xlsx(path, {
-            "Pages": (EXPORT_COLUMNS, self.export_rows()),
+            "Pages": (self.export_columns, self.export_rows()),
             "Findings": (["finding", "pages", "level", "why"],
                          [(finding.label, count, finding.level, finding.why) for finding, count in self.findings()]),
             "Broken links": (["linking page", "broken URL", "status or error"], self.broken_links()),

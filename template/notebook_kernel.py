@@ -4,8 +4,8 @@ A step's kernel runs, in order: the set-up cells, the parameters cell, a cell th
 see notebook_apps.injected), the cells of the steps before it, then its own. So what a step needs from the steps
 before it is remade from what the run keeps, their inputs, and never lives only in a kernel: Resume after a
 restart, Revert to step N and Re-run are the same thing, a fresh kernel and the run's inputs. Only the step's own
-cells' outputs are kept, as the notebook's mime bundles, and drawn when the step is shown; every piece of HTML
-goes through the chat's sanitiser.
+cells' outputs are kept, as the notebook's mime bundles, and drawn when the step is shown: a DataFrame as a table
+to explore (notebook_tables.py), and every piece of HTML through the chat's sanitiser.
 
 The kernel is the one JupyterLab uses (ipykernel, through jupyter_client and nbclient), started in the notebook's
 folder as JupyterLab would, on local sockets (ipc). Cancelling the step interrupts the kernel, then kills it. No
@@ -17,6 +17,7 @@ import asyncio
 import atexit
 import base64
 import importlib
+import itertools
 import logging
 import os
 import re
@@ -31,6 +32,8 @@ from pathlib import Path
 from fasthtml.common import *
 
 import config
+import explore
+import notebook_tables
 from chat import SANITISER, markdown_html
 from notebook_apps import NotebookApp, NotebookStep, injected
 
@@ -56,7 +59,9 @@ def cells_to_run(app: NotebookApp, step: NotebookStep, inputs: dict) -> list[tup
     "(the notebook cell's index, or None for the inputs cell; its source) of every cell the step's kernel runs."
     before = [i for done in app.steps[:app.steps.index(step)] for i in done.cells]
     params = [app.parameters] if app.parameters is not None else []
-    return ([(i, app.sources[i]) for i in app.setup + params] + [(None, injected(inputs))]
+    # The inputs cell sets up the kernel too: a DataFrame shows its data, for the app's tables (notebook_tables.py).
+    setting = injected(inputs) + notebook_tables.IN_KERNEL
+    return ([(i, app.sources[i]) for i in app.setup + params] + [(None, setting)]
             + [(i, app.sources[i]) for i in before + step.cells])
 
 
@@ -179,9 +184,17 @@ def output_view(output: dict):
     return Pre(ANSI.sub("", text_of(data.get("text/plain", ""))))
 
 
-def step_outputs(value: dict, download_url: str):
-    "A done step: what its cells showed, cell by cell, and a download link for each file it wrote."
-    links = [A(f"Download {Path(name).name}", href=f"{download_url}/{n}", download=True, role="button",
+def step_outputs(value: dict, run_url: str, step_id: str):
+    """A done step: what its cells showed, cell by cell (its tables to explore, from run_url/tables/STEP/N), and a
+    download link for each file it wrote (run_url/files/STEP/N)."""
+    links = [A(f"Download {Path(name).name}", href=f"{run_url}/files/{step_id}/{n}", download=True, role="button",
                cls="outline") for n, name in enumerate(value["files"])]
-    return (*[Div(*[output_view(output) for output in shown["outputs"]], title=f"Cell {shown['cell']}")
+    numbers = itertools.count()  # of the step's tables, in the order it showed them
+    def view(output: dict):
+        if notebook_tables.MIME not in output.get("data", {}): return output_view(output)
+        n = next(numbers)
+        return notebook_tables.explorer(output, notebook_tables.table_name(step_id, n),
+                                        f"{run_url}/tables/{step_id}/{n}")
+    return (Style(explore.CSS) if notebook_tables.tables(value) else None,
+            *[Div(*[view(output) for output in shown["outputs"]], title=f"Cell {shown['cell']}")
               for shown in value["outputs"]], P(*links) if links else None)

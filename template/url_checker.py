@@ -43,6 +43,9 @@ HOSTNAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))
 REDIRECT_CODES = {301, 302, 303, 307, 308}
 MAX_REDIRECTS = 10  # browsers and search engines give up around here
 CHAIN = 2  # redirects from which a chain is flagged: each extra hop costs the visitor a round trip
+ARROWS = {"->", "→", "=>"}
+TWO_COLUMNS = re.compile(r"\t|\s(->|→|=>)\s")  # a redirect map's line; a URL with a space in it stays a bad URL
+PERMANENT = {301, 308}  # what search engines take as "moved": the new URL inherits the old one's standing
 
 
 def normal_url(line: str) -> str:
@@ -66,12 +69,28 @@ def normal_url(line: str) -> str:
 
 def parse_url_list(text: str) -> tuple[list[str], list[tuple[str, str]]]:
     """A pasted list, one URL a line: (the URLs in order, without blanks, repeats or user:password@; each line that
-    is not a URL with the reason)."""
+    is not a URL with the reason). A line may also name the URL it should redirect to: see parse_redirect_map."""
+    urls, invalid = parse_redirect_map(text)
+    return list(urls), invalid
+
+
+def parse_redirect_map(text: str) -> tuple[dict[str, str | None], list[tuple[str, str]]]:
+    """A pasted list whose lines may each hold an old URL and the new one it should redirect to, as a spreadsheet's
+    two columns paste (a tab between them) or written `old -> new`: ({URL: its expected target or None}, the lines
+    that are not URLs with the reason). The first line that names a URL wins."""
     urls, invalid = {}, []
     for line in filter(None, map(str.strip, text.splitlines())):
-        try: urls.setdefault(normal_url(line))
-        except ValueError as why: invalid.append((without_passwords(line), str(why)))
-    return list(urls), invalid
+        old, *rest = [part for part in line.split() if part not in ARROWS] if TWO_COLUMNS.search(line) else [line]
+        try:
+            if len(rest) > 1: raise ValueError("it has more than two URLs in it")
+            url = normal_url(old)
+            try: target = normal_url(rest[0]) if rest else None
+            except ValueError as why: raise ValueError(f"the URL it should redirect to: {why}") from None
+        except ValueError as why:
+            invalid.append((without_passwords(line), str(why)))
+            continue
+        urls.setdefault(url, target)
+    return urls, invalid
 
 
 def redirect_target(response: httpx.Response) -> str | None:
@@ -88,6 +107,12 @@ def page_title(body: bytes, encoding: str) -> str | None:
     return " ".join(html.unescape(match.group(1).decode(encoding, errors="replace")).split()) or None
 
 
+def same_address(a: str, b: str) -> bool:
+    "Whether two URLs ask a server the same: https://a.example is https://a.example/, :443 is no port."
+    return all(getattr(httpx.URL(a), part) == getattr(httpx.URL(b), part) for part in ("scheme", "host", "port",
+                                                                                        "raw_path"))
+
+
 @dataclass
 class UrlCheck:
     url: str
@@ -98,6 +123,7 @@ class UrlCheck:
     seconds: float | None = None  # until the last answer's headers arrived, every hop included
     error: str | None = None
     flag: str = ""  # redirect loop, too many redirects, or a chain of CHAIN or more redirects
+    expected: str | None = None  # in a redirect map, the new URL this one should redirect to
 
     @property
     def status(self) -> int | None:
@@ -114,9 +140,28 @@ class UrlCheck:
         "The hops as one line: 301 https://a/ → 308 https://b/ → 200 https://c/."
         return " → ".join(f"{hop['status']} {hop['url']}" for hop in self.hops)
 
+    @property
+    def migration(self) -> str:
+        """In a redirect map, what keeps this URL from being moved as a migration should: one permanent redirect
+        (301 or 308) straight to the expected URL, which answers 200. "" when it is, or when nothing was expected."""
+        if not self.expected: return ""
+        if not self.hops: return "not checked: it failed"
+        status, problems = self.status, []
+        if status not in REDIRECT_CODES: return f"no redirect: it answers {status}"
+        if status not in PERMANENT: problems.append(f"a temporary redirect ({status}), not 301 or 308")
+        target = self.hops[1]["url"] if len(self.hops) > 1 else None
+        if target is None: problems.append("its redirect's target failed")
+        elif not same_address(target, self.expected):
+            reached = any(same_address(hop["url"], self.expected) for hop in self.hops[2:])
+            problems.append(f"it redirects to {target}" + (f", and reaches the expected URL after {self.redirects} "
+                                                            "redirects" if reached else ", not to the expected URL"))
+        elif len(self.hops) > 2: problems.append(f"the expected URL redirects again ({self.hops[1]['status']})")
+        elif self.final_status != 200: problems.append(f"the expected URL answers {self.final_status}")
+        return "; ".join(problems)
+
 
 CSV_COLUMNS = ["url", "status", "redirects", "chain", "final_url", "final_status", "title", "seconds", "flag",
-               "error"]
+               "error", "expected", "migration"]
 
 
 async def check_url(client: httpx.AsyncClient, url: str, timeout: float) -> UrlCheck:

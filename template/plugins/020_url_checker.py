@@ -16,7 +16,7 @@ from fasthtml.common import *
 import explore
 from explore import Column, Filter, View, address
 from fetching import without_passwords
-from url_checker import CHECKS_DIR, MAX_REDIRECTS, UrlCheck, check_urls_apart, from_dict, parse_url_list, write_csv
+from url_checker import CHECKS_DIR, MAX_REDIRECTS, UrlCheck, check_urls_apart, from_dict, parse_redirect_map, write_csv
 from workflows import Step, Workflow, drawn
 
 NAME = "url_checker"
@@ -49,7 +49,9 @@ def summary(results: list[UrlCheck]) -> str:
             f"{count(lambda r: r.redirects):,} redirected, "
             f"{count(lambda r: outcome(r) in ('4xx', '5xx') or (r.final_status or 0) >= 400):,} ended in 4xx or "
             f"5xx, {count(lambda r: r.error and not r.hops):,} failed"
-            + (f"; {plural(flagged, 'redirect problem')} flagged." if flagged else "."))
+            + (f"; {plural(flagged, 'redirect problem')} flagged" if flagged else "")
+            + (f"; {count(lambda r: r.expected and not r.migration):,} of {mapped:,} redirected as the map says"
+               if (mapped := count(lambda r: r.expected)) else "") + ".")
 
 
 # --- The results table: what each column shows and sorts by
@@ -73,7 +75,12 @@ COLUMNS = [
                                         Small(r.error) if r.error else None)),
     Column("seconds", "Time", lambda r: f"{r.seconds:.2f} s" if r.seconds is not None else "", numeric=True),
 ]
-SORT_KEYS = {"checked": lambda r: r.n, "status": lambda r: (r.status is None, r.status or 0, r.final_status or 0),
+# With a redirect map: where each URL should lead, and what keeps it from leading there as a migration should.
+MAP_COLUMN = Column("migration", "Redirect map", lambda r: (
+    address(r.expected), Small(r.migration, cls="flag") if r.migration else Small("✓ as mapped")) if r.expected else "",
+    cls="url")
+MAP_FLAG = ("unmapped", "not redirected as the map says")
+SORT_KEYS = {"migration": lambda r: (not r.migration, r.migration, r.expected is None), "checked": lambda r: r.n, "status": lambda r: (r.status is None, r.status or 0, r.final_status or 0),
              "url": lambda r: r.url, "redirects": lambda r: r.redirects,
              "title": lambda r: (r.title is None, (r.title or "").casefold()),
              "seconds": lambda r: (r.seconds is None, r.seconds or 0)}
@@ -81,8 +88,20 @@ FILTERS = [Filter("outcome", "Every answer", {"2xx": "2xx", "3xx": "3xx, redirec
                                               "failed": "failed"}),
            Filter("flag", "Flagged or not", {"flagged": "redirect problems", "chain": "chains of redirects",
                                              "loop": "loops and too many redirects"})]
-FLAGS = {"flagged": lambda r: bool(r.flag), "chain": lambda r: r.flag.startswith("chain"),
+FLAGS = {"unmapped": lambda r: bool(r.migration), "flagged": lambda r: bool(r.flag), "chain": lambda r: r.flag.startswith("chain"),
          "loop": lambda r: r.flag in ("redirect loop", "too many redirects")}
+
+
+def mapped(run) -> bool: return bool(run["urls"].get("expected"))
+
+
+def columns(run) -> list[Column]: return COLUMNS + [MAP_COLUMN] if mapped(run) else COLUMNS
+
+
+def filters(run) -> list[Filter]:
+    "A run with a redirect map can show the URLs that are not redirected as it says."
+    if not mapped(run): return FILTERS
+    return [FILTERS[0], Filter("flag", FILTERS[1].label, dict([MAP_FLAG]) | FILTERS[1].choices)]
 
 
 def checked(run) -> list[UrlCheck]:
@@ -106,7 +125,7 @@ def matching(results: list[UrlCheck], view: View) -> list[UrlCheck]:
 def results_rows(run, view: View, answer: bool = False):
     found = matching(checked(run), view)
     view = view.fit(len(found))
-    return explore.rows("urls", f"/{NAME}/runs/{run.key}/rows", view, COLUMNS, FILTERS,
+    return explore.rows("urls", f"/{NAME}/runs/{run.key}/rows", view, columns(run), filters(run),
                         found[view.offset:view.offset + explore.PAGE_SIZE], len(found), answer=answer,
                         cls="url-results")
 
@@ -114,7 +133,10 @@ def results_rows(run, view: View, answer: bool = False):
 # --- Step 1: the URLs
 def url_form(run):
     return (Textarea(run.get("urls", {}).get("text", ""), name="text", rows=8, required=True,
-                     aria_label="URLs, one per line", placeholder="https://example.com/\nexample.com/about\n…"),
+                     aria_label="URLs, one per line", placeholder="https://example.com/\nexample.com/about\n…",
+                     aria_describedby="redirect-map-hint"),
+            Small("A redirect map checks a migration: each line an old URL and the new one it should redirect to, "
+                  "as two columns pasted from a spreadsheet or written old -> new.", id="redirect-map-hint"),
             Button("Next"))
 
 
@@ -127,6 +149,8 @@ def invalid_lines(invalid):
 def url_list(run):
     urls, invalid = run["urls"]["urls"], run["urls"]["invalid"]
     count = Strong(plural(len(urls), "URL")), " to check."
+    if mapped(run): count += (f" {len(run['urls']['expected']):,} of them with the URL each should redirect to: each "
+                              "is checked for one permanent redirect (301 or 308) to it, answering 200.",)
     if run["urls"].get("credentials"): count += (" The user names and passwords in them (user:password@) were "
                                                  "removed: they are never kept, shown or sent.",)
     return P(*count, Br(), invalid_lines(invalid)) if invalid else P(*count)
@@ -149,7 +173,7 @@ def results(run):
             P(summary(checked(run))),
             P(A("Download the CSV", href=f"/{NAME}/runs/{run.key}/csv", download=True, role="button", cls="outline"),
               " ", Small(f"data/url_checks/{run['check']['csv']}")),
-            explore.controls("urls", url, view, FILTERS, "Search the URLs and titles"),
+            explore.controls("urls", url, view, filters(run), "Search the URLs and titles"),
             results_rows(run, view))
 
 
@@ -161,7 +185,8 @@ def kept(found: list[UrlCheck], key: str):
 def setup(plugin):
     def read_urls(run, form):
         text = form.get("text", "")
-        urls, invalid = parse_url_list(text)
+        found, invalid = parse_redirect_map(text)
+        urls = list(found)
         if not urls:
             reasons = "; ".join(f"“{line}”: {why}" for line, why in invalid[:3])
             raise plugin.Refused(422, "No URLs there: paste one URL a line, like https://example.com/."
@@ -169,7 +194,8 @@ def setup(plugin):
         if len(urls) > MAX_URLS:
             raise plugin.Refused(422, f"That is {len(urls):,} URLs; one run checks at most {MAX_URLS:,}.")
         kept = without_passwords(text)  # the form shows it again: never with a password
-        return {"text": kept, "urls": urls, "invalid": invalid, "credentials": kept != text}
+        return {"text": kept, "urls": urls, "invalid": invalid, "credentials": kept != text,
+                "expected": {url: target for url, target in found.items() if target}}
 
     def read_settings(run, form):
         try:
@@ -188,6 +214,7 @@ def setup(plugin):
             await job.progress(len(done), len(urls), f"Checked {len(done):,} of {len(urls):,}: {result.url}")
 
         found = await check_urls_apart(urls, job.input["concurrency"], job.input["timeout"], on_result=tick)
+        for result in found: result.expected = run["urls"].get("expected", {}).get(result.url)
         csv, results = await asyncio.to_thread(kept, found, run.key)
         await job.progress(len(urls), len(urls), summary(found))
         return job.input | {"csv": csv.name, "results": results}
@@ -225,7 +252,9 @@ def setup(plugin):
         return {"run": found.key, "summary": summary(every), "matching": len(matched),
                 "csv": f"/{NAME}/runs/{found.key}/csv",
                 "results": [{"url": r.url, "status": r.status, "final_url": r.final_url, "hops": r.redirects,
-                             "flag": r.flag, "error": r.error, "title": r.title} for r in matched[:limit]]}
+                             "flag": r.flag, "error": r.error, "title": r.title}
+                            | ({"expected": r.expected, "migration": r.migration or "as mapped"} if r.expected else {})
+                            for r in matched[:limit]]}
 
     @plugin.tool(card=lambda urls: f"check {plural(len(urls), 'URL')}: {', '.join(urls[:3])}"
                                    f"{'…' if len(urls) > 3 else ''}")
@@ -243,5 +272,5 @@ def setup(plugin):
     async def rows(request, key: str):
         run = flow.run(key)
         if "check" not in run.state: raise plugin.Refused(404, "This run has no results yet: check its URLs first.")
-        view = View.read(request.query_params, COLUMNS, FILTERS, default_sort="checked")
+        view = View.read(request.query_params, columns(run), filters(run), default_sort="checked")
         return await drawn(results_rows, run, view, answer=True)  # 5,000 results sorted and filtered: in a thread

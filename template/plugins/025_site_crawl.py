@@ -20,6 +20,7 @@ from fasthtml.svg import G, Rect, Svg, Text
 
 import crawl_compare
 import explore
+import extraction
 from crawler import CRAWLED, CRAWLS_DIR, FINDING, FINDINGS, USER_AGENT, Crawl, Settings, plural
 from explore import Column, Filter, View, address
 from url_checker import normal_url
@@ -121,6 +122,19 @@ COLUMNS = [
     Column("seconds", "Time", lambda row: None if row["seconds"] is None else f"{row['seconds']:.2f} s",
            numeric=True),
 ]
+
+
+def table_columns(fields: dict[str, str]) -> list[Column]:
+    "The explorer's columns: the crawl's own, then the fields of its custom extraction."
+    return COLUMNS + [Column(extraction.column(name), name, lambda row, name=name: row[extraction.column(name)])
+                      for name in fields]
+
+
+def extracted(run) -> dict[str, str]:
+    "The fields a run's crawl extracts, from its settings as submitted (while it works) or kept (once done)."
+    return (run.get("crawl") or (run.job or {}).get("input") or {}).get("extract") or {}
+
+
 FILTERS = [Filter("show", "Every crawled page", SHOW_LABELS),
            Filter("finding", "Any finding", {finding.id: finding.label for finding in FINDINGS})]
 
@@ -148,8 +162,9 @@ def pages(crawl: Crawl, key: str, view: View) -> tuple[list[dict], int, View]:
     view = view.fit(total)
     linked = LINKED_FROM if view.filters.get("finding") in ("broken", "redirect", "redirect_chain") else \
         "NULL AS linked_from"
-    found = crawl.db.execute(f"SELECT id, url, state, status, error, refused, redirect_to, title, depth, inlinks, outlinks, "
-                             f"words, seconds, {linked} FROM page WHERE {where} ORDER BY {order(view)} "
+    fields = "".join(f", {column}" for column in extraction.columns(crawl.settings.extract))
+    found = crawl.db.execute(f"SELECT id, url, state, status, error, refused, redirect_to, title, depth, inlinks, "
+                             f"outlinks, words, seconds, {linked}{fields} FROM page WHERE {where} ORDER BY {order(view)} "
                              f"LIMIT {explore.PAGE_SIZE} OFFSET {view.offset}", args).fetchall()
     origin = f"{crawl.site.scheme}://{crawl.site.netloc.decode('ascii')}"
     return [dict(row) | {"detail": f"/{NAME}/runs/{key}/pages/{row['id']}", "origin": origin}
@@ -175,7 +190,7 @@ def page_rows(key: str, view: View, live: bool = False, answer: bool = False):
     except FileNotFoundError: return Div(P("No pages yet."), id="pages-rows", **poll)
     try: found, total, view = pages(crawl, key, view)
     finally: crawl.close()
-    return explore.rows("pages", url, view, COLUMNS, FILTERS, found, total,
+    return explore.rows("pages", url, view, table_columns(crawl.settings.extract), FILTERS, found, total,
                         extra=None if live else downloads(key, view), answer=answer, cls="crawl", **poll)
 
 
@@ -262,7 +277,8 @@ def page_detail(crawl: Crawl, row, columns: int):
              ("Sitemap lastmod", " ".join(filter(None, [row["lastmod"], row["lastmod_problem"] and
                                                          f"({row['lastmod_problem']})"])) or None),
              ("Linked from", ", ".join(crawl.linked_from(row["url"])) or None), ("Crawled", row["crawled"]),
-             ("Not read or not followed", row["refused"])]
+             ("Not read or not followed", row["refused"]),
+             *[(name, row[extraction.column(name)]) for name in crawl.settings.extract]]
     return Tr(Td(Table(*[Tr(Th(label, scope="row"), Td(value)) for label, value in facts if value not in (None, "")],
                        cls="page-detail"), colspan=columns))
 
@@ -303,6 +319,10 @@ def crawl_form(run):
                   "Check the external links once the crawl ends (HEAD, else GET; a site's requests the delay apart)"),
             Label("User agent (sent, and the one robots.txt is read for)",
                   Input(name="user_agent", value=chosen["user_agent"], required=True)),
+            Label("Custom extraction (optional): a field a line, its name and a CSS selector; ::attr(name) reads an "
+                  "attribute",
+                  Textarea(extraction.written(chosen.get("extract") or {}), name="extract", rows=2,
+                           placeholder='price: span.price\nimage: meta[property="og:image"]::attr(content)')),
             Button("Start the crawl"))
 
 
@@ -348,7 +368,9 @@ def setup(plugin):
             chosen[name] = value if name in ("delay", "timeout", "max_size_mb", "near_duplicates") else int(value)
         agent = " ".join((form.get("user_agent") or "").split())
         if not 1 <= len(agent) <= 300: raise plugin.Refused(422, "Give a user agent of up to 300 characters.")
-        return chosen | {"user_agent": agent, "check_external": form.get("check_external") == "1"}
+        try: fields = extraction.parse_fields(form.get("extract") or "")
+        except ValueError as why: raise plugin.Refused(422, str(why)) from None
+        return chosen | {"user_agent": agent, "check_external": form.get("check_external") == "1", "extract": fields}
 
     async def crawl_site(run, job):
         site, chosen = run["site"], job.input
@@ -475,8 +497,7 @@ def setup(plugin):
 
     @plugin.route("/runs/{key}/pages", methods="get")
     async def rows(request, key: str):
-        flow.run(key)
-        view = View.read(request.query_params, COLUMNS, FILTERS, default_sort="id")
+        view = View.read(request.query_params, table_columns(extracted(flow.run(key))), FILTERS, default_sort="id")
         return await drawn(page_rows, key, view, live=key in AT_WORK, answer=True)  # a query of the whole crawl
 
     @plugin.route("/runs/{key}/pages/{page_id}", methods="get")
@@ -487,13 +508,13 @@ def setup(plugin):
         try:
             row = crawl.db.execute("SELECT * FROM page WHERE id = ?", [page_id]).fetchone()
             if row is None: raise plugin.Refused(404, "No such page in this crawl.")
-            return page_detail(crawl, row, len(COLUMNS))
+            return page_detail(crawl, row, len(table_columns(crawl.settings.extract)))
         finally:
             crawl.close()
 
     @plugin.route("/runs/{key}/pages.csv", methods="get")
     async def csv_download(request, key: str):
-        view = View.read(request.query_params, COLUMNS, FILTERS, default_sort="id")
+        view = View.read(request.query_params, table_columns(extracted(flow.run(key))), FILTERS, default_sort="id")
         where, args = condition(view)
         return await export(key, ".csv", lambda crawl, path: crawl.write_csv(path, where, args, order(view)),
                             "text/csv")

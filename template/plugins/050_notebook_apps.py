@@ -10,6 +10,7 @@ from fasthtml.common import *
 
 import config
 from notebook_apps import NotebookApp, apps, field_value, step_form
+import notebook_tables
 from notebook_kernel import run_step, step_outputs
 from workflows import Step, Workflow
 
@@ -17,7 +18,7 @@ FOLDER = config.ROOT / "notebooks" / "apps"
 
 
 def workflow_of(app: NotebookApp, plugin):
-    "The notebook's steps as a Workflow's, and the route of the files they wrote."
+    "The notebook's steps as a Workflow's, and the routes of the files they wrote and the tables they showed."
     def read(step):
         def submit(run, form):
             try: return {p.name: field_value(p, form) for p in step.fields}
@@ -34,12 +35,13 @@ def workflow_of(app: NotebookApp, plugin):
         return run_it
 
     def step_of(step):
-        files = lambda run: plugin.url(f"/runs/{run.key}/files/{step.id}")
         return Step(step.id, step.title, form=lambda run: step_form(step, run.get(step.id, {}).get("inputs", {})),
-                    submit=read(step), work=work(step), show=lambda run: step_outputs(run[step.id], files(run)))
+                    submit=read(step), work=work(step),
+                    show=lambda run: step_outputs(run[step.id], plugin.url(f"/runs/{run.key}"), step.id))
 
     flow = Workflow(plugin, [step_of(step) for step in app.steps],
                     intro=P(app.intro, " ", Small(f"From notebooks/apps/{app.path.name}.")))
+    notebook_tables.routes(plugin, flow)
 
     @plugin.route("/runs/{key}/files/{step_id}/{n}", methods="get")
     async def download(key: str, step_id: str, n: int):

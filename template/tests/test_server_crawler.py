@@ -13,6 +13,7 @@ import pytest
 
 from conftest import ROOT, run_notebook, served, shipped
 from crawler import Crawl, Settings, parse_page
+from extraction import parse_fields
 from findings import CORE
 from local_site import FORMULA, HOME_LINKS, HUGE, ORPHAN, LocalSite
 
@@ -216,6 +217,34 @@ def test_parse_page_reads_what_a_browser_would():
     assert parsed.h1 == ["One h1", "Two"] and parsed.meta_robots == "index, nofollow"
     assert parsed.links == [("https://example.com/docs/next", False), ("https://example.com/away", False)]
     assert parsed.words == 3 + 3 + 3  # the h1s, the paragraph and the three links' text; never the script
+
+
+def test_custom_extraction_keeps_every_fields_matches_in_a_column_of_its_own_and_the_csv(tmp_path, site):
+    fields = {"heading": "h1", "robots": "meta[name=robots]::attr(content)", "links": "li a::attr(href)"}
+    done = crawl(tmp_path, site, max_depth=1, extract=fields)
+    pages = {row["url"].removeprefix(site.url): dict(row) for row in done.db.execute("SELECT * FROM page")}
+    assert (pages["/noindex"]["x_heading"], pages["/noindex"]["x_robots"]) == ("Not to index", "noindex, follow")
+    assert (pages["/about"]["x_heading"], pages["/about"]["x_robots"], pages["/about"]["x_links"]) == (
+        "About us", None, "/")
+    assert pages["/"]["x_links"].startswith("/about | /old | /moved | ")
+    assert pages["/report.pdf"]["x_heading"] is None  # not HTML: nothing read
+    with done.write_csv(tmp_path / "pages.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert {row["url"].removeprefix(site.url): row["x_robots"] for row in rows}["/noindex"] == "noindex, follow"
+    done.close()
+
+
+def test_custom_extraction_fields_are_refused_with_the_reason():
+    assert parse_fields("Product price: span.price\n\nimage: meta[property='og:image']::attr(content)") == {
+        "product_price": "span.price", "image": "meta[property='og:image']::attr(content)"}
+    for text, reason in (("price span.price", "“price span.price” is not a field: write name: CSS selector."),
+                         ("9lives: p", "“9lives” cannot name a field"),
+                         ("price: p[[", "“p[[” is not a CSS selector (for price)."),
+                         ("a: p\na: div", "Two fields are named “a”."),
+                         ("\n".join(f"f{n}: p" for n in range(11)), "That is 11 fields; a crawl extracts at most 10.")):
+        with pytest.raises(ValueError) as refused: parse_fields(text)
+        assert str(refused.value).startswith(reason)
+    with pytest.raises(ValueError): Settings(start="https://example.com/", extract={"price": "p[["})
 
 
 def test_the_file_is_plain_sqlite_for_any_tool(audited):

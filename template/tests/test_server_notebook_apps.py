@@ -1,7 +1,8 @@
-"""Notebook apps (notebook_apps.py, notebook_kernel.py, plugins/050_notebook_apps.py): a tagged notebook dropped in
-notebooks/apps/ is a workflow whose steps run in Jupyter kernels. The forms its parameters make; a value that stays
-data; the URL checker notebook giving the plugin's CSV; a kill -9 during a step, then Resume; Revert and re-run;
-Cancel; no kernel left once the app is gone; the notebook untouched and still running headless."""
+"""Notebook apps (notebook_apps.py, notebook_kernel.py, notebook_tables.py, plugins/050_notebook_apps.py): a tagged
+notebook dropped in notebooks/apps/ is a workflow whose steps run in Jupyter kernels. The forms its parameters make; a
+value that stays data; a DataFrame as a table to sort, search and page; the URL checker notebook giving the plugin's
+CSV and its results as such a table; a kill -9 during a step, then Resume; Revert and re-run; Cancel; no kernel left
+once the app is gone; the notebook untouched and still running headless."""
 
 import csv
 import hashlib
@@ -24,6 +25,7 @@ from conftest import NOT_COPIED, ROOT, app_process, run_notebook, served, shippe
 from local_site import LocalSite
 from notebook_apps import field_value, read_app
 from notebook_kernel import step_outputs
+from notebook_tables import MIME, explorer
 
 pytestmark = shipped("plugins/050_notebook_apps.py", "plugins/020_url_checker.py", "notebooks/apps/url_checker.ipynb")
 HX = {"HX-Request": "true"}
@@ -139,12 +141,20 @@ def test_outputs_are_drawn_as_jupyterlab_would_and_html_is_sanitised():
                {"output_type": "display_data", "data": {"text/markdown": "**done** <img src=x onerror=y()>"}},
                {"output_type": "stream", "name": "stdout", "text": "<b>as text</b>\n"}]
     drawn = to_xml(step_outputs({"outputs": [{"cell": 4, "outputs": outputs}], "files": ["url_checks/a.csv"]},
-                                "/app/runs/k/files/step2"))
+                                "/app/runs/k", "step2"))
     assert f'src="data:image/png;base64,{png}"' in drawn
     assert "<table><tbody><tr><th>a</th></tr><tr><td>1</td></tr></tbody></table>" in drawn
     assert "<script" not in drawn and "onclick" not in drawn and "<img src=x" not in drawn  # raw HTML: text at most
     assert "<strong>done</strong>" in drawn and "&lt;b&gt;as text&lt;/b&gt;" in drawn
     assert 'href="/app/runs/k/files/step2/0"' in drawn and "Download a.csv" in drawn
+
+
+def test_a_table_cut_short_says_so():
+    output = {"output_type": "execute_result", "metadata": {MIME: {"rows": 5000}}, "data": {MIME: {
+        "schema": {"fields": [{"name": "n", "type": "integer"}]}, "data": [{"n": n} for n in range(60)]}}}
+    drawn = to_xml(explorer(output, "step1-table0", "/app/runs/k/tables/step1/0"))
+    assert "table has 5,000 rows: the run keeps the first 60," in drawn
+    assert "1–50 of 60" in drawn
 
 
 def test_a_failing_cell_is_named_in_the_steps_error(fork, env):
@@ -234,7 +244,11 @@ def test_the_url_checker_notebook_gives_the_plugins_csv_and_resumes_after_a_kill
         assert "Interrupted: the app stopped while this step was at work." in client.get("/notebook_url_checker").text
         site.release.set()
         client.post(f"/notebook_url_checker/runs/{key}/resume")
-        assert "Download " in done(client, "notebook_url_checker", "step2")
+        page = done(client, "notebook_url_checker", "step2")
+        assert "Download " in page and "1–8 of 8" in page  # the results: a table to explore
+        table = f"/notebook_url_checker/runs/{key}/tables/step2/0"
+        assert cells(client.get(table, params={"q": "MISSING"}).text, "url") == [f"{site.url}/missing"]
+        assert cells(client.get(table, params={"sort": "c1", "desc": "1"}).text, "status")[:2] == ["500", "404"]
         notebook_csv = client.get(f"/notebook_url_checker/runs/{key}/files/step2/0").text
         plugin = new_run(client, "url_checker")
         client.post(f"/url_checker/runs/{plugin}/steps/urls", data={"text": urls + f"\n{site.url}/held/1"})
@@ -257,3 +271,37 @@ def test_the_site_crawl_notebook_is_an_app_too(fork, env, site):
         page = done(client, "notebook_site_crawl", "step2")
         assert "Duplicate titles: 2" in page and "Redirect chains and loops: 5" in page  # as the notebook finds
         assert "Download local-site.csv" in page and "Download local-site.xlsx" in page
+
+
+TABLE = """import pandas as pd
+frame = pd.DataFrame({"name": [f"page {i:03}" for i in range(120)], "words": [i * 37 % 120 for i in range(120)],
+                      "note": ["<script>alert(1)</script>" if i == 7 else "" for i in range(120)]})
+frame"""
+
+
+def cells(page: str, column: str) -> list[str]:
+    "The values of a column in the rows drawn, as shown."
+    return [html.unescape(value) for value in re.findall(rf'<td[^>]*data-label="{column}">([^<]*)</td>', page)]
+
+
+def test_a_dataframe_is_a_table_to_sort_search_and_page_that_survives_a_restart(fork, env):
+    nbformat.write(nbformat.v4.new_notebook(cells=[code(TABLE, "step: Show it")]), fork / "notebooks" / "apps" / "tables.ipynb")
+    words = {f"page {i:03}": i * 37 % 120 for i in range(120)}
+    with app_process(env, fork) as app, httpx.Client(base_url=app.url, headers=HX) as client:
+        key = new_run(client, "notebook_tables")
+        client.post(f"/notebook_tables/runs/{key}/steps/step1")
+        page = done(client, "notebook_tables", "step1")
+        assert "1–50 of 120" in page and cells(page, "name") == [f"page {i:03}" for i in range(50)]  # a page, not all
+        assert "<script>alert(1)</script>" in cells(page, "note") and "<script>alert" not in page  # data, escaped
+        table = f"/notebook_tables/runs/{key}/tables/step1/0"
+        by_words = client.get(table, params={"sort": "c1", "desc": "1"}).text
+        assert cells(by_words, "words")[:3] == ["119", "118", "117"]
+        assert cells(client.get(table, params={"page": "3"}).text, "name") == [f"page {i:03}" for i in range(100, 120)]
+        found = client.get(table, params={"q": "SCRIPT"}).text
+        assert "1–1 of 1" in found and cells(found, "name") == ["page 007"]
+    with app_process(env, fork) as app, httpx.Client(base_url=app.url, headers=HX) as client:
+        download = client.get(f"{table}/csv", params={"q": "page 11", "sort": "c1", "desc": "0"})
+        assert "table1.csv" in download.headers["content-disposition"]
+        rows = list(csv.reader(io.StringIO(download.text)))
+        in_order = sorted((name for name in words if name.startswith("page 11")), key=words.get)
+        assert rows == [["name", "words", "note"]] + [[name, str(words[name]), ""] for name in in_order]

@@ -77,6 +77,25 @@ def test_what_to_crawl_is_refused_with_the_reason(live):
         assert answer.status_code == 422, name
 
 
+def test_a_custom_extraction_is_a_column_to_sort_a_line_of_each_page_and_a_csv_column(live, site):
+    key = re.search(r'id="run-([\w-]+)"', live.get("/site_crawl/new", headers=HX).text)[1]
+    live.post(f"/site_crawl/runs/{key}/steps/site", data={"start": f"{site.url}/"}, headers=HX)
+    refused = live.post(f"/site_crawl/runs/{key}/steps/crawl", data=SETTINGS | {"extract": "heading: h1[["},
+                        headers=HX)
+    assert refused.status_code == 422 and "“h1[[” is not a CSS selector (for heading)." in html.unescape(refused.text)
+    key = start(live, f"{site.url}/", max_depth="1",
+                extract="Heading: h1\nrobots: meta[name=robots]::attr(content)")
+    page = html.unescape(done_page(live))
+    assert re.search(r">heading<span[^>]*></span></button>.*>robots<span", page, re.S)  # sortable, named as given
+    assert rows(live, key, sort="x_robots", desc="1")[0] == "noindex"  # the one page with a meta robots
+    found = live.get(f"/site_crawl/runs/{key}/pages", params={"q": "/noindex"}).text
+    detail = re.search(r'hx-get="(/site_crawl/runs/[\w-]+/pages/\d+)"', found)[1]
+    assert "robots</th>\n        <td>noindex, follow</td>" in html.unescape(live.get(detail, headers=HX).text)
+    download = live.get(f"/site_crawl/runs/{key}/pages.csv", params={"q": "/about"})
+    table = list(csv.DictReader(io.StringIO(download.text)))
+    assert [(row["x_heading"], row["x_robots"]) for row in table] == [("About us", "")]
+
+
 def test_a_crawl_shows_its_findings_charts_and_pages(server, live, site):
     key = start(live, f"{site.url}/")
     page = html.unescape(done_page(live))

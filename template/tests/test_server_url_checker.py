@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 import url_checker
 from conftest import ROOT, free_port, run_notebook, served, shipped
-from url_checker import UrlCheck, check_urls, parse_url_list, write_csv
+from url_checker import UrlCheck, check_urls, parse_redirect_map, parse_url_list, write_csv
 
 NOTEBOOK = ROOT / "notebooks" / "apps" / "url_checker.ipynb"
 
@@ -29,6 +29,7 @@ class LocalSite:
         self.app = Starlette(routes=[
             Route("/", lambda request: HTMLResponse("<html><head><title>\n Home &amp; garden\n</title></head></html>")),
             Route("/old", lambda request: RedirectResponse("/", 301)),
+            Route("/gone", lambda request: RedirectResponse("/missing", 301)),
             Route("/hop/{n:int}", self.hop),
             Route("/loop", lambda request: RedirectResponse("/loop-back", 302)),
             Route("/loop-back", lambda request: RedirectResponse("/loop", 307)),
@@ -88,6 +89,40 @@ def test_a_pasted_list_becomes_urls_without_blanks_repeats_or_junk():
     assert invalid == [("not a url", "it has spaces in it"), ("ftp://example.com/file", "ftp: is not http or https"),
                        ("https://-bad-.example", "-bad-.example is not a host name"),
                        ("nope", "there is no dot in the host"), ("https://intranet/", "there is no dot in the host")]
+
+
+def test_a_redirect_map_pastes_as_two_columns_or_with_arrows_and_a_bad_line_says_which_url_is_wrong():
+    expected, invalid = parse_redirect_map("https://old.example/a\thttps://new.example/a\n"  # a spreadsheet's columns
+                                           "old.example/b -> new.example/b\n"
+                                           "https://old.example/c\n"  # no target: only checked
+                                           "https://old.example/d\tnope\n"
+                                           "https://old.example/e\thttps://new.example/e\thttps://new.example/f\n")
+    assert expected == {"https://old.example/a": "https://new.example/a",
+                        "https://old.example/b": "https://new.example/b", "https://old.example/c": None}
+    assert invalid == [("https://old.example/d\tnope", "the URL it should redirect to: there is no dot in the host"),
+                       ("https://old.example/e\thttps://new.example/e\thttps://new.example/f",
+                        "it has more than two URLs in it")]
+    assert parse_url_list("https://old.example/a\thttps://new.example/a") == (["https://old.example/a"], [])
+
+
+def test_a_redirect_map_says_what_keeps_each_url_from_moving_as_a_migration_should(site):
+    mapped = {f"{site.url}/old": f"{site.url}/",  # 301 straight to it: as mapped
+              f"{site.url}/hop/1": site.url,  # 308 to / (the same URL without its slash)
+              f"{site.url}/hop/2": f"{site.url}/hop/1",  # 307, and /hop/1 redirects again
+              f"{site.url}/hop/4": f"{site.url}/",  # 301 elsewhere, reaching / after 4 redirects
+              f"{site.url}/gone": f"{site.url}/missing",  # 301 to a 404
+              f"{site.url}/missing": f"{site.url}/",  # no redirect at all
+              f"{site.url}/loop": f"{site.url}/"}
+    results = check(*mapped)
+    for result in results: result.expected = mapped[result.url]
+    assert [result.migration for result in results] == [
+        "", "",
+        "a temporary redirect (307), not 301 or 308; the expected URL redirects again (308)",
+        f"it redirects to {site.url}/hop/3, and reaches the expected URL after 4 redirects",
+        "the expected URL answers 404",
+        "no redirect: it answers 404",
+        f"a temporary redirect (302), not 301 or 308; it redirects to {site.url}/loop-back, not to the expected URL"]
+    assert UrlCheck("https://a.example/").migration == ""  # nothing expected, nothing to say
 
 
 def test_credentials_in_a_pasted_url_are_dropped_before_it_is_kept_or_asked(site):
@@ -235,9 +270,11 @@ def test_results_are_saved_as_csv_under_data_with_every_hop(tmp_path, monkeypatc
     assert rows == [
         {"url": "https://a.example/", "status": "301", "redirects": "1",
          "chain": "301 https://a.example/ → 200 https://a.example/new", "final_url": "https://a.example/new",
-         "final_status": "200", "title": 'New, "quoted" title', "seconds": "0.12", "flag": "", "error": ""},
+         "final_status": "200", "title": 'New, "quoted" title', "seconds": "0.12", "flag": "", "error": "",
+             "expected": "", "migration": ""},
         {"url": "https://b.example/", "status": "", "redirects": "0", "chain": "", "final_url": "",
-         "final_status": "", "title": "", "seconds": "1.0", "flag": "", "error": "Timed out after 1 s"}]
+         "final_status": "", "title": "", "seconds": "1.0", "flag": "", "error": "Timed out after 1 s",
+             "expected": "", "migration": ""}]
     assert write_csv(results).parent == tmp_path / "url_checks"  # a run without a name is named for the time
 
 
@@ -257,8 +294,9 @@ def test_the_starter_notebook_checks_urls_headless(site, tmp_path, monkeypatch):
     text = run_notebook(NOTEBOOK, f'URLS = """\n{site.url}/\n{site.url}/old\nnot a url\n{site.url}/missing\n"""\n'
                                   "CONCURRENCY = 2\nTIMEOUT = 2\n")
     assert "3 URLs to check" in text and "Not a URL, skipped: not a url (it has spaces in it)" in text
-    assert f"301 {site.url}/old → 200 {site.url}/" in text and "Home & garden" in text
+    assert f"  301  {site.url}/old" in text  # each URL as it is checked; the results are a table (a DataFrame)
     [saved] = (tmp_path / "data" / "url_checks").glob("*.csv")
+    assert f"{site.url}/old → 200 {site.url}/" in saved.read_text() and "Home & garden" in saved.read_text()
     with saved.open(newline="") as file:
         assert [(row["url"], row["status"], row["final_status"]) for row in csv.DictReader(file)] == [
             (f"{site.url}/", "200", "200"), (f"{site.url}/old", "301", "200"), (f"{site.url}/missing", "404", "404")]

@@ -97,7 +97,8 @@ def test_each_step_is_kept_as_json_under_the_run_key_of_the_profile(server, clie
         key, "url_checker", server.active_profile().id, "check", None)
     assert row["state"] == {"urls": {"text": f"{site.url}/page/1\nnot a url\n{site.url}/missing\n",
                                      "urls": [f"{site.url}/page/1", f"{site.url}/missing"],
-                                     "invalid": [["not a url", "it has spaces in it"]], "credentials": False}}
+                                     "invalid": [["not a url", "it has spaces in it"]], "credentials": False,
+                                     "expected": {}}}
 
 
 def test_bad_input_is_refused_in_the_page_and_nothing_is_saved(server, client, site):
@@ -345,6 +346,26 @@ def test_a_fork_adds_a_workflow_with_a_plugin_file_alone(fork_copy, data_env, si
         client.post(f"/robots/runs/{key}/steps/fetch")
         page = page_when(client, "/robots", lambda page: "It answered 200" in page)
         assert "Disallow: /private/" in page
+
+
+def test_a_redirect_map_is_checked_as_a_migration_in_the_table_the_filter_and_the_csv(live, site):
+    mapped = {f"{site.url}/old": f"{site.url}/page/1", f"{site.url}/moved-final": f"{site.url}/about",
+              f"{site.url}/moved": f"{site.url}/about", f"{site.url}/page/2": f"{site.url}/page/3"}
+    key = new_run(live)
+    pasted = submit(live, key, "urls", text="\n".join(f"{old}\t{new}" for old, new in mapped.items()))
+    assert "4 of them with the URL each should redirect to" in pasted.text
+    submit(live, key, "check", concurrency="2", timeout="5")
+    page = html.unescape(finished(live))
+    assert "2 of 4 redirected as the map says." in page and "Redirect map" in page
+    assert f"it redirects to {site.url}/moved-again, and reaches the expected URL after 4 redirects" in page
+    shown = live.get(f"/url_checker/runs/{key}/rows", params={"flag": "unmapped"}, headers=HX).text
+    assert [url for _, url in results(shown)] == [f"{site.url}/moved", f"{site.url}/page/2"]
+    table = list(csv.DictReader(io.StringIO(live.get(f"/url_checker/runs/{key}/csv").text)))
+    assert [(row["url"], row["expected"], row["migration"]) for row in table] == [
+        (f"{site.url}/old", f"{site.url}/page/1", ""), (f"{site.url}/moved-final", f"{site.url}/about", ""),
+        (f"{site.url}/moved", f"{site.url}/about",
+         f"it redirects to {site.url}/moved-again, and reaches the expected URL after 4 redirects"),
+        (f"{site.url}/page/2", f"{site.url}/page/3", "no redirect: it answers 200")]
 
 
 def test_the_results_table_sorts_filters_and_pages_on_the_server(live, site):
