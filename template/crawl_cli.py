@@ -17,6 +17,7 @@ from datetime import datetime
 
 import config
 import extraction
+import rendering
 from crawler import CRAWLS_DIR, USER_AGENT, Crawl, Settings
 from database import open_database
 from url_checker import normal_url
@@ -41,6 +42,7 @@ def arguments(argv) -> argparse.Namespace:
     parser.add_argument("--near-duplicates", type=float, default=0.9, help="similarity from 0 to 1; 0: off")
     parser.add_argument("--no-external-links", action="store_true", help="do not check the external links")
     parser.add_argument("--user-agent", default=USER_AGENT)
+    parser.add_argument("--render-js", action="store_true", help="read pages as Chromium renders them (slower)")
     parser.add_argument("--extract", action="append", default=[], metavar="'NAME: SELECTOR'",
                         help="a field to extract, by CSS selector (::attr(name): an attribute); again for more")
     parser.add_argument("--profile", help="the app's profile to save the run under (default: the first)")
@@ -53,6 +55,7 @@ def arguments(argv) -> argparse.Namespace:
         parser.error(f"not a URL: {why}")
     try: args.extract = extraction.parse_fields("\n".join(args.extract))
     except ValueError as why: parser.error(str(why))
+    if args.render_js and (why := rendering.unavailable()): parser.error(why)
     return args
 
 
@@ -61,7 +64,7 @@ def chosen(args) -> dict:
     return {"max_pages": args.max_pages, "max_depth": args.max_depth, "concurrency": args.concurrency,
             "delay": args.delay, "timeout": args.timeout, "max_size_mb": args.max_size_mb,
             "near_duplicates": args.near_duplicates, "check_external": not args.no_external_links,
-            "user_agent": args.user_agent, "extract": args.extract}
+            "user_agent": args.user_agent, "extract": args.extract, "render_js": args.render_js}
 
 
 def profile_id(db, name: str | None) -> int:

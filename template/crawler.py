@@ -52,6 +52,7 @@ import config
 import extraction
 import link_check
 import onpage
+import rendering
 import sitemaps
 import validation
 from exports import write_csv, write_xlsx
@@ -88,6 +89,7 @@ class Settings:
     near_duplicates: float = 0.9  # the similarity (0 to 1) from which two pages are near-duplicates; 0: not looked for
     check_external: bool = False  # once the crawl ends, ask each external link's URL (link_check.py)
     extract: dict[str, str] = field(default_factory=dict)  # custom extraction: field name -> selector (extraction.py)
+    render_js: bool = False  # parse each HTML page as Chromium has it once its scripts ran (rendering.py)
 
     @classmethod
     def of_run(cls, site: dict, crawl: dict) -> "Settings":
@@ -101,6 +103,7 @@ class Settings:
         self.sitemaps = [normal_url(url) for url in self.sitemaps]
         if not (self.start or self.sitemaps): raise ValueError("give a start URL, a sitemap, or both")
         extraction.parse_fields(extraction.written(self.extract))  # a ValueError for a field it cannot extract
+        if self.render_js and (why := rendering.unavailable()): raise ValueError(why)
 
     @property
     def site(self) -> httpx.URL:
@@ -148,14 +151,15 @@ CREATE INDEX IF NOT EXISTS page_seconds ON page (seconds);
 CREATE INDEX IF NOT EXISTS page_words ON page (words);
 """
 PENDING = ("queued", "sitemap")
-FINDINGS = CORE + sitemaps.FINDINGS + onpage.FINDINGS + validation.FINDINGS + link_check.FINDINGS
+FINDINGS = CORE + sitemaps.FINDINGS + onpage.FINDINGS + validation.FINDINGS + link_check.FINDINGS + rendering.FINDINGS
 FINDING = {finding.id: finding for finding in FINDINGS}
 
 # The page table's columns for CSV and Excel, in order.
 EXPORT_COLUMNS = ["url", "status", "redirect_to", "depth", "title", "description", "h1_count", "h1", "canonical",
                   "meta_robots", "x_robots_tag", "indexable", "not_indexable_why", "hreflang", "words", "inlinks",
                   "outlinks", "external_links", "in_sitemap", "content_type", "size", "truncated", "seconds", "error",
-                  "refused", "state", "crawled", *onpage.COLUMNS, *sitemaps.COLUMNS, *validation.EXPORTED]
+                  "refused", "state", "crawled", *onpage.COLUMNS, *sitemaps.COLUMNS, *validation.EXPORTED,
+                  *rendering.COLUMNS]
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -166,7 +170,7 @@ def connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode = wal")
     db.execute("PRAGMA synchronous = normal")
     db.executescript(SCHEMA + link_check.SCHEMA)
-    add_columns(db, sitemaps.COLUMNS | onpage.COLUMNS | validation.COLUMNS | {"refused": "TEXT"})
+    add_columns(db, sitemaps.COLUMNS | onpage.COLUMNS | validation.COLUMNS | rendering.COLUMNS | {"refused": "TEXT"})
     return db
 
 
@@ -400,6 +404,7 @@ class Crawl:
                     or datetime.now().isoformat(timespec="seconds"))
         limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
         parser = ParsingProcess()
+        self.renderer = rendering.Renderer(settings.user_agent, settings.timeout) if settings.render_js else None
         self.turns = Turns()  # the hosts' requests' queues for wait_turn, in this run's event loop
         headers = {"User-Agent": settings.user_agent, "Accept-Encoding": ACCEPT_ENCODING}
         try:
@@ -408,10 +413,12 @@ class Crawl:
                                                timeout=settings.timeout, follow_redirects=False,
                                                event_hooks={"response": [set_location_aside]}) as client:
                 self.client, self.parser = client, parser
+                if self.renderer: await self.renderer.start()
                 seeded = self.db.execute("SELECT seeded FROM crawl").fetchone()[0] or await self.seeded()
                 ended = await self.crawl(on_progress) if seeded else "stopped"
         finally:
             await parser.close()
+            if self.renderer: await self.renderer.close()
         await asyncio.to_thread(validation.check, self.path, settings.near_duplicates)  # a thread: it reads every page
         if settings.check_external and ended != "stopped":
             await link_check.check(self.db, settings, self.stop_asked.is_set)
@@ -573,10 +580,23 @@ class Crawl:
             return ""
         await self.wait_turn(target.host)
         found = await self.fetch(url)
-        parsed = await self.parser.parse(found.pop("body"), found.pop("encoding"), url, self.settings.near_duplicates > 0,
-                                         self.settings.extract) if found["html"] else None
+        body, encoding = found.pop("body"), found.pop("encoding")
+        parsed = await self.parse(body, encoding, url) if found["html"] else None
+        if parsed and self.renderer and found["status"] == 200:
+            parsed = await self.rendered(url, body, found["content_type"], parsed)
         self.keep(page_id, url, depth, found, parsed)
         return f"{url} ({found['status'] or found['error']})"
+
+    async def parse(self, body: bytes, encoding: str, url: str) -> Parsed:
+        return await self.parser.parse(body, encoding, url, self.settings.near_duplicates > 0, self.settings.extract)
+
+    async def rendered(self, url: str, body: bytes, content_type: str, served: Parsed) -> Parsed:
+        "The page as Chromium renders it, compared with the HTML served; that HTML, with why, if it cannot be."
+        try: final_url, html = await self.renderer.html(url, body, content_type)
+        except Exception as error:  # noqa: BLE001 -- Playwright's errors and timeouts: the page stays as served
+            served.columns["render_error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            return served
+        return rendering.compared(served, await self.parse(html.encode(), "utf-8", url), url, final_url)
 
     async def fetch(self, url: str) -> dict:
         """The answer to one GET within the timeout, its body (HTML only) read up to max_size bytes unpacked; a

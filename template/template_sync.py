@@ -25,7 +25,8 @@ from packaging.version import InvalidVersion, Version
 import fork_check
 from template_merge import ANSWERS, Render, file_by_file, git, is_binary, keep_binary_changes, keep_fork_versions, \
     renames, skipped_template_changes
-from template_transaction import Interrupted, Scratch, process_group, stop_on_signals
+from template_transaction import Interrupted, NoRoom, PartlyApplied, Scratch, process_group, stop_on_signals, \
+    too_full
 
 
 def say(message: str) -> None:
@@ -72,8 +73,12 @@ class Template:
         self.url, self.repo, self.scratch = url, scratch / "template", scratch
         cloned = subprocess.run(["git", "clone", "--quiet", "--no-checkout", url, str(self.repo)],
                                 capture_output=True, text=True)
+        if cloned.returncode and (full := too_full(scratch)):
+            fail(f"Could not fetch the template from {url}: {full}. Free some space, and run this again.")
         if cloned.returncode:
-            fail(f"Could not fetch the template from {url}:\n{cloned.stderr.strip()}")
+            fail(f"Could not fetch the template from {url} (git: {cloned.stderr.strip()}). Check that you can reach it "
+                 f"(git ls-remote {url}), or point _src_path in {ANSWERS} at where it is now, commit, and run this "
+                 "again.")
 
     def git(self, *args: str) -> str:
         return git(*args, cwd=self.repo)
@@ -166,25 +171,36 @@ def mentions_of_old_answers(before: dict, after: dict, new: Render) -> list[str]
     return report
 
 
-def choose_target(template: Template, answers: dict, requested: str | None, answers_change: bool) -> str | None:
-    """The template commit to update to, or None when there is nothing to do; says which and why."""
+def recorded_commit(template: Template, answers: dict) -> str:
+    """The template commit this fork records (_commit); when the template lacks it, stops with why and what to do."""
     recorded = answers["_commit"]
-    current = template.commit(recorded)
-    if not current and (release := template.release_commit(recorded)):
+    if current := template.commit(recorded):
+        return current
+    if release := template.release_commit(recorded):
         push = "" if Path(template.url).is_absolute() else " and git push --tags"
         fail(f"The template at {template.url} has no tag {recorded}, the release {ANSWERS} records, though it has "
              f"that release's commit, {release}: its tags were left out (a clone or mirror made without them). In the "
              f"template's repository, scripts/release --restore-tags{push} tags its releases again; then run this "
              "again.")
-    if not current:
-        fail(f"The template at {template.url} has no commit {recorded}, the one {ANSWERS} records (was the fork "
-             "rendered from uncommitted template changes?). Set _commit to the release it was rendered from, commit, "
-             "and run this again.")
+    if re.fullmatch(r"v?\d+(\.\d+)*", recorded):  # a release tag
+        fail(f"The template at {template.url} has neither the tag {recorded}, the release {ANSWERS} records, nor its "
+             f"Release commit: _src_path in {ANSWERS} points at another repository, or at one without the template's "
+             "history. Point it at the repository this fork was rendered from, commit, and run this again.")
+    fail(f"The template at {template.url} has no commit {recorded}, the one {ANSWERS} records: copier records such a "
+         "commit when it renders uncommitted template changes. Set _commit to the release the fork was rendered from, "
+         "commit, and run this again.")
+
+
+def choose_target(template: Template, answers: dict, requested: str | None, answers_change: bool) -> str | None:
+    """The template commit to update to, or None when there is nothing to do; says which and why."""
+    recorded = answers["_commit"]
+    current = recorded_commit(template, answers)
     newest = template.newest_release()
     if requested:
         target = current if requested == ":current:" else template.commit(requested)
         if not target:
-            fail(f"The template has no {requested}.")
+            fail(f"The template at {template.url} has no tag or commit {requested}: pass one it has with --vcs-ref "
+                 f"(its releases: {', '.join(sorted(template.releases(), key=Version)) or 'none yet'}).")
     elif newest:
         target = template.commit(newest)
     else:
@@ -227,8 +243,8 @@ def copier_update(*args: str) -> int:
         status = copier.wait()
     if traceback and traceback[-1].startswith("ValueError: Validation error for question"):
         say(traceback[-1].removeprefix("ValueError: ").rstrip())
-    elif traceback:
-        say("".join(traceback).rstrip())
+    elif traceback:  # the error, without the frames that led to it
+        say(f"copier update stopped: {''.join(line for line in traceback[1:] if not line.startswith(' ')).strip()}")
     return status
 
 
@@ -307,6 +323,8 @@ def update(argv: list[str]) -> int:
                 say("This update crosses a template release with a migration, a script from the template that moves "
                     f"or\nconverts files in this fork: CHANGELOG.md in {template.url} says what it does.\n"
                     f"Read it, then run: ./run update --trust {' '.join(argv)}")
+            if done.status not in (0, 4) and (full := scratch.full()):
+                raise NoRoom(full)  # git and copier may not say so, and have freed what they wrote
             if done.status:
                 say("Nothing was changed: the update stopped before it was applied, and this fork is as it was.")
                 return done.status
@@ -316,15 +334,26 @@ def update(argv: list[str]) -> int:
                     "changed.")
                 return 0
             held = scratch.apply()
+        except Exception as error:
+            if not isinstance(error, NoRoom | PartlyApplied) and (full := scratch.full()):
+                raise NoRoom(full) from error
+            raise
         finally:
             os.chdir(fork)
             scratch.remove()
     except Interrupted as stop:
         say(f"Interrupted ({stop}) before the update was applied: nothing was changed, this fork is as it was.")
         return 130
+    except PartlyApplied as error:  # a disk that filled during the last step itself
+        say(f"The update failed while it was being applied ({error}): some of this fork's files are the update's, "
+            "its branch and index are as they were. Free some space, then put the files back with git reset --hard "
+            "&& git clean -fd, and run ./run update again.")
+        return 1
     except Exception as error:  # a crash, a full disk: the fork is still as it was
-        say(f"The update failed before it was applied ({type(error).__name__}: {error}): nothing was changed, this "
-            "fork is as it was.")
+        why = str(error) if isinstance(error, NoRoom) else cause(error)
+        space = isinstance(error, NoRoom) or "No space left on device" in why
+        say(f"The update failed before it was applied ({why}): nothing was changed, this fork is as it was."
+            f"{' Free some space, then run ./run update again.' if space else ''}")
         return 1
     try:
         if held:
@@ -335,6 +364,14 @@ def update(argv: list[str]) -> int:
         say(f"Interrupted ({stop}) after the update was applied: the fork has the whole update, not committed and "
             "not tested. Run ./run test, or drop the update: git reset --hard && git clean -fd")
         return 130
+
+
+def cause(error: Exception) -> str:
+    "What went wrong, in a line: a command's own last word on it (git's), else the error."
+    if isinstance(error, subprocess.CalledProcessError) and error.stderr:
+        stderr = error.stderr.decode(errors="replace") if isinstance(error.stderr, bytes) else error.stderr
+        return stderr.strip().splitlines()[-1]
+    return f"{type(error).__name__}: {error}"
 
 
 def report(version: str, kept: dict[str, str], skipped: list[str], leftovers: list[str], no_test: bool,

@@ -2,8 +2,11 @@
 fork's working tree and index change only at the end, in one step, with the complete result.
 
 Template-owned: `copier update` keeps it current. Until that step (the point of no return) an interruption, a
-failed migration or a crash leaves the fork as it was: the scratch worktree is simply removed. What the update
-starts (copier and its migrations, the fork's tests and what they start) runs in a process group of its own,
+failed migration, a crash or a full disk leaves the fork as it was: the scratch worktree is simply removed. The
+step itself first writes what it can aside (the new index, the data migrations wrote) and checks that each disk it
+writes to has room for the rest; only a disk that fills during the step itself can leave it half done, and then
+the fork's branch and index are as they were, and `git reset --hard && git clean -fd` brings its files back. What
+the update starts (copier and its migrations, the fork's tests and what they start) runs in a process group of its own,
 stopped on every way out, with what left the group for a session of its own (a test's server).
 """
 
@@ -12,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 from uuid import uuid4
@@ -25,6 +29,22 @@ NO_HOOKS = ("-c", f"core.hooksPath={os.devnull}")  # the fork's git hooks are fo
 GRACE = 30  # seconds a stopped process group has to tidy up (pytest's fixtures stop what they started)
 # In the environment of all a process group starts, whatever its session: what escapes the group is found by it.
 MARK = "TEMPLATE_UPDATE_GROUP"
+
+
+ROOM = 1 << 20  # bytes left free, beyond what the last step writes, on each disk it writes to (git's lock files)
+# Bytes free below which a disk is too full for an update's scratch work (some tens of MB at its peak): what failed
+# is put down to it, as the tools that failed may not say so (git: "Could not reset index file"), and have freed
+# what they wrote by the time the failure is known.
+LOW = 64 << 20
+
+
+class NoRoom(Exception):
+    "A disk the update is to be applied to has too little space left: raised before the point of no return."
+
+
+class PartlyApplied(Exception):
+    """The last step failed half way (a disk filled meanwhile): some of the fork's files are the update's, its branch
+    and index are as they were."""
 
 
 class Interrupted(BaseException):
@@ -92,6 +112,14 @@ def kill_marked(mark: str) -> None:
             continue  # gone already, or another user's, whose environment is not ours to read
 
 
+def too_full(*folders: Path) -> str:
+    "Which disk, of those holding folders, is too full for an update's work, as a phrase, or ''."
+    for folder in folders:
+        if (free := shutil.disk_usage(folder).free) < LOW:
+            return f"the disk holding {folder} has only {free / 1e6:.1f} MB free"
+    return ""
+
+
 def untracked_files(root: Path) -> set[str]:
     """Files git does not track (ignored ones too: data, logs, secrets), but for the environment."""
     listing = git("ls-files", "-z", "--others", "--exclude", f"/{NOT_COPIED}", cwd=root)
@@ -118,9 +146,19 @@ class Scratch:
             for path in self.untracked:
                 (self.work / path).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(fork / path, self.work / path, follow_symlinks=False)
+        except Exception as error:
+            full = self.full()
+            self.remove()
+            if full:
+                raise NoRoom(full) from error
+            raise
         except BaseException:
             self.remove()
             raise
+
+    def full(self) -> str:
+        "Which disk of the update's (the scratch's, the fork's) is too full for it, as a phrase, or ''."
+        return too_full(self.dir.parent, self.fork)
 
     def remove(self) -> None:
         subprocess.run(["git", "worktree", "remove", "--force", "--force", str(self.work)], cwd=self.fork,
@@ -144,27 +182,67 @@ class Scratch:
                          not same_file(self.fork / path, self.work / path))
         return written, sorted(self.untracked - now - result)
 
+    def room(self, tree: str, written: list[str]) -> None:
+        """Raises NoRoom unless each disk the last step writes to has room for what it writes there: the files the
+        result changes or adds, and the data migrations wrote."""
+        def files(ref: str) -> dict[str, tuple[str, int]]:  # path: (object, size)
+            listing = {}
+            for entry in filter(None, git("ls-tree", "-r", "-l", "-z", ref, cwd=self.work).split("\0")):
+                about, path = entry.split("\t", 1)
+                _, _, oid, size = about.split()
+                listing[path] = (oid, 0 if size == "-" else int(size))  # "-": a submodule
+            return listing
+        before = files("HEAD")
+        changed = {path: size for path, (oid, size) in files(tree).items() if before.get(path, ("",))[0] != oid}
+        changed |= {path: (self.work / path).lstat().st_size for path in written}
+        needed, where = defaultdict(int), {}
+        for path, size in changed.items():
+            folder = (self.fork / path).parent
+            while not folder.exists():
+                folder = folder.parent
+            device = folder.stat().st_dev
+            needed[device] += size
+            where.setdefault(device, folder)
+        for device, folder in where.items():
+            if (free := shutil.disk_usage(folder).free) < needed[device] + ROOM:
+                raise NoRoom(f"the disk holding {folder} has {free / 1e6:.1f} MB free, and the update writes "
+                             f"{needed[device] / 1e6:.1f} MB there")
+
     def apply(self) -> list[str]:
         """The point of no return: one git read-tree makes the fork's tracked files the result (new files included),
         its index becomes the scratch's (unchanged files and the conflicts to resolve), and what migrations did to
-        untracked files follows. Signals wait until it is done: returns those that arrived."""
+        untracked files follows. What can be written aside first is (the index, the data), and the disks' room is
+        checked, so that only the read-tree writes in place. Signals wait until it is done: returns those that
+        arrived."""
         tree = self.result_tree()
         written, removed = self.untracked_changes(tree)
+        self.room(tree, written)
         staged = git("ls-files", "--stage", "-z", cwd=self.work).encode()
-        with deferred_signals() as arrived:
-            git(*NO_HOOKS, "read-tree", "-m", "-u", "HEAD", tree, cwd=self.fork)
-            index = Path(git("rev-parse", "--git-path", "index", cwd=self.fork).strip())
-            index = index if index.is_absolute() else self.fork / index
-            staging = index.with_name("index.update")
+        index = Path(git("rev-parse", "--git-path", "index", cwd=self.fork).strip())
+        index = index if index.is_absolute() else self.fork / index
+        staging = index.with_name("index.update")
+        aside = {path: self.fork / f"{path}.template-update" for path in written}
+        try:
             staging.unlink(missing_ok=True)
             subprocess.run(["git", "update-index", "-z", "--index-info"], cwd=self.fork, input=staged, check=True,
                            capture_output=True, env=os.environ | {"GIT_INDEX_FILE": str(staging)})
-            os.replace(staging, index)
-            for path in written:
-                (self.fork / path).parent.mkdir(parents=True, exist_ok=True)
-                (self.fork / path).unlink(missing_ok=True)
-                shutil.copy2(self.work / path, self.fork / path, follow_symlinks=False)
-            for path in removed:
-                (self.fork / path).unlink(missing_ok=True)
-            subprocess.run(["git", "update-index", "-q", "--refresh"], cwd=self.fork, capture_output=True)
+            for path, copy in aside.items():
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(self.work / path, copy, follow_symlinks=False)
+            with deferred_signals() as arrived:
+                try:
+                    git(*NO_HOOKS, "read-tree", "-m", "-u", "HEAD", tree, cwd=self.fork)
+                except subprocess.CalledProcessError as error:
+                    if git("status", "--porcelain", cwd=self.fork):  # it wrote some files before it failed
+                        raise PartlyApplied(error.stderr.decode(errors="replace").strip().splitlines()[-1]) from error
+                    raise
+                os.replace(staging, index)
+                for path, copy in aside.items():
+                    os.replace(copy, self.fork / path)
+                for path in removed:
+                    (self.fork / path).unlink(missing_ok=True)
+                subprocess.run(["git", "update-index", "-q", "--refresh"], cwd=self.fork, capture_output=True)
+        finally:
+            for copy in [staging, *aside.values()]:
+                copy.unlink(missing_ok=True)
         return arrived

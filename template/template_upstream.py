@@ -20,8 +20,8 @@ from pathlib import Path
 
 from pathspec import PathSpec
 
-from template_sync import ANSWERS, Render, Template, fail, git, read_answers, say, shown_answers, template_url, \
-    whole_value
+from template_sync import ANSWERS, Render, Template, fail, git, read_answers, recorded_commit, say, shown_answers, \
+    template_url, whole_value
 
 PATCH = "upstream.patch"  # the default output, which forks' .gitignore lists: it is not part of the fork
 HUNK_HEADER = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
@@ -307,8 +307,7 @@ def main(argv: list[str]) -> int:
         template = Template(str(into) if into else template_url(answers), Path(scratch))
         if into and git("branch", "--list", branch, cwd=into).strip():
             fail(f"{into} has a branch {branch} already: adopt or delete it first (git -C {into} branch -D {branch}).")
-        if not template.commit(answers["_commit"]):
-            fail(f"The template at {template.url} has no {answers['_commit']}, the release {ANSWERS} records.")
+        recorded_commit(template, answers)
         fresh = template.render(answers["_commit"], answers, "fresh")
         never_touched = PathSpec.from_lines("gitignore", [entry for entry in
                                                           template.config(answers["_commit"]).get("_exclude", [])

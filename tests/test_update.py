@@ -636,6 +636,24 @@ def test_a_fork_whose_template_lost_its_tags_is_given_the_command_that_restores_
     assert f"Updating from template v0.2.0 to {NEWEST}." in result.stderr
 
 
+def test_an_unknown_release_or_another_repository_is_named_with_what_to_do(template, tmp_path):
+    fork = fork_of(template, tmp_path / "fork", "v0.2.0", flavour="darwinix")
+    unknown = run(fork, "update", "--no-test", "--vcs-ref=v9.9.9")
+    assert unknown.returncode == 1
+    assert (f"The template at {template.repo} has no tag or commit v9.9.9: pass one it has with --vcs-ref (its "
+            "releases: v0.1.0, v0.2.0, v0.3.0).") in unknown.stderr
+    other = tmp_path / "other"
+    other.mkdir()
+    commit_all(other, "Another project")
+    substitute(fork / ".copier-answers.yml", r"^_src_path: .*$", f"_src_path: {other}")
+    commit_all(fork, "Follow another repository")
+    refused = run(fork, "update", "--no-test")
+    assert refused.returncode == 1
+    assert (f"The template at {other} has neither the tag v0.2.0, the release .copier-answers.yml records, nor its "
+            "Release commit: _src_path in .copier-answers.yml points at another repository") in refused.stderr
+    assert "uncommitted" not in refused.stderr and git(fork, "status", "--porcelain") == ""
+
+
 def test_two_tags_on_one_commit_are_one_release(template, tmp_path):
     clone = tagless_clone(template, tmp_path / "template")
     for version in ("0.1.0", "0.2.0"):

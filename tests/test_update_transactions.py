@@ -7,6 +7,7 @@ return leave the fork byte for byte as it was, with no process left; past it, th
 import re
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +23,8 @@ MIGRATION = """  - version: "0.2.0"
     command: >-
       echo $$ > "$UPDATE_TEST_MARKS/{{ _stage }}";
       if [ "$UPDATE_TEST_FAIL" = {{ _stage }} ]; then echo "The migration failed on purpose." >&2; exit 1; fi;
-      if [ "$UPDATE_TEST_HOLD" = {{ _stage }} ]; then exec sleep 600; fi
+      if [ "$UPDATE_TEST_HOLD" = {{ _stage }} ]; then exec sleep 600; fi;
+      if [ "$UPDATE_TEST_FILL" = {{ _stage }} ]; then cat /dev/zero > "$TMPDIR/disk-filler" 2>/dev/null; fi; true
     when: "{{ _stage in ['before', 'after'] }}"
 """
 
@@ -212,6 +214,7 @@ group, and never stops it: it holds until the update's Ctrl-C reaches it."""
 
 import os
 import subprocess
+import tempfile
 import time
 
 
@@ -222,6 +225,80 @@ def test_holds_with_a_server_running():
             mark.write(str(pid))
     time.sleep(600)
 '''
+
+
+# Runs a command with a folder on a filesystem of its own, SIZE big, its files copied in through HELD: a tmpfs
+# mounted in a mount namespace of the command's own, which a user may make in a user namespace of its own (no
+# privilege needed; Ubuntu's AppArmor allows it once kernel.apparmor_restrict_unprivileged_userns=0, as CI sets).
+ON_A_SMALL_DISK = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                   'cp -a "$2/." "$3" && mount -t tmpfs -o "size=$1" tmpfs "$2" && cp -a "$3/." "$2" && shift 3 && '
+                   'exec "$@"', "sh"]
+
+
+def on_a_small_disk(fork: Path, size: str, folder: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
+    held = Path(tempfile.mkdtemp(dir=folder.parent.parent))
+    return subprocess.run([*ON_A_SMALL_DISK, size, str(folder), str(held), *args], cwd=fork, capture_output=True,
+                          text=True, timeout=1800, env=ENV | env)
+
+
+def small_disk_possible(scratch: Path) -> str:
+    "Why a folder cannot be put on a small filesystem here, or '' when it can."
+    probe = on_a_small_disk(scratch, "1m", scratch, "true", env={})
+    return "" if probe.returncode == 0 else f"no tmpfs of one's own here (unshare: {probe.stderr.strip()})"
+
+
+def room_for(folder: Path, more: int) -> str:
+    "A tmpfs size that holds folder's files (a page each at least) and more bytes."
+    pages = sum(-(-path.stat().st_size // 4096) for path in folder.rglob("*") if path.is_file())
+    return f"{pages * 4 + more // 1024}k"
+
+
+@pytest.fixture(scope="module")
+def full(template, tmp_path_factory):
+    """A fork of v0.1.0 whose update meets a full disk: the scratch area's, too small to start, or filled by the
+    migration's first stage while copier works; or the fork's static/, with too little room for the last step."""
+    path = tmp_path_factory.mktemp("full")
+    if why := small_disk_possible(path):
+        pytest.skip(why)
+    fork = customised(template, path / "fork")
+    assert run(fork.fork, "setup").returncode == 0  # its .venv, which the update does not copy
+    marks = path / "marks"
+    marks.mkdir()
+    fork.before = state(fork.fork)
+    fork.stops, fork.scratch = {}, {}
+    update = [str(fork.fork / "run"), "update", "--trust", "--no-test"]
+    for moment, size, fill in (("at the start", "256k", ""), ("during copier", "64m", "before")):
+        scratch = path / f"scratch-{moment.replace(' ', '-')}"
+        scratch.mkdir()
+        fork.scratch[moment] = scratch
+        stop = on_a_small_disk(fork.fork, size, scratch, *update, env={
+            "TMPDIR": str(scratch), "UPDATE_TEST_MARKS": str(marks), "UPDATE_TEST_FILL": fill})
+        fork.stops[moment] = SimpleNamespace(update=stop, state=state(fork.fork))
+    static = fork.fork / "static"
+    stop = on_a_small_disk(fork.fork, room_for(static, 512 * 1024), static, *update,
+                           env={"UPDATE_TEST_MARKS": str(marks)})
+    fork.stops["at the last step"] = SimpleNamespace(update=stop, state=state(fork.fork))
+    return fork
+
+
+@pytest.mark.parametrize("moment", ["at the start", "during copier"])
+def test_a_full_disk_before_the_point_of_no_return_leaves_the_fork_as_it_was(full, moment):
+    stopped = full.stops[moment]
+    assert stopped.update.returncode == 1, stopped.update.stderr
+    assert stopped.state == full.before
+    assert re.search(rf"The update failed before it was applied \(the disk holding {full.scratch[moment]} has only "
+                     r"\d+\.\d MB free\): nothing was changed, this fork is as it was\. Free some space, then run "
+                     r"\./run update again\.", stopped.update.stderr), stopped.update.stderr
+    assert "Traceback" not in stopped.update.stderr
+
+
+def test_a_disk_without_room_for_the_last_step_leaves_the_fork_as_it_was(full):
+    stopped = full.stops["at the last step"]
+    assert stopped.update.returncode == 1, stopped.update.stderr
+    assert stopped.state == full.before
+    assert re.search(rf"The update failed before it was applied \(the disk holding {full.fork}/static has 0\.\d MB "
+                     r"free, and the update writes 0\.0 MB there\): nothing was changed", stopped.update.stderr)
+    assert "Traceback" not in stopped.update.stderr
 
 
 def test_ctrl_c_after_the_merge_and_during_the_tests_leaves_the_whole_update(template, tmp_path):

@@ -21,6 +21,7 @@ from fasthtml.svg import G, Rect, Svg, Text
 import crawl_compare
 import explore
 import extraction
+import rendering
 from crawler import CRAWLED, CRAWLS_DIR, FINDING, FINDINGS, USER_AGENT, Crawl, Settings, plural
 from explore import Column, Filter, View, address
 from url_checker import normal_url
@@ -32,7 +33,7 @@ AT_WORK: dict[str, Crawl] = {}  # run key -> its crawl at work in this process, 
 LIMITS = {"max_pages": (1, 100_000), "max_depth": (0, 100), "concurrency": (1, 20), "delay": (0, 60),
           "timeout": (1, 120), "max_size_mb": (0.1, 50), "near_duplicates": (0, 1)}
 DEFAULTS = {"max_pages": 500, "max_depth": 10, "concurrency": 4, "delay": 0.25, "timeout": 10, "max_size_mb": 5,
-            "near_duplicates": 0.9, "check_external": True, "user_agent": USER_AGENT}  # for fields a form leaves out
+            "near_duplicates": 0.9, "check_external": True, "render_js": False, "user_agent": USER_AGENT}  # for fields a form leaves out
 SHOW = {"2xx": "status BETWEEN 200 AND 299", "3xx": "status BETWEEN 300 AND 399", "4xx": "status BETWEEN 400 AND 499",
         "5xx": "status >= 500", "failed": "state = 'done' AND status IS NULL", "blocked": "state = 'blocked'",
         "pending": "state IN ('queued', 'sitemap')", "beyond": "state = 'beyond'"}
@@ -317,6 +318,9 @@ def crawl_form(run):
             number_field("near_duplicates", "Near-duplicates from this similarity (0 to 1; 0: not looked for)", "any"),
             Label(Input(type="checkbox", name="check_external", value="1", checked=chosen["check_external"]),
                   "Check the external links once the crawl ends (HEAD, else GET; a site's requests the delay apart)"),
+            Label(Input(type="checkbox", name="render_js", value="1", checked=chosen.get("render_js", False)),
+                  "Render JavaScript: read each page as Chromium has it once its scripts ran (slower), and find the "
+                  "links and titles only scripts make"),
             Label("User agent (sent, and the one robots.txt is read for)",
                   Input(name="user_agent", value=chosen["user_agent"], required=True)),
             Label("Custom extraction (optional): a field a line, its name and a CSS selector; ::attr(name) reads an "
@@ -370,7 +374,10 @@ def setup(plugin):
         if not 1 <= len(agent) <= 300: raise plugin.Refused(422, "Give a user agent of up to 300 characters.")
         try: fields = extraction.parse_fields(form.get("extract") or "")
         except ValueError as why: raise plugin.Refused(422, str(why)) from None
-        return chosen | {"user_agent": agent, "check_external": form.get("check_external") == "1", "extract": fields}
+        render_js = form.get("render_js") == "1"
+        if render_js and (why := rendering.unavailable()): raise plugin.Refused(422, why)
+        return chosen | {"user_agent": agent, "check_external": form.get("check_external") == "1", "extract": fields,
+                         "render_js": render_js}
 
     async def crawl_site(run, job):
         site, chosen = run["site"], job.input

@@ -12,6 +12,7 @@ LocalSite, from / : a home page linking to everything below, and the traps:
   /slow (answers after SLOW seconds), /huge (a HUGE-byte page), /report.pdf, /data.json (non-HTML)
   /noindex (meta robots), /header-noindex (X-Robots-Tag), /canonical (canonical to /about), /hreflang,
   /formula (a title a spreadsheet would run: FORMULA)
+  /js (a script retitles it and links /js-only), /js-moved (a script sends it to /about): linked from nowhere
 BigSite: a site of `pages` generated pages, ten links down from each, for the bench.
 """
 
@@ -57,6 +58,12 @@ PAGES = {
     "/formula": page(html.escape(FORMULA), "/", description="A title to run"),
     ORPHAN: page("Orphan", "/"),
     "/private/secret": page("Secret", "/"),
+    # Linked from nowhere, for the crawls that start there: what only a browser running the scripts sees.
+    "/js": page("As served", "/about", head="<script>addEventListener('DOMContentLoaded', () => {"
+                "document.title = 'As rendered'; const link = document.createElement('a'); link.href = '/js-only';"
+                "link.textContent = 'Made by a script'; document.body.append(link)})</script>"),
+    "/js-only": page("Only a script links here", "/"),
+    "/js-moved": page("Moved by a script", "/", head="<script>location.replace('/about')</script>"),
 }
 REDIRECTS = {"/old": ("/page/1", 301), "/moved": ("/moved-again", 301), "/moved-again": ("/moved-last", 302),
              "/moved-last": ("/moved-final", 307), "/moved-final": ("/about", 308),

@@ -11,7 +11,8 @@ import time
 import openpyxl
 import pytest
 
-from conftest import ROOT, run_notebook, served, shipped
+import rendering
+from conftest import CHROMIUM, ROOT, needs_chromium, run_notebook, served, shipped
 from crawler import Crawl, Settings, parse_page
 from extraction import parse_fields
 from findings import CORE
@@ -232,6 +233,35 @@ def test_custom_extraction_keeps_every_fields_matches_in_a_column_of_its_own_and
         rows = list(csv.DictReader(file))
     assert {row["url"].removeprefix(site.url): row["x_robots"] for row in rows}["/noindex"] == "noindex, follow"
     done.close()
+
+
+@needs_chromium
+def test_rendering_javascript_finds_the_links_and_titles_only_scripts_make(tmp_path, site, monkeypatch):
+    monkeypatch.setattr(rendering, "CHROMIUM", CHROMIUM)
+    for start in ("/js", "/js-moved"):
+        served = crawl(tmp_path, site, name=f"served{start[1:]}", start=f"{site.url}{start}", max_depth=1,
+                       robots_sitemaps=False)
+        assert f"{site.url}/js-only" not in {row["url"] for row in served.db.execute("SELECT url FROM page")}
+        served.close()
+    asked = len(site.requests)
+    done = crawl(tmp_path, site, start=f"{site.url}/js", max_depth=1, robots_sitemaps=False, render_js=True)
+    pages = {row["url"].removeprefix(site.url): dict(row) for row in done.db.execute("SELECT * FROM page")}
+    assert pages["/js"]["title"] == "As rendered" and pages["/js"]["raw_title"] == "As served"
+    assert pages["/js"]["js_links"] == 1 and pages["/js-only"]["status"] == 200 and pages["/js-only"]["depth"] == 1
+    assert [path for _, path in site.requests[asked:]].count("/js") == 1  # rendered from the crawl's answer
+    assert {finding.id: count for finding, count in done.findings()}["js_links"] == 1
+    done.close()
+    moved = crawl(tmp_path, site, name="moved", start=f"{site.url}/js-moved", max_depth=0, robots_sitemaps=False,
+                  render_js=True)
+    [(title, redirect)] = moved.db.execute("SELECT title, js_redirect FROM page WHERE url LIKE '%/js-moved'")
+    assert (title, redirect) == ("Moved by a script", f"{site.url}/about")
+    moved.close()
+
+
+def test_rendering_javascript_without_chromium_is_refused_with_what_to_do(monkeypatch):
+    monkeypatch.setattr(rendering, "CHROMIUM", "/nowhere/chromium")
+    with pytest.raises(ValueError, match="Rendering JavaScript needs Chromium: install it"):
+        Settings(start="https://example.com/", render_js=True)
 
 
 def test_custom_extraction_fields_are_refused_with_the_reason():
