@@ -72,7 +72,8 @@ def test_a_person_checks_urls_with_live_progress(browser_page, site):
         page.get_by_role("button", name="Download the CSV").click()
     assert download.value.suggested_filename.endswith(".csv")
     lines = Path(download.value.path()).read_text().splitlines()
-    assert lines[0] == "url,status,redirects,chain,final_url,final_status,title,seconds,flag,error" and len(lines) == 5
+    assert lines[0] == "url,status,redirects,chain,final_url,final_status,title,seconds,flag,error,expected,migration"
+    assert len(lines) == 5
 
     save_screenshot(page, "url-checker.png", full_page=True)
 
