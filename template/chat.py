@@ -557,7 +557,7 @@ def chat_panel(messages: list[dict]):
     """The whole panel: its bar, the log of the conversation so far, the message form. Every page shows it, so what
     it shows alike is drawn once, and each message once (a third of the landing page's time went to drawing them)."""
     log = "".join(drawn_message(m["role"], m["content"], bool(m["stopped"])) for m in messages)
-    return Div(id="chat", hx_ext="ws", ws_connect="/ws")(
+    return Div(id="chat", hx_ext="ws, where-shown", ws_connect="/ws")(  # where-shown: static/app.js
         panel_top(), Div(NotStr(log), id="chat-log", data_empty=EMPTY_HINT), panel_bottom())
 
 

@@ -175,7 +175,9 @@ def output_view(output: dict):
     if kind == "stream": return Pre(text_of(output["text"]))
     if kind == "error": return P(f"{output['ename']}: {output['evalue']}", cls="problem")
     data = output.get("data", {})
-    if "text/html" in data: return Div(NotStr(SANITISER.clean(text_of(data["text/html"]))), cls="overflow-auto")
+    if "text/html" in data:  # a table, say, that may scroll: the keyboard reaches it too
+        return Div(NotStr(SANITISER.clean(text_of(data["text/html"]))), cls="overflow-auto", tabindex="0",
+                   role="region", aria_label="Output")
     for picture in ("image/png", "image/svg+xml"):
         if picture in data: return image(picture, data[picture])
     if "text/markdown" in data: return NotStr(markdown_html(text_of(data["text/markdown"])))

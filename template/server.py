@@ -331,9 +331,10 @@ def database_fault(request, error):
 
 
 # htmx leaves 4xx and 5xx answers unswapped by default; these carry the message to show (503 and 507: faults).
+# Shown, they are answers the page expected, not errors of the page: htmx would log each one to the console.
 HTMX_CONFIG = {"responseHandling": [{"code": "204", "swap": False}, {"code": "[23]..", "swap": True},
-                                    {"code": "4..", "swap": True, "error": True},
-                                    {"code": "50[37]", "swap": True, "error": True},
+                                    {"code": "4..", "swap": True, "error": False},
+                                    {"code": "50[37]", "swap": True, "error": False},
                                     {"code": "...", "swap": False, "error": True}]}
 def rendered(*components) -> Safe:
     "Components drawn as HTML (a Safe string, sent as it is): for what is drawn once and shown on every page."

@@ -48,7 +48,7 @@ ol.steps { padding: 0; margin: 0; }
 ol.steps > li.step { list-style: none; margin-bottom: .75rem; padding: .9rem 1.1rem;
                      border: 1px solid var(--pico-muted-border-color); border-radius: var(--pico-border-radius); }
 .step > header { display: flex; align-items: center; gap: .65rem; }
-.step > header button { margin: 0 0 0 auto; width: auto; padding: .2rem .7rem; font-size: .8rem; }
+.step > header button { margin: 0 0 0 auto; width: auto; padding: .2rem .7rem; font-size: .8rem; white-space: nowrap; }
 .step-number { display: inline-grid; place-items: center; flex: none; width: 1.7rem; height: 1.7rem;
                border-radius: 50%; font-size: .85rem; font-weight: 600; background: var(--pico-muted-border-color); }
 .step.done .step-number { background: var(--accent); color: #fff; }
@@ -403,7 +403,10 @@ class Workflow:
             return (P("Interrupted: the app stopped while this step was at work.", cls="problem"),
                     Div(Button("Resume", hx_post=self.plugin.url(f"/runs/{run.key}/resume"), **swap), " ", cancel))
         failure = P(run.job["error"], cls="problem") if run.job else None
-        return failure, Form(step.form(run), hx_post=url, hx_disabled_elt="find button", **swap)
+        # The disabled button is the form's own: a control in it that loads something (a list of choices) would
+        # inherit the attribute and look for a button inside itself.
+        return failure, Form(step.form(run), hx_post=url, hx_disabled_elt="find button",
+                             hx_disinherit="hx-disabled-elt", **swap)
 
     # --- routes: each answers with the panel (self.answer) ---
 

@@ -22,7 +22,8 @@ def todo_item(todo):
 def drawn_item(todo_id: int, title: str, done: int) -> Safe:
     url = f"/{NAME}/{todo_id}"
     # The row's hx-target and hx-swap are inherited by its controls: each of them swaps the whole row.
-    return to_xml(Li(Span("⠿", cls="handle", title="Drag to reorder"),
+    return to_xml(Li(Span("⠿", cls="handle", role="button", tabindex=0, title="Drag to reorder",
+                          aria_label="Move: Alt+Up or Alt+Down", aria_keyshortcuts="Alt+ArrowUp Alt+ArrowDown"),
                      Input(type="checkbox", checked=bool(done), hx_post=f"{url}/toggle", aria_label="Done"),
                      Span(title, hx_get=f"{url}/edit", hx_trigger="click, keydown[key=='Enter']", title="Click to edit",
                           tabindex=0, role="button", cls="title"),
@@ -46,11 +47,13 @@ def todo_editor(todo):
 def list_top(profile_name: str) -> Safe:
     "The title, and the form that adds a todo to the end of the list."
     return to_xml((
-        Hgroup(H1("Todos"), P(f"The list of the profile {profile_name}. "
-                              "Click a todo to edit it (Escape cancels); drag ⠿ to reorder.")),
+        Hgroup(H1("Todos"), P(f"The list of the profile {profile_name}. Click a todo to edit it (Escape cancels); "
+                              "drag ⠿ to reorder, or press Alt+↑ / Alt+↓ on it.")),
         Form(Input(name="title", placeholder="What needs doing?", aria_label="New todo", maxlength=1000, required=True),
              Button("Add"), hx_post=f"/{NAME}", hx_target="#todo-list", hx_swap="beforeend",
-             hx_on__after_request="if (event.detail.successful) this.reset()", role="group", cls="add")), indent=False)
+             # a refusal (422, its message shown) keeps what was typed
+             hx_on__after_request="if (event.detail.xhr.status < 300) this.reset()", role="group", cls="add")),
+        indent=False)
 
 
 def todo_list(db, profile_id: int):

@@ -110,7 +110,7 @@ def export_shown(run):
             Div(Table(Thead(Tr(*[Th(FIELD_NAMES.get(name, name), title=name) for name in header])),
                       Tbody(*[Tr(*map(Td, row)) for row in rows]),
                       cls="striped preview"),
-                cls="overflow-auto"),
+                cls="overflow-auto", tabindex="0", role="region", aria_label="Preview"),  # scrolls: by keyboard too
             Small(f"The first {len(rows)} rows." if rows else "The export has no rows."))
 
 

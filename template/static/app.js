@@ -9,6 +9,46 @@ htmx.onLoad((root) => {
   }
 });
 
+// The keyboard reorders too: Alt+ArrowUp / Alt+ArrowDown on an item (or its handle) moves it one place, sends the
+// same "end" a drop sends, keeps the focus where it was and says the new place in a polite live region.
+document.addEventListener("keydown", (event) => {
+  const step = { ArrowUp: -1, ArrowDown: 1 }[event.key];
+  const item = event.target.closest?.(".sortable > *");
+  if (!step || !event.altKey || !item) return;
+  event.preventDefault();
+  const list = item.parentElement;
+  const neighbour = step < 0 ? item.previousElementSibling : item.nextElementSibling;
+  if (neighbour) {
+    neighbour.insertAdjacentElement(step < 0 ? "beforebegin" : "afterend", item);
+    event.target.focus();  // moving the item took the focus away from it
+    list.dispatchEvent(new CustomEvent("end", { bubbles: true }));
+  }
+  announcer.textContent = `Moved to ${[...list.children].indexOf(item) + 1} of ${list.children.length}`;
+});
+
+// The live region is in the page from the start: screen readers say only changes of a region they already know.
+const announcer = Object.assign(document.createElement("div"), { className: "visually-hidden", id: "announcer" });
+announcer.setAttribute("aria-live", "polite");
+document.addEventListener("DOMContentLoaded", () => document.body.append(announcer));
+
+// What the server pushes over the chat's WebSocket (a job's progress, a finished run) goes to every open tab of the
+// profile, whatever page it shows; a tab without a fragment's target has nothing to update there (it shows another
+// app, or has not yet drawn the job that just started), so the fragment is left out, not swapped as an error.
+htmx.defineExtension("where-shown", {
+  transformResponse(text) {
+    const frame = document.createElement("template");
+    frame.innerHTML = text;
+    const parts = [...frame.content.children];
+    const shown = parts.filter((part) => {
+      const oob = part.getAttribute("hx-swap-oob") ?? "true";
+      const target = oob.includes(":") ? oob.slice(oob.indexOf(":") + 1) : part.id && `#${CSS.escape(part.id)}`;
+      return !target || document.querySelector(target);
+    });
+    if (shown.length === parts.length) return text;
+    return shown.map((part) => part.outerHTML).join("");
+  },
+});
+
 // A message answers the last request only: clear it when the next one starts.
 document.addEventListener("htmx:beforeRequest", () => document.getElementById("message")?.replaceChildren());
 

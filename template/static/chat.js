@@ -75,8 +75,9 @@
     if (!button) return;
     const block = button.closest(".code");
     await copy(block ? block.querySelector("code").textContent : button.closest(".msg").dataset.markdown);
-    button.textContent = "Copied";
-    setTimeout(() => { button.textContent = "Copy"; }, 1500);
+    const label = (button.dataset.label ??= button.ariaLabel);  // its name says what it shows: Copied, for a while
+    button.textContent = button.ariaLabel = "Copied";
+    setTimeout(() => { button.textContent = "Copy"; button.ariaLabel = label; }, 1500);
   });
 
   document.addEventListener("DOMContentLoaded", () => { fit(); codeButtons(); toBottom(); });

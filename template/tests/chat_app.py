@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
-from fasthtml.common import FastHTML, Script, Titled
+from fasthtml.common import FastHTML, Link, Script, Titled
 from fastlite import database
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
@@ -19,8 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def chat_app(db_path, backend):
     db = database(db_path)
     db.execute("PRAGMA busy_timeout = 5000")
-    app = FastHTML(secret_key="chat-tests", default_hdrs=False,
-                   hdrs=(Script(src="/static/vendor/htmx.min.js"), Script(src="/static/vendor/ws.js")))
+    app = FastHTML(secret_key="chat-tests", default_hdrs=False, htmlkw={"lang": "en"},  # a page as the app's
+                   hdrs=(Link(rel="icon", href="/static/favicon.svg", type="image/svg+xml"),
+                         Link(rel="stylesheet", href="/static/vendor/pico.min.css"),
+                         Script(src="/static/vendor/htmx.min.js"), Script(src="/static/vendor/ws.js")))
     app.state.profile, app.state.store = 1, {}
     app.state.chat = chat = Chat(db, app.state.store, lambda: app.state.profile, backend)
     chat.register(app)

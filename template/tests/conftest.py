@@ -194,17 +194,45 @@ def record_requests(target):
     target.on("request", lambda request: target.requested.append(request.url))
 
 
+def record_errors(context):
+    """Keeps what the pages of the browser context log to their console as errors, and what they throw, in
+    context.errors as (text, URL); and the URLs of the requests the app refused with a message, in context.refusals."""
+    context.errors, context.refusals = [], set()
+    context.on("console", lambda message: message.type == "error"
+               and context.errors.append((message.text, message.location["url"])))
+    context.on("weberror", lambda error: context.errors.append((f"uncaught {error.error}", error.page.url)))
+    context.on("response", lambda response: response.headers.get("hx-retarget") == "#message"
+               and context.refusals.add(response.url))
+
+
+def reported_errors(context) -> list[str]:
+    """The errors the pages of the context reported. Chromium's note of a refused request's status is none: the app
+    refused it on purpose (guard.refusal) and the page shows why. Any other failed load is one."""
+    return [f"{text} ({url})" for text, url in context.errors
+            if not (text.startswith("Failed to load resource: the server responded") and url in context.refusals)]
+
+
 @contextmanager
-def page_at(browser, url: str, timeout: float = 10_000, **options):
-    "A page in a browser context of its own at base URL url, its requests kept in page.context.requested."
-    context = browser.new_context(base_url=url, **{"viewport": {"width": 1280, "height": 800}} | options)
+def browser_context(browser, **options):
+    """A browser context of its own, its requests kept in context.requested. The test fails if any of its pages
+    reported an error: a page that works logs none."""
+    context = browser.new_context(**options)
     record_requests(context)
-    page = context.new_page()
-    page.set_default_timeout(timeout)
+    record_errors(context)
     try:
-        yield page
+        yield context
+        assert reported_errors(context) == [], "\n".join(reported_errors(context))
     finally:
         context.close()
+
+
+@contextmanager
+def page_at(browser, url: str, timeout: float = 10_000, **options):
+    "A page in a browser context of its own (browser_context) at base URL url; its requests in page.context.requested."
+    with browser_context(browser, base_url=url, **{"viewport": {"width": 1280, "height": 800}} | options) as context:
+        page = context.new_page()
+        page.set_default_timeout(timeout)
+        yield page
 
 
 AXE_CORE = "axe-core@4.14.1"

@@ -47,6 +47,7 @@ def test_a_person_connects_botify_and_exports_a_crawl(browser_page):
 
     page.get_by_role("button", name="Export a crawl").click()
     expect(page.get_by_role("heading", name="Botify export")).to_be_visible()
+    assert_accessible(page)
     page.get_by_label("Project").select_option(label="Example Shop · acme-org")  # once the list has loaded
     page.get_by_role("button", name="Next").click()
     page.get_by_label("Analysis").select_option(label="2025-02-01 (2) · 20250201-2")
@@ -56,6 +57,7 @@ def test_a_person_connects_botify_and_exports_a_crawl(browser_page):
     page.get_by_label("At most this many URLs").fill("25")
     page.get_by_role("button", name="Next").click()
     expect(page.locator("#step-fields")).to_contain_text("URL, HTTP status code, Depth, Title, H1")
+    assert_accessible(page)  # the steps done, the export's to start
 
     page.get_by_role("button", name="Start the export").click()
     expect(page.locator("#step-export .job small")).to_contain_text("Export job 1000: CREATED")  # over the WebSocket
@@ -65,6 +67,7 @@ def test_a_person_connects_botify_and_exports_a_crawl(browser_page):
     assert bar.evaluate("bar => getComputedStyle(bar).animationName") == "job-busy"
     expect(page.locator("#step-export .job small")).to_contain_text("PROCESSING")
     expect(page.locator("#chat-log .note").last).to_have_text("Botify export: “Export” started.")
+    assert_accessible(page)  # at work
 
     expect(page.locator("#step-export")).to_contain_text("25 URLs exported by Botify job 1000.")
     preview = page.locator("#step-export table")
@@ -72,6 +75,7 @@ def test_a_person_connects_botify_and_exports_a_crawl(browser_page):
                                                 "Compliant (indexable)", "Internal inlinks", "segments.pagetype.value"])
     expect(preview.locator("tbody tr")).to_have_count(10)
     expect(page.locator("#chat-log .note").last).to_contain_text("“Export” done. Exported 25 URLs")
+    assert_accessible(page)  # the preview
 
     save_screenshot(page, "botifython.png", full_page=True)
 

@@ -159,3 +159,33 @@ def test_escape_cancels_an_inline_edit_and_focus_returns_to_what_opened_it(brows
     page.goto("/todos")
     expect(title).to_have_text(["Write the brief again"], **soon)
     assert_only_local_requests(page.context.requested)
+
+
+def test_the_keyboard_reorders_a_list_and_says_where_the_item_went(browser_page):
+    "Alt+ArrowUp/Down on a todo's handle moves it, keeps the focus on it, says its place, and the order is kept."
+    from playwright.sync_api import expect
+
+    page = browser_page
+    page.goto("/todos")
+    titles = ["Draft the report", "Check the crawl budget", "Fix the redirects"]
+    for title in titles:
+        page.get_by_label("New todo").fill(title)
+        page.get_by_label("New todo").press("Enter")
+        expect(page.locator("#todo-list .title").last).to_have_text(title)
+    handle = page.locator("#todo-list > li", has_text="Fix the redirects").get_by_role("button", name="Move")
+    expect(handle).to_have_accessible_name("Move: Alt+Up or Alt+Down")
+    handle.focus()
+    for place in (2, 1):
+        with page.expect_response(lambda response: response.url.endswith("/todos/order")) as saved:
+            page.keyboard.press("Alt+ArrowUp")
+        assert saved.value.status == 200
+        expect(page.locator("#announcer")).to_have_text(f"Moved to {place} of 3")
+        expect(handle).to_be_focused()
+    with page.expect_response(lambda response: response.url.endswith("/todos/order")):
+        page.keyboard.press("Alt+ArrowDown")
+    expect(page.locator("#announcer")).to_have_text("Moved to 2 of 3")
+    order = ["Draft the report", "Fix the redirects", "Check the crawl budget"]
+    expect(page.locator("#todo-list .title")).to_have_text(order)
+    assert_accessible(page)
+    page.reload()
+    expect(page.locator("#todo-list .title")).to_have_text(order)

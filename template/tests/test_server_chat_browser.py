@@ -11,8 +11,8 @@ from playwright.sync_api import expect
 
 from chat import Ollama
 from chat_app import chat_app
-from conftest import (app_server, assert_only_local_requests, free_port, needs_chromium, page_at, record_requests,
-                      save_screenshot, shipped)
+from conftest import (app_server, assert_accessible, assert_only_local_requests, browser_context, free_port,
+                      needs_chromium, page_at, save_screenshot, shipped)
 from fake_ollama import running
 
 pytestmark = needs_chromium
@@ -38,15 +38,13 @@ def chat_url(tmp_path, backend):
 
 @pytest.fixture
 def page(browser, chat_url):
-    "The chat page, with every request it makes (WebSockets included) in page.requested."
-    page = browser.new_page()
-    record_requests(page)
-    page.on("websocket", lambda ws: page.requested.append(ws.url))
-    page.add_init_script(OPENED)
-    page.goto(chat_url)
-    expect(page.locator("#chat-model")).to_be_visible()  # htmx ran: the picker was loaded
-    yield page
-    page.close()
+    "The chat page, with every request it makes (WebSockets included) in page.context.requested."
+    with page_at(browser, chat_url) as page:
+        page.on("websocket", lambda ws: page.context.requested.append(ws.url))
+        page.add_init_script(OPENED)
+        page.goto(chat_url)
+        expect(page.locator("#chat-model")).to_be_visible()  # htmx ran: the picker was loaded
+        yield page
 
 
 def send(page, text: str):
@@ -71,9 +69,9 @@ def test_the_reply_grows_in_visible_steps_from_127_0_0_1_only(page, fake):
     expect(reply.locator(".md")).to_have_text("The reply grows one token at a time.")
     assert len(states) >= 3 and all("The reply grows one token at a time.".startswith(s) for s in states), states
     assert lines == {True}  # the text since the last rendering went on the rendered line, never below it
-    assert_only_local_requests(page.requested)
-    assert any(u.endswith("/static/vendor/ws.js") for u in page.requested)
-    assert any(u.endswith("/ws") for u in page.requested)
+    assert_only_local_requests(page.context.requested)
+    assert any(u.endswith("/static/vendor/ws.js") for u in page.context.requested)
+    assert any(u.endswith("/ws") for u in page.context.requested)
 
 
 def test_markdown_shows_formatted_and_loads_nothing_from_elsewhere(page, fake):
@@ -92,8 +90,9 @@ def test_markdown_shows_formatted_and_loads_nothing_from_elsewhere(page, fake):
     assert reply.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))") == [
         "https://tracker.example/p.gif", "https://example.com"]
     assert reply.locator("pre").evaluate("pre => getComputedStyle(pre).whiteSpace") == "pre"
+    assert_accessible(page)
     page.wait_for_timeout(200)
-    assert_only_local_requests(page.requested)
+    assert_only_local_requests(page.context.requested)
 
 
 def test_markup_in_the_chat_shows_as_text_and_never_runs(page, fake):
@@ -113,11 +112,13 @@ def test_stop_stops_the_reply_and_keeps_it(page, fake, how):
     expect(reply).to_contain_text("word3")
     expect(stop).to_be_visible()
     expect(page.locator("#chat-send")).to_be_hidden()  # Stop in its place
+    assert_accessible(page)  # while the reply streams
     stop.click() if how == "button" else page.press("#chat-input", "Escape")
     expect(reply).to_have_class("msg assistant done stopped")
     expect(reply.locator(".stopped-mark")).to_have_text("Stopped")
     expect(stop).to_be_hidden()
     expect(page.locator("#chat-send")).to_be_visible()
+    assert_accessible(page)
     kept = reply.locator(".md").inner_text()
     page.wait_for_timeout(300)
     assert reply.locator(".md").inner_text() == kept and "word299" not in kept  # nothing more arrives
@@ -168,34 +169,34 @@ def settled(swapped_in):
 
 def test_the_status_shows_whether_the_llm_is_there_before_sending(browser, chat_url, backend):
     running_at, backend.url = backend.url, f"http://127.0.0.1:{free_port()}"
-    page = browser.new_page()
-    page.goto(chat_url)
-    status = page.locator("#chat-status")
-    expect(status).to_have_text(backend.unreachable().replace("`", ""))  # its commands as code
-    expect(page.get_by_label("Model")).to_have_value("llama3.2")
-    expect(page.locator("#chat-log")).to_be_empty()
-    assert "Enter sends" in page.locator("#chat-log").evaluate("log => getComputedStyle(log, '::before').content")
-    settled(page.locator("#chat-picker"))
-    backend.url = running_at  # Ollama started; the person opens the picker
-    page.get_by_label("Model").focus()
-    expect(status).to_have_text(f"llama3.2 is ready (Ollama at {running_at}).")
-    settled(status)
-    expect(page.locator("#chat-model option")).to_have_text(["llama3.2:latest", "qwen2.5:7b"])
-    page.get_by_label("Model").select_option("qwen2.5:7b")
-    expect(status).to_have_text(f"qwen2.5:7b is ready (Ollama at {running_at}).")
-    page.close()
+    with page_at(browser, chat_url) as page:
+        page.goto("/")
+        status = page.locator("#chat-status")
+        expect(status).to_have_text(backend.unreachable().replace("`", ""))  # its commands as code
+        expect(page.get_by_label("Model")).to_have_value("llama3.2")
+        expect(page.locator("#chat-log")).to_be_empty()
+        assert "Enter sends" in page.locator("#chat-log").evaluate("log => getComputedStyle(log, '::before').content")
+        assert_accessible(page)  # the LLM is not there
+        settled(page.locator("#chat-picker"))
+        backend.url = running_at  # Ollama started; the person opens the picker
+        page.get_by_label("Model").focus()
+        expect(status).to_have_text(f"llama3.2 is ready (Ollama at {running_at}).")
+        settled(status)
+        expect(page.locator("#chat-model option")).to_have_text(["llama3.2:latest", "qwen2.5:7b"])
+        page.get_by_label("Model").select_option("qwen2.5:7b")
+        expect(status).to_have_text(f"qwen2.5:7b is ready (Ollama at {running_at}).")
+        assert_accessible(page)
 
 
 @pytest.fixture
 def clipboard_page(browser, chat_url):
     "The chat page, allowed to read what its Copy buttons put on the clipboard."
-    context = browser.new_context()
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=chat_url)
-    page = context.new_page()
-    page.add_init_script(OPENED)
-    page.goto(chat_url)
-    yield page
-    context.close()
+    with browser_context(browser) as context:
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=chat_url)
+        page = context.new_page()
+        page.add_init_script(OPENED)
+        page.goto(chat_url)
+        yield page
 
 
 def test_copy_gives_the_reply_as_markdown(clipboard_page, fake):
@@ -255,6 +256,7 @@ def test_a_long_conversation_scrolls_in_the_panel_and_the_page_keeps_its_height(
         expect(log.locator(".assistant.done")).to_have_count(8)
         expect(log.locator(".assistant").last).to_be_in_viewport()
         save_screenshot(page, "pipulate.png")
+        assert_accessible(page)
         assert_only_local_requests(page.context.requested)
 
 
@@ -272,3 +274,4 @@ def test_each_code_block_copies_its_own_code_and_each_message_says_who_said_it(c
     assert page.evaluate("navigator.clipboard.readText()") == "print('one')\n"
     speakers = "[...document.querySelectorAll('#chat-log .msg')].map(m => getComputedStyle(m, '::before').content)"
     assert page.evaluate(speakers) == ['"You"', '"Assistant"']
+    assert_accessible(page)

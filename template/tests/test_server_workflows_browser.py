@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import app_server, assert_only_local_requests, needs_chromium, page_at, save_screenshot, served, shipped
+from conftest import (app_server, assert_accessible, assert_only_local_requests, needs_chromium, page_at,
+                      save_screenshot, served, shipped)
 from local_site import LocalSite
 
 pytestmark = [needs_chromium, shipped("plugins/020_url_checker.py", "plugins/010_todos.py")]
@@ -33,11 +34,13 @@ def test_a_person_checks_urls_with_live_progress(browser_page, site):
     page.goto("/url_checker")
     expect(page.get_by_role("heading", name="URL checker")).to_be_visible()
     expect(page.locator("#chat")).to_have_attribute("ws-connect", "/ws")
+    assert_accessible(page)
 
     page.get_by_label("URLs, one per line").fill("\n".join(urls[:3] + ["not a url", urls[3]]))
     page.get_by_role("button", name="Next").click()
     expect(page.locator("#step-urls")).to_contain_text("4 URLs to check.")
     expect(page.locator("#step-urls")).to_contain_text("Not a URL, skipped: “not a url” (it has spaces in it)")
+    assert_accessible(page)  # the first step done, the second open
     page.get_by_label("URLs at a time").fill("1")
     page.get_by_role("button", name="Check 4 URLs").click()
 
@@ -46,6 +49,7 @@ def test_a_person_checks_urls_with_live_progress(browser_page, site):
     expect(bar).to_have_attribute("value", "3")
     expect(bar).to_have_attribute("max", "4")
     expect(page.locator("#chat-log .note").last).to_have_text("URL checker: “Check them” started.")
+    assert_accessible(page)  # at work
 
     # The app stays usable meanwhile, and the work goes on.
     page.get_by_role("link", name="Todos").click()
@@ -62,12 +66,14 @@ def test_a_person_checks_urls_with_live_progress(browser_page, site):
     expect(rows.nth(1)).to_contain_text(f"→ {site.url}/page/1")
     expect(rows.nth(3)).to_contain_text("Held 1")
     expect(page.locator("#chat-log .note").last).to_contain_text("“Check them” done. Checked 4 URLs")
+    assert_accessible(page)  # the results
 
     with page.expect_download() as download:
         page.get_by_role("button", name="Download the CSV").click()
     assert download.value.suggested_filename.endswith(".csv")
     lines = Path(download.value.path()).read_text().splitlines()
-    assert lines[0] == "url,status,redirects,chain,final_url,final_status,title,seconds,flag,error" and len(lines) == 5
+    assert lines[0] == "url,status,redirects,chain,final_url,final_status,title,seconds,flag,error,expected,migration"
+    assert len(lines) == 5
 
     save_screenshot(page, "url-checker.png", full_page=True)
 
@@ -75,6 +81,7 @@ def test_a_person_checks_urls_with_live_progress(browser_page, site):
     page.locator("#step-urls").get_by_role("button", name="Revert").click()
     expect(page.get_by_label("URLs, one per line")).to_have_value("\n".join(urls[:3] + ["not a url", urls[3]]))
     expect(page.locator("#step-check")).to_have_class("step later")
+    assert_accessible(page)
 
     # A reload opens the run where it was.
     page.reload()
