@@ -380,6 +380,11 @@ def markdown_html(text: str) -> str:
     return SANITISER.clean(MARKDOWN.render(text))
 
 
+def inline_html(text: str) -> str:
+    "A line of Markdown (`code`, *emphasis*, links) as HTML safe to put inside a paragraph of the page."
+    return SANITISER.clean(MARKDOWN.renderInline(text))
+
+
 finished_html = lru_cache(maxsize=128)(markdown_html)  # every page shows the finished replies again
 
 

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from fasthtml.common import *
 
 import config
+from chat import inline_html
 from notebook_apps import NotebookApp, apps, field_value, step_form
 import notebook_tables
 from notebook_kernel import run_step, step_outputs
@@ -40,7 +41,8 @@ def workflow_of(app: NotebookApp, plugin):
                     show=lambda run: step_outputs(run[step.id], plugin.url(f"/runs/{run.key}"), step.id))
 
     flow = Workflow(plugin, [step_of(step) for step in app.steps],
-                    intro=P(app.intro, " ", Small(f"From notebooks/apps/{app.path.name}.")))
+                    intro=P(NotStr(inline_html(app.intro)), " ",
+                            Small(f"From notebooks/apps/{app.path.name}.")))  # the notebook's words, as Markdown
     notebook_tables.routes(plugin, flow)
 
     @plugin.route("/runs/{key}/files/{step_id}/{n}", methods="get")

@@ -49,7 +49,7 @@ def code(source: str, *tags: str):
 def probe_notebook() -> nbformat.NotebookNode:
     "Set-up, parameters, two steps (the second waits WAIT seconds, shows HTML and writes a file) and a skipped cell."
     return nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# Probe\n\nA notebook for the tests."),
+        nbformat.v4.new_markdown_cell("# Probe\n\nA notebook for the *tests*, in `notebooks/apps/`."),
         code("import os, time\nfrom pathlib import Path"),
         code(PARAMETERS, "parameters"),
         code("said = TEXT * TIMES\nprint(repr(said), MOOD, LOUD)", "step: Say it"),
@@ -110,7 +110,8 @@ def test_the_parameters_become_fields_of_the_first_step_that_reads_them(tmp_path
     path = tmp_path / "probe.ipynb"
     nbformat.write(probe_notebook(), path)
     app = read_app(path)
-    assert (app.name, app.title, app.intro) == ("notebook_probe", "Probe", "A notebook for the tests.")
+    assert (app.name, app.title, app.intro) == ("notebook_probe", "Probe",
+                                                "A notebook for the *tests*, in `notebooks/apps/`.")
     assert [(step.title, step.cells) for step in app.steps] == [("Say it", [3]), ("Wait", [4, 5])]
     assert app.setup == [1] and app.parameters == 2  # the skipped cell is in no step
     fields = {p.name: p for step in app.steps for p in step.fields}
@@ -178,7 +179,9 @@ def test_a_step_runs_in_a_kernel_with_its_inputs_as_data_and_revert_reruns_with_
     before = hashlib.sha256(notebook.read_bytes()).digest()
     injection = '"""); import os; os._exit(1) #'
     with app_process(env, fork) as app, httpx.Client(base_url=app.url, headers=HX) as client:
-        assert ">Probe</a>" in client.get("/notebook_probe").text  # in the menu
+        page = client.get("/notebook_probe").text
+        assert ">Probe</a>" in page  # in the menu, its first paragraph under the title as Markdown
+        assert "A notebook for the <em>tests</em>, in <code>notebooks/apps/</code>." in page
         key = new_run(client, "notebook_probe")
         refused = client.post(f"/notebook_probe/runs/{key}/steps/step1", data={"TEXT": "x", "TIMES": "9", "MOOD": "calm"})
         assert refused.status_code == 422 and "Times must be between 1 and 5." in refused.text
