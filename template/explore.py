@@ -172,8 +172,8 @@ def rows(name: str, url: str, view: View, columns: list[Column], filters: list[F
 
 CSS = """
 .explore-controls { display: flex; flex-wrap: wrap; gap: .5rem; margin-bottom: .75rem; }
-.explore-controls input[type=search] { flex: 2 1 14rem; margin: 0; }
-.explore-controls select { flex: 1 1 10rem; width: auto; min-width: 0; max-width: 100%; margin: 0; }
+.explore-controls input[type=search] { flex: 2 1 18rem; margin: 0; }  /* the selects wrap before it cuts its hint */
+.explore-controls select { flex: 1 1 13rem; width: auto; min-width: 0; max-width: 100%; margin: 0; }
 table.explore { font-size: .8rem; }
 table.explore :is(th, td) { padding: .35rem .45rem; }
 table.explore td { vertical-align: top; overflow-wrap: break-word; hyphens: none; }
