@@ -24,12 +24,18 @@ SKIPPED = {"image", "media", "font"}  # resources that change no link or title: 
 CHROMIUM = os.environ.get("CHROMIUM") or next(
     filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), "")
 
-COLUMNS = {"js_links": "INTEGER", "raw_title": "TEXT", "js_redirect": "TEXT", "render_error": "TEXT"}
+COLUMNS = {"js_links": "INTEGER", "raw_title": "TEXT", "raw_canonical": "TEXT", "raw_meta_robots": "TEXT",
+           "js_redirect": "TEXT", "render_error": "TEXT"}
+CHANGED = {"title": "raw_title", "canonical": "raw_canonical", "meta_robots": "raw_meta_robots"}  # as served, if not
 FINDINGS = [
     Finding("js_links", "Links only after JavaScript", "js_links > 0", "warning",
             "Only a search engine that runs the page's scripts finds them: link in the HTML as served."),
     Finding("js_title", "Titles set by JavaScript", "raw_title IS NOT NULL", "warning",
             "The HTML as served has another title (or none): a search engine may show that one."),
+    Finding("js_canonical", "Canonicals changed by JavaScript", "raw_canonical IS NOT NULL", "warning",
+            "The canonical as served is another URL (or none): search engines may take that one."),
+    Finding("js_robots", "Meta robots changed by JavaScript", "raw_meta_robots IS NOT NULL", "warning",
+            "A search engine that does not render reads the directives as served: a noindex a script adds is missed."),
     Finding("js_redirect", "Redirected by JavaScript", "js_redirect IS NOT NULL", "warning",
             "A script sends the visitor elsewhere: a 301 says so to every search engine."),
     Finding("render_error", "Not rendered (Chromium failed or timed out)", f"{HTML_200} AND render_error IS NOT NULL",
@@ -94,11 +100,13 @@ class Renderer:
 
 def compared(raw, rendered, url: str, final_url: str):
     """The rendered page's Parsed (crawler.Parsed), with what rendering changed in its columns: the links only it
-    has, the title as served when a script changed it, where a script sent the page."""
+    has, the title, canonical and meta robots as served where a script changed them ("" for none), where a script
+    sent the page."""
     if not same_address(final_url, url):  # another page now: what the served one says, and where it went
         raw.columns |= {"js_redirect": final_url}
         return raw
     served = {link for link, _ in raw.links}
-    rendered.columns |= {"js_links": sum(1 for link, _ in rendered.links if link not in served),
-                         "raw_title": (raw.title or "") if rendered.title != raw.title else None}
+    rendered.columns |= {"js_links": sum(1 for link, _ in rendered.links if link not in served)} | {
+        column: getattr(raw, fact) or "" for fact, column in CHANGED.items()
+        if getattr(raw, fact) != getattr(rendered, fact)}
     return rendered

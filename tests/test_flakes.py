@@ -239,6 +239,13 @@ def test_local_nix_adds_packages_to_every_shell(forks, tmp_path):
             assert {"zlib", "git", "uv"} <= set(names)
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_the_app_shells_on_linux_bring_chromium_for_the_crawls_javascript(flavour, forks):
+    for system, by_name in every_shell(forks(flavour), "map (package: package.name) shell.packages").items():
+        for names in by_name.values():
+            assert ("chromium" in names) == (flavour != "darwinix" and system.endswith("linux")), (system, names)
+
+
 # The library path --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("host_path", [None, "/host/lib"])

@@ -59,8 +59,11 @@ PAGES = {
     ORPHAN: page("Orphan", "/"),
     "/private/secret": page("Secret", "/"),
     # Linked from nowhere, for the crawls that start there: what only a browser running the scripts sees.
-    "/js": page("As served", "/about", head="<script>addEventListener('DOMContentLoaded', () => {"
-                "document.title = 'As rendered'; const link = document.createElement('a'); link.href = '/js-only';"
+    "/js": page("As served", "/about", head="<link rel=canonical href=/js><script>"
+                "addEventListener('DOMContentLoaded', () => {document.title = 'As rendered';"
+                "document.querySelector('link[rel=canonical]').href = '/about';"
+                "document.head.insertAdjacentHTML('beforeend', '<meta name=robots content=noindex>');"
+                "const link = document.createElement('a'); link.href = '/js-only';"
                 "link.textContent = 'Made by a script'; document.body.append(link)})</script>"),
     "/js-only": page("Only a script links here", "/"),
     "/js-moved": page("Moved by a script", "/", head="<script>location.replace('/about')</script>"),

@@ -270,9 +270,12 @@ def test_rendering_javascript_finds_the_links_and_titles_only_scripts_make(tmp_p
     done = crawl(tmp_path, site, start=f"{site.url}/js", max_depth=1, robots_sitemaps=False, render_js=True)
     pages = {row["url"].removeprefix(site.url): dict(row) for row in done.db.execute("SELECT * FROM page")}
     assert pages["/js"]["title"] == "As rendered" and pages["/js"]["raw_title"] == "As served"
+    assert (pages["/js"]["canonical"], pages["/js"]["raw_canonical"]) == (f"{site.url}/about", f"{site.url}/js")
+    assert (pages["/js"]["meta_robots"], pages["/js"]["raw_meta_robots"], pages["/js"]["indexable"]) == ("noindex", "", 0)
     assert pages["/js"]["js_links"] == 1 and pages["/js-only"]["status"] == 200 and pages["/js-only"]["depth"] == 1
     assert [path for _, path in site.requests[asked:]].count("/js") == 1  # rendered from the crawl's answer
-    assert {finding.id: count for finding, count in done.findings()}["js_links"] == 1
+    found = {finding.id: count for finding, count in done.findings()}
+    assert (found["js_links"], found["js_title"], found["js_canonical"], found["js_robots"]) == (1, 1, 1, 1)
     done.close()
     moved = crawl(tmp_path, site, name="moved", start=f"{site.url}/js-moved", max_depth=0, robots_sitemaps=False,
                   render_js=True)
