@@ -92,15 +92,15 @@ FLAGS = {"unmapped": lambda r: bool(r.migration), "flagged": lambda r: bool(r.fl
          "loop": lambda r: r.flag in ("redirect loop", "too many redirects")}
 
 
-def mapped(run) -> bool: return bool(run["urls"].get("expected"))
+def has_map(run) -> bool: return bool(run["urls"].get("expected"))
 
 
-def columns(run) -> list[Column]: return COLUMNS + [MAP_COLUMN] if mapped(run) else COLUMNS
+def columns(run) -> list[Column]: return COLUMNS + [MAP_COLUMN] if has_map(run) else COLUMNS
 
 
 def filters(run) -> list[Filter]:
     "A run with a redirect map can show the URLs that are not redirected as it says."
-    if not mapped(run): return FILTERS
+    if not has_map(run): return FILTERS
     return [FILTERS[0], Filter("flag", FILTERS[1].label, dict([MAP_FLAG]) | FILTERS[1].choices)]
 
 
@@ -149,7 +149,7 @@ def invalid_lines(invalid):
 def url_list(run):
     urls, invalid = run["urls"]["urls"], run["urls"]["invalid"]
     count = Strong(plural(len(urls), "URL")), " to check."
-    if mapped(run): count += (f" {len(run['urls']['expected']):,} of them with the URL each should redirect to: each "
+    if has_map(run): count += (f" {len(run['urls']['expected']):,} of them with the URL each should redirect to: each "
                               "is checked for one permanent redirect (301 or 308) to it, answering 200.",)
     if run["urls"].get("credentials"): count += (" The user names and passwords in them (user:password@) were "
                                                  "removed: they are never kept, shown or sent.",)
