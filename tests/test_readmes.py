@@ -132,8 +132,9 @@ def test_template_readme_shows_only_real_commands_and_variables(tmp_path):
     readme = (ROOT / "README.md").read_text()
     fork = render(tmp_path / "fork", flavour="botifython")
     assert run_commands_shown(readme) - commands_taken(fork) == set()
-    shown = set(re.findall(r"(?<![\w/.])scripts/([\w-]+)", readme))
-    assert {name for name in shown if not (ROOT / "scripts" / name).is_file()} == set()
+    shown = set(re.findall(r"(?<![\w/.])scripts/([\w-]+)(/?)", readme))  # a command, or a folder/
+    assert {name for name, folder in shown if not (ROOT / "scripts" / name).is_file()
+            and not (folder and (ROOT / "scripts" / name).is_dir())} == set()
     files = {p.name for p in ROOT.iterdir()} | {p.relative_to(fork).as_posix() for p in fork.rglob("*")}
     read = environment_variables_read(ROOT, [p for p in ROOT.glob("scripts/*") if p.is_file()])
     assert environment_variables_named(readme, files) - read == set()

@@ -699,7 +699,6 @@ def test_a_call_of_the_forks_own_that_the_new_template_no_longer_takes_stops_the
     rendered = clone / "template"
     substitute(rendered / "url_checker.py", r"^def parse_url_list\(text: str\)",
                "def parse_url_list(text: str, limit: int)")
-    substitute(rendered / "plugins/020_url_checker.py", r"parse_url_list\(text\)", "parse_url_list(text, 5000)")
     substitute(rendered / "tests/test_server_url_checker.py", r'parse_url_list\("""',
                'parse_url_list(limit=5000, text="""')
     release(clone, "0.4.0")
