@@ -2,7 +2,7 @@
 to every sibling fork with `scripts/adopt`, a release and their `./run update`. Each test works on its own copy of
 the template, released as v0.1.0, and forks rendered from it through copier's API.
 
-The round trip: a botifython fork improves server.py and chat.py (a helper and the route that uses it), the
+The round trip: a botifython fork improves server.py and core/chat.py (a helper and the route that uses it), the
 template's test of that route, and its README (a rendered file); it also has data, secrets, settings and a plugin
 of its own, which must stay behind. Its patch is adopted on a branch, released, and taken by a pipulate and a
 darwinix fork. scripts/adopt runs once, on a narrowed selection of tests (-k) to keep this module fast."""
@@ -20,7 +20,8 @@ from template_tools import COMMITTER, commit_all, git, render, snapshot
 
 # The forks' ./run setup takes uv from the template's own tools; the commits made have a fixed identity.
 ENV = os.environ | COMMITTER | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-CARRIED = ["template/README.md.jinja", "template/core/chat.py", "template/server.py", "template/tests/test_server_routes.py"]
+CARRIED = ["template/README.md.jinja", "template/core/chat.py", "template/server.py",
+           "template/tests/test_server_routes.py"]
 SUMMARY_TEST = "test_the_profiles_summary_counts_profiles_and_messages"
 NEW_README_LINE = "./run test -x        # stop at the first failure"
 OWN = {"settings.toml": 'name = "Acme Bench"\n',
@@ -161,7 +162,7 @@ def test_adopt_works_on_a_branch_and_never_commits_to_main(round_trip):
 
 
 def test_adopt_says_which_flavours_the_change_reaches(round_trip):
-    reached = "README.md, chat.py, server.py, tests/test_server_routes.py"
+    reached = "README.md, core/chat.py, server.py, tests/test_server_routes.py"
     assert (f"The change reaches:\n  darwinix: README.md\n  pipulate: {reached}\n  botifython: {reached}\n"
             in round_trip.adopt.stderr)
 
@@ -287,7 +288,7 @@ def test_a_fork_behind_the_template_sends_what_still_applies_and_lists_the_rest(
     commit_all(fork, "Improve")
     result = run(fork, "./run", "upstream")
     assert result.returncode == 0, result.stderr
-    assert "chat.py: not sent: the template has changed these lines since v0.1.0." in result.stderr
+    assert "core/chat.py: not sent: the template has changed these lines since v0.1.0." in result.stderr
     assert "+# --- What the panel draws (changed by the fork)" in result.stderr
     patch = (fork / "upstream.patch").read_text()
     assert patch_files(patch) == CARRIED and "Made on template v0.1.0, carried onto v0.1.0-1-g" in patch
@@ -332,14 +333,15 @@ def test_adopt_refuses_a_change_that_does_not_apply_and_leaves_everything_as_it_
 
 
 def test_adopt_quick_tests_only_the_flavours_a_branch_reaches(template, fork):
-    (fork / "core/botify.py").write_text((fork / "core/botify.py").read_text() + "\n# The API's reference: developers.botify.com\n")
+    botify = fork / "core/botify.py"
+    botify.write_text(botify.read_text() + "\n# The API's reference: developers.botify.com\n")
     commit_all(fork, "Improve botify.py")
     assert run(fork, "./run", "upstream", "--into", str(template)).returncode == 0
     result = run(template, "scripts/adopt", "--test", "--quick", "-k", "no_such_test", "upstream/botifython")
     assert result.returncode == 0, result.stderr
     assert "On the branch adopt/upstream-botifython, off main:" in result.stderr
     assert ("The change reaches:\n  darwinix: nothing (no file it renders changes)\n"
-            "  pipulate: nothing (no file it renders changes)\n  botifython: botify.py\n") in result.stderr
+            "  pipulate: nothing (no file it renders changes)\n  botifython: core/botify.py\n") in result.stderr
     assert re.search(r"^  botifython: no test selected", result.stderr, re.M)
     assert "  not run (--quick): darwinix, pipulate (not reached), the template's own tests" in result.stderr
     assert "Testing the template" not in result.stderr
