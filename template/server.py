@@ -27,11 +27,11 @@ from fasthtml.common import *
 from fastlite import NotFoundError
 from starlette.routing import WebSocketRoute
 
-import config
-from assistant_tools import Tools
-from chat import Chat
-from database import FAULTS, fault_message, open_database
-from guard import Guard, refusal
+from core import config
+from core.assistant_tools import Tools
+from core.chat import Chat
+from core.database import FAULTS, fault_message, open_database
+from core.guard import Guard, refusal
 
 # --- Faults at start: a data folder the app cannot write (read-only, missing), a full disk or a locked database is
 # a sentence naming the path and what to do (database.fault_message), not a traceback.

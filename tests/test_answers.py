@@ -81,8 +81,8 @@ def assert_lands_as_itself(fork: Path, answers: dict):
     assert markdown_text(tokens[1]) == answers["project_name"].strip()
     if answers["description"].strip():
         assert markdown_text(tokens[4]) == answers["description"].strip()
-    if (fork / "config.py").exists():  # the app's settings, imported as the app imports them
-        shown = subprocess.run([sys.executable, "-c", "import json, config; print(json.dumps(config.SETTINGS))"],
+    if (fork / "core/config.py").exists():  # the app's settings, imported as the app imports them
+        shown = subprocess.run([sys.executable, "-c", "import json; from core import config; print(json.dumps(config.SETTINGS))"],
                                cwd=fork, capture_output=True, encoding="utf-8", check=True).stdout
         settings_ = json.loads(shown)
         assert (settings_["name"], settings_["description"]) == (answers["project_name"], answers["description"])

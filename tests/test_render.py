@@ -15,7 +15,7 @@ EVERY_FORK_HAS = {
     ".copier-answers.yml", ".gitignore", ".pre-commit-config.yaml", ".github/workflows/ci.yml", "LICENSE",
     "README.md", "flake.nix", "local.nix", "pyproject.toml", "requirements.lock", "requirements-local.txt", "run",
 }
-SERVER_FILES = {"server.py", "config.py", "settings.toml", "prompts/system.md", "notebooks/app_data.ipynb"}
+SERVER_FILES = {"server.py", "core/config.py", "settings.toml", "prompts/system.md", "notebooks/app_data.ipynb"}
 DATA_STACK_FILES = {"notebooks/data_starter.ipynb", "tests/test_data_stack.py"}
 
 

@@ -110,7 +110,7 @@ def template(tmp_path_factory):
     append(rendered / "LICENSE.jinja", f"\n{UPSTREAM_2}.\n")
     append(rendered / ".gitignore", f"# {UPSTREAM_2}: editor backups\n*.bak\n")
     (rendered / "CONTRIBUTING.md").write_text(f"# Contributing\n\n{UPSTREAM_2}: a new file.\n")
-    substitute(rendered / "config.py.jinja", r'("chat_history_limit": )\d+', r"\g<1>60")
+    substitute(rendered / "core/config.py.jinja", r'("chat_history_limit": )\d+', r"\g<1>60")
     python = QUESTIONS["python_version"]
     history.other_python = next(version for version in python["choices"] if version != python["default"])
     substitute(repo / "copier.yml", r'(^python_version:\n(?:  .*\n)*?  default: )"[\d.]+"',
@@ -282,7 +282,7 @@ def test_changes_of_both_releases_arrive(updated):
     # A changed question default does not change an answer the fork has already given.
     assert answers(fork)["python_version"] == QUESTIONS["python_version"]["default"]
     if updated.has_server:  # A changed setting default arrives, under the fork's own settings.
-        settings = json.loads(fork_python(fork, "import config, json; print(json.dumps(config.SETTINGS))"))
+        settings = json.loads(fork_python(fork, "import json; from core import config; print(json.dumps(config.SETTINGS))"))
         assert (settings["name"], settings["accent"], settings["chat_history_limit"]) == ("Acme Bench", "#8e24aa", 60)
 
 
@@ -345,7 +345,7 @@ print(TestClient(server.app, base_url="http://127.0.0.1").get("/").text)  # a Ho
 def test_fork_shows_the_new_template_version(updated):
     assert answers(updated.fork)["_commit"] == NEWEST
     if updated.has_server:  # in the page footer
-        assert fork_python(updated.fork, "import config; print(config.TEMPLATE_VERSION)") == NEWEST
+        assert fork_python(updated.fork, "from core import config; print(config.TEMPLATE_VERSION)") == NEWEST
         assert NEWEST in fork_python(updated.fork, PAGE)
 
 
@@ -447,7 +447,7 @@ def test_an_answer_change_updates_the_template_files_keeps_the_data_and_names_ol
     (fork / "NOTES.md").write_text(notes)
     commit_all(fork, "Notes")
     assert run(fork, "setup").returncode == 0
-    database = fork_python(fork, "import config; print(config.DB_PATH)")
+    database = fork_python(fork, "from core import config; print(config.DB_PATH)")
     Path(database).parent.mkdir()
     with sqlite3.connect(database) as db:
         db.execute("CREATE TABLE note (text)")
@@ -467,7 +467,7 @@ def test_an_answer_change_updates_the_template_files_keeps_the_data_and_names_ol
     assert f"These lines of yours still have the old {name}, {old!r}" in result.stderr
     assert f"  NOTES.md:1: {notes.strip()}\n" in result.stderr
     # The app keeps its data.
-    assert fork_python(fork, "import config; print(config.DB_PATH)") == database == str(fork / "data/app.db")
+    assert fork_python(fork, "from core import config; print(config.DB_PATH)") == database == str(fork / "data/app.db")
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT text FROM note").fetchall() == [("kept",)]
     db.close()
@@ -609,7 +609,7 @@ def test_a_fork_of_a_commit_updates_without_conflicts_once_the_commit_is_tagged(
     clone = tagless_clone(template, tmp_path / "template")
     commit = git(clone, "rev-parse", "--short", git(template.repo, "rev-parse", "v0.2.0").strip()).strip()
     fork = fork_of(SimpleNamespace(repo=clone), tmp_path / "fork", commit, flavour="pipulate")
-    assert answers(fork)["_commit"] == commit and commit not in (fork / "config.py").read_text()
+    assert answers(fork)["_commit"] == commit and commit not in (fork / "core/config.py").read_text()
     restore_tags(clone)  # the commit is v0.2.0 now, which a fresh render of it would say
     result = run(fork, "update", "--no-test")
     assert result.returncode == 0, result.stderr
@@ -674,7 +674,7 @@ ACME_URLS_PLUGIN = '''"""Acme's URL counter: a plugin of the fork's own that cal
 
 from fasthtml.common import *
 
-from url_checker import parse_url_list
+from core.seo.url_checker import parse_url_list
 
 NAME = "acme_urls"
 DISPLAY_NAME = "Acme URLs"
@@ -697,7 +697,7 @@ def test_a_call_of_the_forks_own_that_the_new_template_no_longer_takes_stops_the
     subprocess.run(["git", "clone", "--quiet", str(template.repo), str(clone)], check=True)
     # The release after the newest: the helper gains a required parameter, and the template's own callers follow.
     rendered = clone / "template"
-    substitute(rendered / "url_checker.py", r"^def parse_url_list\(text: str\)",
+    substitute(rendered / "core/seo/url_checker.py", r"^def parse_url_list\(text: str\)",
                "def parse_url_list(text: str, limit: int)")
     substitute(rendered / "tests/test_server_url_checker.py", r'parse_url_list\("""',
                'parse_url_list(limit=5000, text="""')
@@ -853,9 +853,9 @@ def test_every_migration_has_a_version():
 def migration_template(tmp_path_factory):
     """The template before and after the release whose migration moves the database to data/app.db: v0.0.1 kept
     it as <slug>.db in the fork's root, v0.0.2 as data/<slug>.db."""
-    [migration] = QUESTIONS["_migrations"]
+    [migration] = [migration for migration in QUESTIONS["_migrations"] if "database_into_data" in str(migration)]
     repo = snapshot(tmp_path_factory.mktemp("migration-template"))
-    config, gitignore = repo / "template/config.py.jinja", repo / "template/.gitignore"
+    config, gitignore = repo / "template/core/config.py.jinja", repo / "template/.gitignore"
     now = config.read_text(), gitignore.read_text()
     substitute(config, r"^DB_PATH = .*$", 'DB_PATH = ROOT / f"{SLUG}.db"')
     gitignore.write_text(now[1] + "/*.db\n/*.db-*\n")
@@ -892,4 +892,4 @@ def test_migration_moves_the_database_when_the_update_crosses_its_version(migrat
     with sqlite3.connect(fork / "data/app.db") as db:
         assert db.execute("SELECT text FROM note").fetchall() == [("kept",)]
     db.close()
-    assert fork_python(fork, "import config; print(config.DB_PATH)") == str(fork / "data/app.db")
+    assert fork_python(fork, "from core import config; print(config.DB_PATH)") == str(fork / "data/app.db")

@@ -30,8 +30,8 @@ CHECK = {"CONCURRENCY": 20, "TIMEOUT": 30}  # the second step's fields, as the b
 CELLS = '''\
 import json, sys
 from pathlib import Path
-from notebook_apps import read_app
-from notebook_kernel import cells_to_run
+from core.notebook_apps import read_app
+from core.notebook_kernel import cells_to_run
 
 app, inputs = read_app(Path(sys.argv[1])), json.loads(sys.argv[2])
 print(json.dumps([[source for _, source in cells_to_run(

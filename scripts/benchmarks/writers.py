@@ -21,8 +21,8 @@ import sys
 
 import apsw
 
-import config
-from database import open_database
+from core import config
+from core.database import open_database
 
 if sys.argv[3] == "sqlite-timeout":
     def before(connection):

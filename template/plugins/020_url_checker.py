@@ -13,11 +13,11 @@ from pydantic import Field
 
 from fasthtml.common import *
 
-import explore
-from explore import Column, Filter, View, address
-from fetching import without_passwords
-from url_checker import CHECKS_DIR, MAX_REDIRECTS, UrlCheck, check_urls_apart, from_dict, parse_redirect_map, write_csv
-from workflows import Step, Workflow, drawn
+from core import explore
+from core.explore import Column, Filter, View, address
+from core.seo.fetching import without_passwords
+from core.seo.url_checker import CHECKS_DIR, MAX_REDIRECTS, UrlCheck, check_urls_apart, from_dict, parse_redirect_map, write_csv
+from core.workflows import Step, Workflow, drawn
 
 NAME = "url_checker"
 DISPLAY_NAME = "URL checker"

@@ -18,14 +18,14 @@ from pydantic import Field
 from fasthtml.common import *
 from fasthtml.svg import G, Rect, Svg, Text
 
-import crawl_compare
-import explore
-import extraction
-import rendering
-from crawler import CRAWLED, CRAWLS_DIR, FINDING, FINDINGS, USER_AGENT, Crawl, Settings, plural
-from explore import Column, Filter, View, address
-from url_checker import normal_url
-from workflows import Step, Workflow, drawn
+from core.seo import crawl_compare
+from core import explore
+from core.seo import extraction
+from core.seo import rendering
+from core.seo.crawler import CRAWLED, CRAWLS_DIR, FINDING, FINDINGS, USER_AGENT, Crawl, Settings, plural
+from core.explore import Column, Filter, View, address
+from core.seo.url_checker import normal_url
+from core.workflows import Step, Workflow, drawn
 
 NAME = "site_crawl"
 DISPLAY_NAME = "Site crawl"

@@ -6,7 +6,7 @@ it, in botify_token.txt (mode 0600, gitignored; see botify.py). The page shows i
 
 from fasthtml.common import *
 
-from botify import Botify, BotifyAuthError, BotifyError, delete_token, load_token, masked, save_token
+from core.botify import Botify, BotifyAuthError, BotifyError, delete_token, load_token, masked, save_token
 
 NAME = "botify_connect"
 DISPLAY_NAME = "Connect Botify"

@@ -12,8 +12,8 @@ import re
 
 from fasthtml.common import *
 
-from botify import DEFAULT_FIELDS, DOWNLOADS, Botify, BotifyError, load_token
-from workflows import Step, Workflow
+from core.botify import DEFAULT_FIELDS, DOWNLOADS, Botify, BotifyError, load_token
+from core.workflows import Step, Workflow
 
 NAME = "botify_export"
 DISPLAY_NAME = "Botify export"

@@ -8,12 +8,12 @@ from types import SimpleNamespace
 
 from fasthtml.common import *
 
-import config
-from chat import inline_html
-from notebook_apps import NotebookApp, apps, field_value, step_form
-import notebook_tables
-from notebook_kernel import run_step, step_outputs
-from workflows import Step, Workflow
+from core import config
+from core.chat import inline_html
+from core.notebook_apps import NotebookApp, apps, field_value, step_form
+from core import notebook_tables
+from core.notebook_kernel import run_step, step_outputs
+from core.workflows import Step, Workflow
 
 FOLDER = config.ROOT / "notebooks" / "apps"
 

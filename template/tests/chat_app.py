@@ -11,7 +11,7 @@ from fastlite import database
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from chat import Chat
+from core.chat import Chat
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,8 +13,8 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-import assistant_tools
-from chat import RESULT_REQUEST, Ollama, OpenAICompatible
+from core import assistant_tools
+from core.chat import RESULT_REQUEST, Ollama, OpenAICompatible
 from conftest import served, shipped, wait_for
 from test_server_chat import elements, exchange
 

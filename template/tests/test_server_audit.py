@@ -14,10 +14,10 @@ import pytest
 
 from audit_site import ARTICLE, LASTMOD, SITEMAP, AuditSite, OtherSite
 from conftest import ROOT, free_port, served, shipped
-from crawler import FINDING, Crawl, Settings, parse_page
-from onpage import pixels
-from sitemaps import lastmod_problem
-from validation import near_duplicates
+from core.seo.crawler import FINDING, Crawl, Settings, parse_page
+from core.seo.onpage import pixels
+from core.seo.sitemaps import lastmod_problem
+from core.seo.validation import near_duplicates
 
 # The pages each finding lists on the trap site (the findings of the other checks are in test_server_crawler.py).
 EXPECTED = {
@@ -141,7 +141,7 @@ def test_external_links_are_checked_head_first_then_get(audited, site, other):
         "SELECT url, status FROM external ORDER BY url")] == [("/fine", 200), ("/missing", 404)]
     assert sorted(other.requests_made) == [("GET", "/fine"), ("GET", "/missing"), ("HEAD", "/fine"),
                                            ("HEAD", "/missing")]
-    from link_check import broken
+    from core.seo.link_check import broken
     assert [tuple(row) for row in broken(audited.db)] == [(f"{site.url}/", f"{other.url}/missing", 404)]
 
 
@@ -177,7 +177,7 @@ def test_the_app_lists_filters_and_exports_every_finding(live, site, other):
 
 def crawl_cli(*args: str) -> subprocess.CompletedProcess:
     "./run crawl's program, with the tests' DATA_DIR (the server module's too)."
-    return subprocess.run([sys.executable, "crawl_cli.py", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "core.seo.crawl_cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
 
 

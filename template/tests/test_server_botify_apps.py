@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-import botify
+from core import botify
 from conftest import ROOT, app_server, free_port, running, served, shipped
 from fake_botify import TOKEN, FakeBotify
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import config
+from core import config
 from conftest import (app_server, assert_accessible, assert_only_local_requests, needs_chromium, page_at,
                       save_screenshot, served, shipped)
 from fake_botify import TOKEN, FakeBotify

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-import botify
-from botify import Botify, BotifyAuthError, BotifyError, BotifyJobFailed
+from core import botify
+from core.botify import Botify, BotifyAuthError, BotifyError, BotifyJobFailed
 from conftest import free_port, served
 from fake_botify import TOKEN, FakeBotify
 
@@ -209,7 +209,7 @@ async def test_a_post_whose_answer_never_comes_is_not_sent_again(fake):
 
 @pytest.mark.asyncio
 async def test_an_unreachable_api_is_retried_then_a_clear_error(caplog):
-    caplog.set_level(logging.WARNING, logger="botify")
+    caplog.set_level(logging.WARNING, logger="core.botify")
     base = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     async with Botify(TOKEN, base, retries=2, backoff=0.01) as client:
         with pytest.raises(BotifyError, match=f"Could not reach the Botify API at {base} \\(ConnectError"):

@@ -21,8 +21,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-import chat as chat_module
-from chat import COMMENT_REQUEST, Ollama, OpenAICompatible, backend_from_env
+from core import chat as chat_module
+from core.chat import COMMENT_REQUEST, Ollama, OpenAICompatible, backend_from_env
 from chat_app import Node, chat_app, html_tree
 from conftest import free_port
 from fake_ollama import running

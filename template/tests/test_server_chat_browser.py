@@ -9,7 +9,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from chat import Ollama
+from core.chat import Ollama
 from chat_app import chat_app
 from conftest import (app_server, assert_accessible, assert_only_local_requests, browser_context, free_port,
                       needs_chromium, page_at, save_screenshot, shipped)

@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 import pytest
 from fasthtml.common import to_xml
 
-from chat import finished_reply, markdown_html, rendered_so_far
+from core.chat import finished_reply, markdown_html, rendered_so_far
 from chat_app import html_tree
-from config import ROOT
+from core.config import ROOT
 
 
 def tree(markdown: str):

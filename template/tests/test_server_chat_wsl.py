@@ -4,7 +4,7 @@ test's own; nothing listens at the address the chat is given."""
 
 import pytest
 
-from chat import LLMError, Ollama
+from core.chat import LLMError, Ollama
 from conftest import free_port
 
 WSL_KERNELS = [

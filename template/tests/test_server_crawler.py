@@ -11,11 +11,11 @@ import time
 import openpyxl
 import pytest
 
-import rendering
+from core.seo import rendering
 from conftest import CHROMIUM, ROOT, needs_chromium, run_notebook, served, shipped
-from crawler import Crawl, Settings, parse_page
-from extraction import parse_fields
-from findings import CORE
+from core.seo.crawler import Crawl, Settings, parse_page
+from core.seo.extraction import parse_fields
+from core.seo.findings import CORE
 from local_site import FORMULA, HOME_LINKS, HUGE, ORPHAN, LocalSite
 
 NOTEBOOK = ROOT / "notebooks" / "site_crawl.ipynb"

@@ -73,7 +73,7 @@ def test_a_transaction_that_reads_then_writes_never_fails_while_others_write(ser
 
 @through_the_todos
 def test_a_lock_held_without_writes_is_a_message_naming_the_database(server, client, other, monkeypatch):
-    import database
+    from core import database
 
     monkeypatch.setattr(database, "LOCK_TIMEOUT", 0.3)
     other.execute("BEGIN IMMEDIATE")  # a notebook that left its transaction open

@@ -13,10 +13,10 @@ import tracemalloc
 
 import pytest
 
-import link_check
-import url_checker
+from core.seo import link_check
+from core.seo import url_checker
 from conftest import served, shipped
-from crawler import Crawl, Settings
+from core.seo.crawler import Crawl, Settings
 from hostile_site import BOMB, HostileSite
 
 LIMIT = 256 * 1024  # the page and sitemap size cap of these crawls

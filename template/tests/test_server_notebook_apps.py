@@ -23,9 +23,9 @@ from fasthtml.common import to_xml
 
 from conftest import NOT_COPIED, ROOT, app_process, run_notebook, served, shipped, wait_for
 from local_site import LocalSite
-from notebook_apps import field_value, read_app
-from notebook_kernel import step_outputs
-from notebook_tables import MIME, explorer
+from core.notebook_apps import field_value, read_app
+from core.notebook_kernel import step_outputs
+from core.notebook_tables import MIME, explorer
 
 pytestmark = shipped("plugins/050_notebook_apps.py", "plugins/020_url_checker.py", "notebooks/apps/url_checker.ipynb")
 HX = {"HX-Request": "true"}

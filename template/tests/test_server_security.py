@@ -10,8 +10,8 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-import guard
-from assistant_tools import Card
+from core import guard
+from core.assistant_tools import Card
 from conftest import not_shipped, shipped
 
 HX = {"HX-Request": "true"}
@@ -46,7 +46,7 @@ def own(port): return f"http://127.0.0.1:{port}"
 def app_data(server, client, tmp_path, monkeypatch):
     "A todo, a second profile and a URL-checker run to aim at; snapshot() is everything the app keeps."
     if reason := not_shipped("plugins/010_todos.py", "plugins/020_url_checker.py"): pytest.skip(reason)
-    if "botify" in sys.modules: monkeypatch.setattr(sys.modules["botify"], "TOKEN_FILE", tmp_path / "token.txt")
+    if "core.botify" in sys.modules: monkeypatch.setattr(sys.modules["core.botify"], "TOKEN_FILE", tmp_path / "token.txt")
     todo = re.search(r'id="todo-(\d+)"', client.post("/todos", data={"title": "mine"}, headers=HX).text)[1]
     profile = re.findall(r'id="profile-(\d+)"', client.post("/profiles", data={"name": "Work"}, headers=HX).text)[-1]
     key = "20260101-000000-abcd"
@@ -57,7 +57,7 @@ def app_data(server, client, tmp_path, monkeypatch):
         server.TOOLS.cards[card.id] = card
 
     def snapshot():
-        token = sys.modules["botify"].TOKEN_FILE.exists() if "botify" in sys.modules else None
+        token = sys.modules["core.botify"].TOKEN_FILE.exists() if "core.botify" in sys.modules else None
         return {table.name: sorted(map(str, table.rows)) for table in server.db.t} | {"token file": token}
 
     return {"todo_id": todo, "profile_id": profile, "key": key, "step_id": "urls", "card": card and card.id,
@@ -268,7 +268,7 @@ def test_a_body_cut_short_never_reaches_a_route():
 @pytest.mark.parametrize("body", ["a file", "JSON", "plain text"])
 def test_only_text_form_fields_are_taken(server, client, app_data, route, body):
     "A file part where text is expected used to be a 500 on six routes; JSON gave ints and objects for text."
-    if route == "/botify_connect" and "botify" not in sys.modules: route = "/profiles"
+    if route == "/botify_connect" and "core.botify" not in sys.modules: route = "/profiles"
     route = route.format(**app_data)
     method = "PUT" if re.search(r"/\d+$", route) else "POST"
     before = app_data["snapshot"]()

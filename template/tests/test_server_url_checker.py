@@ -14,9 +14,9 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from starlette.routing import Route
 
-import url_checker
+from core.seo import url_checker
 from conftest import ROOT, free_port, run_notebook, served, shipped
-from url_checker import UrlCheck, check_urls, parse_redirect_map, parse_url_list, write_csv
+from core.seo.url_checker import UrlCheck, check_urls, parse_redirect_map, parse_url_list, write_csv
 
 NOTEBOOK = ROOT / "notebooks" / "apps" / "url_checker.ipynb"
 
@@ -246,7 +246,7 @@ def test_a_cancelled_check_stops_its_process(site, monkeypatch):
 
 def test_the_checks_process_stops_once_the_app_that_asked_is_gone():
     with socket.create_server(("127.0.0.1", 0)) as silent:  # takes connections, never answers
-        checker = subprocess.Popen([sys.executable, "-m", "url_checker", "1", "60"], cwd=ROOT, stdin=subprocess.PIPE,
+        checker = subprocess.Popen([sys.executable, "-m", "core.seo.url_checker", "1", "60"], cwd=ROOT, stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE)
         try:
             checker.stdin.write(f'["http://127.0.0.1:{silent.getsockname()[1]}/"]\n'.encode())

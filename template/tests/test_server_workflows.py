@@ -203,7 +203,7 @@ def test_cancel_stops_the_work_and_opens_the_step_again(server, live, site):
 
 def test_a_page_drawn_as_its_step_ends_shows_it_at_work_not_interrupted(server, live, site, monkeypatch):
     "The page is drawn in a thread from the run as it was read: the job ending meanwhile does not make it interrupted."
-    import workflows
+    from core import workflows
     key = new_run(live)
     submit(live, key, "urls", text=f"{site.url}/held/1")
     submit(live, key, "check", concurrency="1", timeout="60")

@@ -119,7 +119,7 @@ def check(paths: list[str]) -> int:
 
 def rendered_files() -> set[str]:
     "The files the template renders for this fork: a fresh render of the release it records."
-    import template_sync  # it imports this module
+    from core.update import template_sync  # it imports this module
     answers = template_sync.read_answers()
     with tempfile.TemporaryDirectory(prefix="fork-check-") as scratch:
         template = template_sync.Template(template_sync.template_url(answers), Path(scratch))
@@ -127,7 +127,7 @@ def rendered_files() -> set[str]:
 
 
 def main(argv: list[str]) -> int:
-    os.chdir(Path(__file__).resolve().parent)
+    os.chdir(Path(__file__).resolve().parents[2])  # the fork's root
     return check(argv or own_modules(rendered_files()))
 
 

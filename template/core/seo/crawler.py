@@ -48,17 +48,17 @@ import httpx
 from protego import Protego
 from selectolax.lexbor import LexborHTMLParser
 
-import config
-import extraction
-import link_check
-import onpage
-import rendering
-import sitemaps
-import validation
-from exports import write_csv, write_xlsx
-from fetching import ACCEPT_ENCODING, Refused, Turns, get_robots, read_body, set_location_aside, web_url, why_failed
-from findings import BROKEN, CORE, CRAWLED, REDIRECTS, Finding
-from url_checker import MAX_REDIRECTS, REDIRECT_CODES, normal_url, redirect_target
+from core import config
+from core.seo import extraction
+from core.seo import link_check
+from core.seo import onpage
+from core.seo import rendering
+from core.seo import sitemaps
+from core.seo import validation
+from core.exports import write_csv, write_xlsx
+from core.seo.fetching import ACCEPT_ENCODING, Refused, Turns, get_robots, read_body, set_location_aside, web_url, why_failed
+from core.seo.findings import BROKEN, CORE, CRAWLED, REDIRECTS, Finding
+from core.seo.url_checker import MAX_REDIRECTS, REDIRECT_CODES, normal_url, redirect_target
 
 CRAWLS_DIR = config.DATA_DIR / "crawls"
 USER_AGENT = f"Mozilla/5.0 (compatible; {config.SLUG}-crawler/1.0)"
@@ -261,7 +261,7 @@ def parse_page(body: bytes, encoding: str, url: str, minhash: bool = True, extra
 
 
 class ParsingProcess:
-    """parse_page in a process of its own (`python -m crawler`), one page at a time: Lexbor keeps the GIL, so in a
+    """parse_page in a process of its own (`python -m core.seo.crawler`), one page at a time: Lexbor keeps the GIL, so in a
     thread a page of tiny tags held the app's event loop for half a second and more. A page is sent as a JSON line
     (its size, encoding, URL, whether to MinHash it and the fields to extract) and its bytes; its Parsed comes back as a pickled dict (its
     MinHash is bytes), after its size (8 bytes). A parse cut short (a stop)
@@ -274,7 +274,7 @@ class ParsingProcess:
         async with self.turn:
             if self.process is None:
                 self.process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "crawler", cwd=Path(__file__).parent, stdin=asyncio.subprocess.PIPE,
+                    sys.executable, "-m", "core.seo.crawler", cwd=Path(__file__).parents[2], stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE)
             try:
                 header = json.dumps([len(body), encoding, url, minhash, extract]).encode()
@@ -297,7 +297,7 @@ class ParsingProcess:
 
 
 def parse_stdin():
-    "python -m crawler: parses the pages sent on stdin (see ParsingProcess), until stdin ends."
+    "python -m core.seo.crawler: parses the pages sent on stdin (see ParsingProcess), until stdin ends."
     while header := sys.stdin.buffer.readline():
         size, encoding, url, minhash, extract = json.loads(header)
         parsed = pickle.dumps(asdict(parse_page(sys.stdin.buffer.read(size), encoding, url, minhash, extract)))

@@ -15,13 +15,13 @@ import sys
 import time
 from datetime import datetime
 
-import config
-import extraction
-import rendering
-from crawler import CRAWLS_DIR, USER_AGENT, Crawl, Settings
-from database import open_database
-from url_checker import normal_url
-from workflows import TABLES
+from core import config
+from core.seo import extraction
+from core.seo import rendering
+from core.seo.crawler import CRAWLS_DIR, USER_AGENT, Crawl, Settings
+from core.database import open_database
+from core.seo.url_checker import normal_url
+from core.workflows import TABLES
 
 APP = "site_crawl"  # the plugin the runs belong to
 PROFILE = dict(id=int, name=str, pk="id")  # server.py's profile table, made here if the app never ran

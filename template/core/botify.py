@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-import config
-from exports import write_csv
+from core import config
+from core.exports import write_csv
 
 log = logging.getLogger(__name__)
 

@@ -65,8 +65,8 @@ from starlette.responses import Response
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from assistant_tools import Call, ToolsRefused, card_done, tool_line, tool_rounds
-from config import OLLAMA_HOST, OLLAMA_MODEL, ROOT, SETTINGS
+from core.assistant_tools import Call, ToolsRefused, card_done, tool_line, tool_rounds
+from core.config import OLLAMA_HOST, OLLAMA_MODEL, ROOT, SETTINGS
 
 SYSTEM_PROMPT = ROOT / "prompts" / "system.md"  # fork-owned: the fork words its assistant there
 MAX_MESSAGE_BYTES = 8 * 1024

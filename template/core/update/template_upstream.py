@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pathspec import PathSpec
 
-from template_sync import ANSWERS, Render, Template, fail, git, read_answers, recorded_commit, say, shown_answers, \
+from core.update.template_sync import ANSWERS, Render, Template, fail, git, read_answers, recorded_commit, say, shown_answers, \
     template_url, whole_value
 
 PATCH = "upstream.patch"  # the default output, which forks' .gitignore lists: it is not part of the fork
@@ -298,7 +298,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--into", metavar="CLONE", help="a local clone of the template: commit the change there, on "
                                                         "a branch upstream/SLUG off its checked-out branch")
     options = parser.parse_args(argv)
-    os.chdir(Path(__file__).resolve().parent)
+    os.chdir(Path(__file__).resolve().parents[2])  # the fork's root
     answers = read_answers()
     os.environ.update(identity())
     into = Path(options.into).resolve() if options.into else None

@@ -12,8 +12,8 @@ from pathlib import Path
 from fasthtml.common import A, Button, Form, Label, Li, Option, P, Section, Select, Small, Span, Table, Tbody, Td, \
     Th, Thead, Tr, Ul
 
-import exports
-from findings import CRAWLED
+from core import exports
+from core.seo.findings import CRAWLED
 
 SHOWN = 200  # rows of each change shown on the page; the CSV has them all
 

@@ -12,9 +12,9 @@ import asyncio
 
 import httpx
 
-from fetching import Refused, Turns, set_location_aside, why_failed
-from findings import Finding
-from url_checker import MAX_REDIRECTS, redirect_target
+from core.seo.fetching import Refused, Turns, set_location_aside, why_failed
+from core.seo.findings import Finding
+from core.seo.url_checker import MAX_REDIRECTS, redirect_target
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS external (id INTEGER PRIMARY KEY, url TEXT NOT NULL UNIQUE, status INTEGER, error TEXT,

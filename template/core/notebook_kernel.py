@@ -31,11 +31,11 @@ from pathlib import Path
 
 from fasthtml.common import *
 
-import config
-import explore
-import notebook_tables
-from chat import SANITISER, markdown_html
-from notebook_apps import NotebookApp, NotebookStep, injected
+from core import config
+from core import explore
+from core import notebook_tables
+from core.chat import SANITISER, markdown_html
+from core.notebook_apps import NotebookApp, NotebookStep, injected
 
 log = logging.getLogger("app")
 LIVE = set()  # the kernels' processes at work, killed at exit with their groups

@@ -7,7 +7,7 @@ the sitemap audit's are in sitemaps.py, the on-page checks' in onpage.py; crawle
 
 from dataclasses import dataclass
 
-from url_checker import REDIRECT_CODES
+from core.seo.url_checker import REDIRECT_CODES
 
 SLOW = 1.0  # seconds: a page slower than this is a finding
 CRAWLED = "state IN ('done', 'blocked', 'refused')"  # refused: a robots.txt or sitemap not read (crawler.refuse)

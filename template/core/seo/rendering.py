@@ -16,8 +16,8 @@ import shutil
 from contextlib import suppress
 from pathlib import Path
 
-from findings import HTML_200, Finding
-from url_checker import same_address
+from core.seo.findings import HTML_200, Finding
+from core.seo.url_checker import same_address
 
 SETTLE = 3  # seconds a page's scripts get, after its load event, to bring the network to rest
 SKIPPED = {"image", "media", "font"}  # resources that change no link or title: not loaded

@@ -35,7 +35,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.datastructures import Headers
 from starlette.responses import HTMLResponse
 
-import config
+from core import config
 
 MAX_BODY = 2 * 1024 * 1024  # a pasted list of 5,000 long URLs fits
 MAX_FIELDS = 1000  # as Starlette's form parsers

@@ -18,8 +18,8 @@ import unicodedata
 
 import httpx
 
-from fetching import Refused, web_url
-from findings import HTML_200, Finding
+from core.seo.fetching import Refused, web_url
+from core.seo.findings import HTML_200, Finding
 
 # Helvetica's advance widths, in thousandths of an em, for printable ASCII from the space (32) to the tilde (126).
 WIDTHS = dict(zip(map(chr, range(32, 127)), [

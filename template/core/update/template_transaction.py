@@ -22,7 +22,7 @@ from uuid import uuid4
 
 import psutil
 
-from template_merge import git
+from core.update.template_merge import git
 
 NOT_COPIED = ".venv"  # the environment: large, and the update runs on the fork's own
 NO_HOOKS = ("-c", f"core.hooksPath={os.devnull}")  # the fork's git hooks are for its own commits

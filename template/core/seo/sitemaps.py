@@ -15,8 +15,8 @@ from xml.etree.ElementTree import ParseError, XMLPullParser
 
 import httpx
 
-from fetching import Refused, read_body, size, web_url
-from findings import CRAWLED, HTML_200, REDIRECTS, Finding
+from core.seo.fetching import Refused, read_body, size, web_url
+from core.seo.findings import CRAWLED, HTML_200, REDIRECTS, Finding
 
 # The page table's columns this audit adds (crawler.connect adds them to a crawl's file that lacks them).
 COLUMNS = {"lastmod": "TEXT", "lastmod_problem": "TEXT"}

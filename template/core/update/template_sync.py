@@ -22,10 +22,10 @@ import copier
 import yaml
 from packaging.version import InvalidVersion, Version
 
-import fork_check
-from template_merge import ANSWERS, Render, file_by_file, git, is_binary, keep_binary_changes, keep_fork_versions, \
+from core.update import fork_check
+from core.update.template_merge import ANSWERS, Render, file_by_file, git, is_binary, keep_binary_changes, keep_fork_versions, \
     renames, skipped_template_changes
-from template_transaction import Interrupted, NoRoom, PartlyApplied, Scratch, process_group, stop_on_signals, \
+from core.update.template_transaction import Interrupted, NoRoom, PartlyApplied, Scratch, process_group, stop_on_signals, \
     too_full
 
 
@@ -448,7 +448,7 @@ def drift() -> int:
 
 
 def main(argv: list[str]) -> int:
-    os.chdir(Path(__file__).resolve().parent)
+    os.chdir(Path(__file__).resolve().parents[2])  # the fork's root
     command, *rest = argv or ["help"]
     if command == "update":
         return update(rest)

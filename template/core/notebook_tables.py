@@ -17,10 +17,10 @@ from urllib.parse import urlencode
 
 from fasthtml.common import *
 
-import explore
-from explore import Column, View
-from exports import write_csv
-from workflows import drawn
+from core import explore
+from core.explore import Column, View
+from core.exports import write_csv
+from core.workflows import drawn
 
 MIME = "application/vnd.dataresource+json"
 CELLS = 100_000  # values of a frame a run keeps (rows times columns): its first rows, as many as fit

@@ -7,7 +7,7 @@ Plain Python over httpx, shared by the URL checker workflow and notebooks/apps/u
     results = await check_urls(urls, concurrency=10, timeout=10, on_result=show)
     path = write_csv(results, "my-run")
 
-The app checks through check_urls_apart, the same checks in a process of their own (`python -m url_checker`).
+The app checks through check_urls_apart, the same checks in a process of their own (`python -m core.seo.url_checker`).
 
 Redirects are followed one hop at a time, so each hop keeps its own code (301, 302, 303, 307 and 308 told apart);
 a loop, or more than MAX_REDIRECTS hops, ends the chain with an error. A URL that fails (timeout, unknown host,
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import httpx
 
-import config
-from exports import write_csv as write_safe_csv
-from fetching import (ACCEPT_ENCODING, Refused, location, read_body, set_location_aside, web_url, why_failed,
+from core import config
+from core.exports import write_csv as write_safe_csv
+from core.seo.fetching import (ACCEPT_ENCODING, Refused, location, read_body, set_location_aside, web_url, why_failed,
                       without_credentials, without_passwords)
 
 CHECKS_DIR = config.DATA_DIR / "url_checks"
@@ -235,7 +235,7 @@ async def check_urls_apart(urls, concurrency: int = 10, timeout: float = 10, on_
     titles) then takes a core of its own, not the event loop that serves every page, and not the loop's GIL either.
     Cancelling it stops the process, and so does the app's end, however it ends (the process's stdin closes)."""
     checker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "url_checker", str(concurrency), str(timeout), cwd=Path(__file__).parent,
+        sys.executable, "-m", "core.seo.url_checker", str(concurrency), str(timeout), cwd=Path(__file__).parents[2],
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=4 * TITLE_SCAN_LIMIT,
         start_new_session=True)  # a Ctrl-C stops the app, and the app this process: the run stays at work, to resume
     checked = {}
@@ -254,7 +254,7 @@ async def check_urls_apart(urls, concurrency: int = 10, timeout: float = 10, on_
 
 
 def check_stdin(concurrency: str, timeout: str):
-    """python -m url_checker CONCURRENCY TIMEOUT: checks the URLs of the JSON list on stdin's first line, printing
+    """python -m core.seo.url_checker CONCURRENCY TIMEOUT: checks the URLs of the JSON list on stdin's first line, printing
     each result as a JSON line, until the end of stdin: the app that asked is gone, and the checks stop with it."""
     async def report(result: UrlCheck): print(json.dumps(asdict(result)), flush=True)
 

@@ -17,7 +17,7 @@ import sqlite3
 import zlib
 from functools import cache
 
-from findings import HTML_200, REDIRECTS, Finding
+from core.seo.findings import HTML_200, REDIRECTS, Finding
 
 COLUMNS = {"minhash": "BLOB", "hreflang_problems": "TEXT", "near_duplicate_of": "TEXT", "similarity": "REAL"}
 EXPORTED = ["hreflang_problems", "near_duplicate_of", "similarity"]  # the MinHash itself is no reading matter
