@@ -22,7 +22,9 @@ from core.seo import crawl_compare
 from core import explore
 from core.seo import extraction
 from core.seo import rendering
-from core.seo.crawler import CRAWLED, CRAWLS_DIR, FINDING, FINDINGS, USER_AGENT, Crawl, Settings, plural
+from core.seo.crawl_file import CRAWLS_DIR, FINDING, FINDINGS, USER_AGENT, Settings, plural
+from core.seo.crawler import Crawl
+from core.seo.findings import CRAWLED
 from core.explore import Column, Filter, View, address
 from core.seo.url_checker import normal_url
 from core.workflows import Step, Workflow, drawn

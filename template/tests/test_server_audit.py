@@ -14,8 +14,10 @@ import pytest
 
 from audit_site import ARTICLE, LASTMOD, SITEMAP, AuditSite, OtherSite
 from conftest import ROOT, free_port, served, shipped
-from core.seo.crawler import FINDING, Crawl, Settings, parse_page
+from core.seo.crawl_file import FINDING
+from core.seo.crawler import Crawl, Settings
 from core.seo.onpage import pixels
+from core.seo.parsing import parse_page
 from core.seo.sitemaps import lastmod_problem
 from core.seo.validation import near_duplicates
 

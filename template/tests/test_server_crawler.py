@@ -13,9 +13,10 @@ import pytest
 
 from core.seo import rendering
 from conftest import CHROMIUM, ROOT, needs_chromium, run_notebook, served, shipped
-from core.seo.crawler import Crawl, Settings, parse_page
+from core.seo.crawler import Crawl, Settings
 from core.seo.extraction import parse_fields
 from core.seo.findings import CORE
+from core.seo.parsing import parse_page
 from local_site import FORMULA, HOME_LINKS, HUGE, ORPHAN, LocalSite
 
 NOTEBOOK = ROOT / "notebooks" / "site_crawl.ipynb"

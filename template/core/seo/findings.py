@@ -2,7 +2,7 @@
 for the findings list, used as a filter of the explorer and as a sheet of the workbook.
 
 The core findings are here (status, redirects, titles, descriptions, h1, indexability, robots.txt, speed, size);
-the sitemap audit's are in sitemaps.py, the on-page checks' in onpage.py; crawler.FINDINGS is all of them in order.
+the sitemap audit's are in sitemaps.py, the on-page checks' in onpage.py; crawl_file.FINDINGS is all of them in order.
 """
 
 from dataclasses import dataclass
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from core.seo.url_checker import REDIRECT_CODES
 
 SLOW = 1.0  # seconds: a page slower than this is a finding
-CRAWLED = "state IN ('done', 'blocked', 'refused')"  # refused: a robots.txt or sitemap not read (crawler.refuse)
+CRAWLED = "state IN ('done', 'blocked', 'refused')"  # refused: a robots.txt or sitemap not read (crawl_file.CrawlFile.refuse)
 HTML_200 = "state = 'done' AND status = 200 AND html = 1"
 BROKEN = "state = 'done' AND (status >= 400 OR status IS NULL OR error IS NOT NULL)"  # error: its body failed
 REDIRECTS = f"status IN ({', '.join(map(str, sorted(REDIRECT_CODES)))})"

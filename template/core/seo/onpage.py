@@ -1,6 +1,6 @@
 """On-page checks: what each HTML page says beyond its title and links, and the findings about it.
 
-crawler.parse_page calls facts() on the page's tree (in the crawl's parsing process) and keeps the result in the page
+parsing.parse_page calls facts() on the page's tree (in the crawl's parsing process) and keeps the result in the page
 table's columns below. Measured: the title's and the meta description's length in characters and in pixels, the
 images and those without an alt attribute (alt="" is a decorative image, not a missing alt), structured data
 (JSON-LD parsed, its @types listed and the blocks that are no JSON counted; microdata's itemtypes), rel=next/prev,

@@ -99,7 +99,7 @@ class Renderer:
 
 
 def compared(raw, rendered, url: str, final_url: str):
-    """The rendered page's Parsed (crawler.Parsed), with what rendering changed in its columns: the links only it
+    """The rendered page's Parsed (parsing.Parsed), with what rendering changed in its columns: the links only it
     has, the title, canonical and meta robots as served where a script changed them ("" for none), where a script
     sent the page."""
     if not same_address(final_url, url):  # another page now: what the served one says, and where it went

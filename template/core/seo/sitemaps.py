@@ -18,7 +18,7 @@ import httpx
 from core.seo.fetching import Refused, read_body, size, web_url
 from core.seo.findings import CRAWLED, HTML_200, REDIRECTS, Finding
 
-# The page table's columns this audit adds (crawler.connect adds them to a crawl's file that lacks them).
+# The page table's columns this audit adds (crawl_file.connect adds them to a crawl's file that lacks them).
 COLUMNS = {"lastmod": "TEXT", "lastmod_problem": "TEXT"}
 # W3C Datetime (https://www.w3.org/TR/NOTE-datetime), which sitemaps.org asks for: a year, a month, a day, or a
 # day and a time with its zone; the seconds and their fractions may be left out.
