@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Code of a fork's own that calls a template module (this one: every flavour has it, and it imports little).
@@ -43,35 +42,4 @@ def test_each_call_that_no_longer_fits_is_named_with_its_file_and_line(tmp_path)
     for line, message in [(2, 'Cannot find implementation or library stub for module named "module_that_is_gone"'),
                           (6, 'Missing positional argument "paths" in call to "misfits"'),
                           (7, 'Module has no attribute "helper_that_is_gone"')]:
-        assert f"  {mine}:{line}: error: {message}" in result.stderr
-
-
-# A fork's plugin reaching a core helper each way it can, each call one argument short (as after the helper gained a
-# required parameter): through the plugin object most of all, in setup and in a route.
-PLUGIN = '''import server
-from server import require_text
-
-
-def setup(plugin):
-    require_text("direct")
-    server.require_text("through the module")
-    plugin.require_text("through the plugin")
-    plugin.helper_that_is_gone()
-
-    @plugin.route("", methods="post")
-    def add(title: str):
-        return plugin.require_text(title)
-'''
-
-
-@pytest.mark.skipif(not (ROOT / "server.py").exists(), reason="this fork has no server.py, so no plugins")
-def test_a_plugin_call_through_the_plugin_object_is_checked(tmp_path):
-    mine = tmp_path / "plugins/500_mine.py"
-    mine.parent.mkdir()
-    mine.write_text(PLUGIN)
-    result = check(mine, env={"MYPY_CACHE_DIR": str(tmp_path / "cache")})
-    assert result.returncode == 1
-    for line, message in [(6, 'Missing positional argument "what" in call to "require_text"'),
-                          (7, 'Missing positional argument "what" in call to "require_text"'), (8, "Too few arguments"),
-                          (9, '"Plugin" has no attribute "helper_that_is_gone"'), (13, "Too few arguments")]:
         assert f"  {mine}:{line}: error: {message}" in result.stderr
