@@ -96,10 +96,12 @@ def test_a_redirect_map_pastes_as_two_columns_or_with_arrows_and_a_bad_line_says
                                            "old.example/b -> new.example/b\n"
                                            "https://old.example/c\n"  # no target: only checked
                                            "https://old.example/d\tnope\n"
+                                           "https://old.example/g\tnot a url\n"  # two columns, the second no URL
                                            "https://old.example/e\thttps://new.example/e\thttps://new.example/f\n")
     assert expected == {"https://old.example/a": "https://new.example/a",
                         "https://old.example/b": "https://new.example/b", "https://old.example/c": None}
     assert invalid == [("https://old.example/d\tnope", "the URL it should redirect to: there is no dot in the host"),
+                       ("https://old.example/g\tnot a url", "the URL it should redirect to: it has spaces in it"),
                        ("https://old.example/e\thttps://new.example/e\thttps://new.example/f",
                         "it has more than two URLs in it")]
     assert parse_url_list("https://old.example/a\thttps://new.example/a") == (["https://old.example/a"], [])

@@ -43,8 +43,7 @@ HOSTNAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))
 REDIRECT_CODES = {301, 302, 303, 307, 308}
 MAX_REDIRECTS = 10  # browsers and search engines give up around here
 CHAIN = 2  # redirects from which a chain is flagged: each extra hop costs the visitor a round trip
-ARROWS = {"->", "→", "=>"}
-TWO_COLUMNS = re.compile(r"\t|\s(->|→|=>)\s")  # a redirect map's line; a URL with a space in it stays a bad URL
+COLUMNS_APART = re.compile(r"\s*\t\s*|\s+(?:->|→|=>)\s+")  # a redirect map's line: a URL with a space stays a bad URL
 PERMANENT = {301, 308}  # what search engines take as "moved": the new URL inherits the old one's standing
 
 
@@ -80,7 +79,8 @@ def parse_redirect_map(text: str) -> tuple[dict[str, str | None], list[tuple[str
     that are not URLs with the reason). The first line that names a URL wins."""
     urls, invalid = {}, []
     for line in filter(None, map(str.strip, text.splitlines())):
-        old, *rest = [part for part in line.split() if part not in ARROWS] if TWO_COLUMNS.search(line) else [line]
+        old, *rest = COLUMNS_APART.split(line)
+        rest = rest if any(rest) else []  # an empty second column: a URL alone
         try:
             if len(rest) > 1: raise ValueError("it has more than two URLs in it")
             url = normal_url(old)
