@@ -86,6 +86,7 @@ def updated(request, template, tmp_path_factory):
     mine = {}
     if has_server:
         append(fork / "server.py", EDIT)
+        append(fork / "crawler.py", EDIT)  # moved and split in four: too changed to take the edit, so kept as it is
         mine = {"plugins/500_acme.py": PLUGIN, "tests/test_acme.py": TEST,
                 "settings.toml": (fork / "settings.toml").read_text() + SETTINGS}
     if (fork / "notebooks").is_dir() and has_server:
@@ -105,12 +106,15 @@ def test_the_update_asks_for_trust_then_names_the_edited_moved_file_in_a_non_zer
     assert updated.result.returncode == 1, updated.result.stderr
     assert (f"  {updated.moved} -> {updated.new_path}: renamed by the template; your changes are merged into "
             f"{updated.new_path}. Check it, then git add {updated.new_path}.") in updated.result.stderr
+    if updated.has_server:
+        assert ("  crawler.py: deleted by the template; your version is kept here. git rm crawler.py to follow the "
+                "template, or git add crawler.py to keep it as a file of your own.") in updated.result.stderr
 
 
 def test_every_edit_is_kept(updated):
     fork = updated.fork
     assert (fork / updated.new_path).read_text().endswith(EDIT) and not (fork / updated.moved).exists()
-    assert [path for path in ("README.md", *(["server.py"] if updated.has_server else []))
+    assert [path for path in ("README.md", *(["server.py", "crawler.py"] if updated.has_server else []))
             if not (fork / path).read_text().endswith(EDIT)] == []
     assert {path: (fork / path).read_text() for path in DATA} == DATA
     if updated.has_server:
@@ -134,6 +138,7 @@ def test_the_migration_rewrites_the_forks_imports_and_prints_each_line(updated):
 
 def test_the_plugin_loads_the_notebook_runs_and_the_forks_tests_pass(updated):
     fork = updated.fork
+    if updated.has_server: git(fork, "rm", "--quiet", "--force", "crawler.py")  # as the update says, to follow it
     git(fork, "add", "--all")
     checked = run(fork, "check")  # the fork's own code against the new modules, as ./run update checks it
     assert checked.returncode == 0, checked.stderr
