@@ -105,7 +105,7 @@ def shoot(fork: Path, shots: Path):
     from fake_ollama import FakeLLM
     from local_site import LocalSite
 
-    flavour = "botifython" if (fork / "botify.py").exists() else "pipulate"
+    flavour = "botifython" if (fork / "core" / "botify.py").exists() else "pipulate"
     shots.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="screenshots-data-") as data, ExitStack() as fakes:
         llm, site = fakes.enter_context(served(FakeLLM())), fakes.enter_context(served(LocalSite()))
