@@ -22,7 +22,7 @@ from core.seo import crawl_compare
 from core import explore
 from core.seo import extraction
 from core.seo import rendering
-from core.seo.crawl_file import CRAWLS_DIR, FINDING, FINDINGS, USER_AGENT, Settings, plural
+from core.seo.crawl_file import CRAWLS_DIR, FEW, FINDING, FINDINGS, USER_AGENT, Settings, plural
 from core.seo.crawler import Crawl
 from core.seo.findings import CRAWLED
 from core.explore import Column, Filter, View, address
@@ -32,7 +32,7 @@ from core.workflows import Step, Workflow, drawn
 NAME = "site_crawl"
 DISPLAY_NAME = "Site crawl"
 AT_WORK: dict[str, Crawl] = {}  # run key -> its crawl at work in this process, for Stop
-LIMITS = {"max_pages": (1, 100_000), "max_depth": (0, 100), "concurrency": (1, 20), "delay": (0, 60),
+LIMITS = {"max_pages": (1, 1_000_000), "max_depth": (0, 100), "concurrency": (1, 20), "delay": (0, 60),
           "timeout": (1, 120), "max_size_mb": (0.1, 50), "near_duplicates": (0, 1)}
 DEFAULTS = {"max_pages": 500, "max_depth": 10, "concurrency": 4, "delay": 0.25, "timeout": 10, "max_size_mb": 5,
             "near_duplicates": 0.9, "check_external": True, "render_js": False, "user_agent": USER_AGENT}  # for fields a form leaves out
@@ -142,26 +142,40 @@ FILTERS = [Filter("show", "Every crawled page", SHOW_LABELS),
            Filter("finding", "Any finding", {finding.id: finding.label for finding in FINDINGS})]
 
 
-def condition(view: View) -> tuple[str, list]:
-    "The SQL condition (and its arguments) of the pages a view shows."
-    where = [SHOW.get(view.filters.get("show"), CRAWLED)]
-    if finding := view.filters.get("finding"): where.append(FINDING[finding].where)
-    args = []
+def condition(crawl: Crawl, view: View, few: bool = False) -> tuple[str, list]:
+    """The SQL condition (and its arguments) of the pages a view shows. few: the search matches few pages, so they are
+    found first (in the title's index, which holds the URLs too), not looked for page by page in the sort's order."""
+    where, args = [SHOW.get(view.filters.get("show"), CRAWLED)], []
+    if finding := view.filters.get("finding"):
+        found, args = crawl.found(finding)
+        where.append(found)
     if view.search:
         pattern = "%" + view.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append("(url LIKE ? ESCAPE '\\' OR title LIKE ? ESCAPE '\\')")
+        search = "(url LIKE ? ESCAPE '\\' OR title LIKE ? ESCAPE '\\')"
+        where.append(f"id IN (SELECT id FROM page WHERE {search})" if few else search)
         args += [pattern, pattern]
     return " AND ".join(f"({part})" for part in where), args
 
 
+def counted(crawl: Crawl, view: View, where: str, args: list) -> int:
+    "How many pages a view shows: a finding alone has its count kept (counting them took a scan of every page)."
+    if set(view.filters) == {"finding"} and not view.search and (kept := crawl.kept_findings()):
+        return kept[view.filters["finding"]]
+    return crawl.db.execute(f"SELECT count(*) FROM page WHERE {where}", args).fetchone()[0]
+
+
 def order(view: View) -> str:
-    return f"{view.sort} {'DESC' if view.descending else 'ASC'} NULLS LAST, id"
+    "Ties in the crawl's order, reversed with the rest: the sort's index gives the rows in this order, no sorting."
+    way = "DESC" if view.descending else "ASC"
+    return f"{view.sort} {way} NULLS LAST, id {way}" if view.sort != "id" else f"id {way}"
 
 
 def pages(crawl: Crawl, key: str, view: View) -> tuple[list[dict], int, View]:
     "One page of the rows the view asks for, how many match in all, and the view fitted to them."
-    where, args = condition(view)
-    total = crawl.db.execute(f"SELECT count(*) FROM page WHERE {where}", args).fetchone()[0]
+    where, args = condition(crawl, view)
+    total = counted(crawl, view, where, args)
+    if not total: return [], 0, view.fit(0)
+    if view.search and total <= FEW: where, args = condition(crawl, view, few=True)
     view = view.fit(total)
     linked = LINKED_FROM if view.filters.get("finding") in ("broken", "redirect", "redirect_chain") else \
         "NULL AS linked_from"
@@ -524,8 +538,7 @@ def setup(plugin):
     @plugin.route("/runs/{key}/pages.csv", methods="get")
     async def csv_download(request, key: str):
         view = View.read(request.query_params, table_columns(extracted(flow.run(key))), FILTERS, default_sort="id")
-        where, args = condition(view)
-        return await export(key, ".csv", lambda crawl, path: crawl.write_csv(path, where, args, order(view)),
+        return await export(key, ".csv", lambda crawl, path: crawl.write_csv(path, *condition(crawl, view), order(view)),
                             "text/csv")
 
     @plugin.route("/runs/{key}/crawl.xlsx", methods="get")
