@@ -72,13 +72,12 @@ class PeakMemory:
         return self.peak
 
 
-async def crawl_until(app_url: str, crawl_db: Path, stop_at: int | None) -> None:
-    "Waits until the crawl has stop_at pages (None: until it has ended)."
+async def crawl_until(crawl_db: Path, pages: int) -> None:
+    "Waits until the crawl has fetched that many pages (or has ended short of them)."
     while True:
         await asyncio.sleep(2)
         if not crawl_db.exists(): continue
-        if stop_at is not None and done_pages(crawl_db) >= stop_at: return
-        if stop_at is None and crawl_status(crawl_db) in ("done", "limit", "stopped"): return
+        if done_pages(crawl_db) >= pages or crawl_status(crawl_db) in ("done", "limit", "stopped"): return
 
 
 async def million(pages: int, fork: Path, env: dict, scratch: Path) -> list[tuple[str, str]]:
@@ -102,7 +101,7 @@ async def million(pages: int, fork: Path, env: dict, scratch: Path) -> list[tupl
                 (await client.post(f"/site_crawl/runs/{key}/steps/crawl", data={
                     "max_pages": pages, "max_depth": 100, "concurrency": 8, "delay": 0, "timeout": 30,
                     "max_size_mb": 5, "user_agent": "bench-crawler"})).raise_for_status()
-                await crawl_until(app_url, crawl_db, pages // 2)
+                await crawl_until(crawl_db, pages // 2)
                 server_peak = peak_rss(app.pid)
                 os.killpg(app.pid, signal.SIGKILL)  # the server and its parsing process, as a power cut would
                 app.wait()
@@ -116,7 +115,7 @@ async def million(pages: int, fork: Path, env: dict, scratch: Path) -> list[tupl
                 print(f"killed at {killed_at:,} pages; resuming ...", file=sys.stderr)
                 resumed = time.monotonic()
                 (await client.post(f"/site_crawl/runs/{key}/resume")).raise_for_status()
-                await crawl_until(app_url, crawl_db, None)
+                await crawl_until(crawl_db, pages)
                 crawling = first_part + time.monotonic() - resumed
                 loads.append(load_average())
                 while 'id="step-crawl" class="step done"' not in (await client.get("/site_crawl")).text:
