@@ -108,7 +108,7 @@ DROP INDEX IF EXISTS page_status; DROP INDEX IF EXISTS page_title; DROP INDEX IF
 DROP INDEX IF EXISTS page_inlinks; DROP INDEX IF EXISTS page_seconds; DROP INDEX IF EXISTS page_words;
 CREATE INDEX IF NOT EXISTS page_description ON page (description);
 CREATE INDEX IF NOT EXISTS page_title_sort ON page (title, id, state, url);
-CREATE INDEX IF NOT EXISTS page_url_sort ON page (url, state);
+CREATE INDEX IF NOT EXISTS page_url_sort ON page (url, id, state);
 """ + "".join(f"CREATE INDEX IF NOT EXISTS page_{column}_sort ON page ({column}, id, state);\n"
               for column in ("status", "depth", "inlinks", "outlinks", "words", "seconds"))
 PENDING = ("queued", "sitemap")

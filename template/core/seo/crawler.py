@@ -45,7 +45,7 @@ from core.seo import link_check, rendering, validation
 from core.seo.crawl_file import CRAWLS_DIR, USER_AGENT, Settings, keep_findings
 from core.seo.fetching import ACCEPT_ENCODING, Refused, Turns, read_body, set_location_aside, why_failed
 from core.seo.frontier import Frontier
-from core.seo.parsing import Parsed, ParsingProcess, in_site
+from core.seo.parsing import Parsed, ParsingProcess, in_site, link_in_site
 from core.seo.url_checker import MAX_REDIRECTS, REDIRECT_CODES, redirect_target
 
 STOP_GRACE = 0.5  # seconds stop() gives the pages at work to finish; the others stay queued
@@ -233,7 +233,7 @@ class Crawl(Frontier):
         internal, external = {}, set()
         for link, followed in parsed.links:
             if link == url: continue
-            if in_site(httpx.URL(link), self.site): internal[link] = internal.get(link, False) or followed
+            if link_in_site(link, self.site): internal[link] = internal.get(link, False) or followed
             else: external.add(link)
         why = indexability(url, found["status"], found["html"], parsed.meta_robots, found["x_robots_tag"],
                            parsed.canonical) if found["error"] is None else found["error"]
