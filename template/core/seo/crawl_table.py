@@ -79,26 +79,29 @@ FILTERS = [Filter("show", "Every crawled page", SHOW_LABELS),
            Filter("finding", "Any finding", {finding.id: finding.label for finding in FINDINGS})]
 
 
-def condition(crawl: CrawlFile, view: View, few: bool = False) -> tuple[str, list]:
-    """The SQL condition (and its arguments) of the pages a view shows. few: the search matches few pages, so they are
-    found first (in the title's index, which holds the URLs too), not looked for page by page in the sort's order."""
+def condition(crawl: CrawlFile, view: View) -> tuple[str, list]:
+    "The SQL condition (and its arguments) of the pages a view shows."
     where, args = [SHOW.get(view.filters.get("show"), CRAWLED)], []
     if finding := view.filters.get("finding"):
         found, args = crawl.found(finding)
         where.append(found)
     if view.search:
         pattern = "%" + view.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        search = "(url LIKE ? ESCAPE '\\' OR title LIKE ? ESCAPE '\\')"
-        where.append(f"id IN (SELECT id FROM page WHERE {search})" if few else search)
+        where.append("(url LIKE ? ESCAPE '\\' OR title LIKE ? ESCAPE '\\')")
         args += [pattern, pattern]
     return " AND ".join(f"({part})" for part in where), args
 
 
-def counted(crawl: CrawlFile, view: View, where: str, args: list) -> int:
-    "How many pages a view shows: a finding alone has its count kept (counting them took a scan of every page)."
+def matching(crawl: CrawlFile, view: View, where: str, args: list) -> tuple[int, str, list]:
+    """How many pages a view shows, and the condition to read them by. A finding alone has its count kept (counting
+    them took a scan of every page). A search reads the title's index (it holds the URLs too): when it matches few
+    pages, their ids are the condition, so reading a page of them does not test every page again."""
     if set(view.filters) == {"finding"} and not view.search and (kept := crawl.kept_findings()):
-        return kept[view.filters["finding"]]
-    return crawl.db.execute(f"SELECT count(*) FROM page WHERE {where}", args).fetchone()[0]
+        return kept[view.filters["finding"]], where, args
+    if view.search:
+        ids = [row[0] for row in crawl.db.execute(f"SELECT id FROM page WHERE {where} LIMIT {FEW + 1}", args)]
+        if len(ids) <= FEW: return len(ids), f"id IN ({', '.join('?' * len(ids))})", ids
+    return crawl.db.execute(f"SELECT count(*) FROM page WHERE {where}", args).fetchone()[0], where, args
 
 
 def order(view: View) -> str:
@@ -110,10 +113,8 @@ def order(view: View) -> str:
 def pages(crawl: CrawlFile, url: str, view: View) -> tuple[list[dict], int, View]:
     """One page of the rows the view asks for, how many match in all, and the view fitted to them; url is the
     table's, each page's details are under it."""
-    where, args = condition(crawl, view)
-    total = counted(crawl, view, where, args)
+    total, where, args = matching(crawl, view, *condition(crawl, view))
     if not total: return [], 0, view.fit(0)
-    if view.search and total <= FEW: where, args = condition(crawl, view, few=True)
     view = view.fit(total)
     linked = LINKED_FROM if view.filters.get("finding") in ("broken", "redirect", "redirect_chain") else \
         "NULL AS linked_from"
