@@ -14,6 +14,8 @@ import inspect
 import logging
 import os
 import sys
+from collections.abc import Callable
+from contextvars import ContextVar
 
 import apsw
 import uvicorn
@@ -98,12 +100,20 @@ store = Store(store_table)
 
 
 # --- Profiles: each is a separate set of plugin data. The active one is kept in the store.
+# Within a request, the active profile as read (the connection's count of changes then, the profile): the page asks
+# for it from the view, the menu, the chat... and it cannot change unless the request writes (a switch, a deletion).
+READ_IN_REQUEST: ContextVar[tuple | None] = ContextVar("read_in_request", default=None)
+
+
 def active_profile():
     "The profile the page shows: the one last chosen, else the first; the first run makes one."
+    read = READ_IN_REQUEST.get()
+    if read and read[0] == db.conn.total_changes(): return read[1]
     chosen = lookup(profiles, "id", store.get("active_profile", 0))
     if chosen is None:
         chosen = first(profiles(order_by="id", limit=1)) or profiles.insert(name="Default")
         store["active_profile"] = chosen.id
+    if read: READ_IN_REQUEST.set((db.conn.total_changes(), chosen))
     return chosen
 
 
@@ -111,8 +121,10 @@ async def scope_to_active_profile():
     """Runs before every request: profile tables read and write the active profile's rows only (fastlite xtra).
     A database deleted under the running app is a fault the page shows, before anything is saved into it."""
     db.check_file()
-    profile_id = active_profile().id
-    for table in SCOPED: table.xtra(profile_id=profile_id)
+    READ_IN_REQUEST.set(None)
+    profile = active_profile()
+    READ_IN_REQUEST.set((db.conn.total_changes(), profile))  # read once more in this request only after a write
+    for table in SCOPED: table.xtra(profile_id=profile.id)
 
 
 class Refused(HTTPException):
@@ -198,13 +210,22 @@ app = App(hdrs=(HEAD,), default_hdrs=False, canonical=False, htmlkw={"lang": "en
                              | {fault: database_fault for fault in FAULTS})
 app.mount("/static", StaticFiles(directory=config.ROOT / "static"))
 chat = Chat(db, store, lambda: active_profile().id, tools=TOOLS)
-chat.register(app)
 SIDE_PANELS.append(chat.panel)
 LISTENERS.append(chat.narrate)
 PUSHERS.append(chat.push)
 
 
 # --- Plugins: plugins/NNN_name.py, started in number order (plugins.py). plugins/README.md is the guide.
+def plugin_page(plugin) -> Callable:
+    "The route of the plugin's page: its view in the page layout; the app is remembered as the last one used."
+    async def show():
+        if store.get("last_app") != plugin.name: store["last_app"] = plugin.name  # no write on every page view
+        view = plugin.view()
+        if inspect.isawaitable(view): view = await view  # a view that draws in a worker thread (workflows.py)
+        return page(plugin.display_name, view, current=plugin.name)
+    return show
+
+
 class Plugin(PluginBase):
     "What the core gives a plugin's setup(plugin): see plugins/README.md; PluginBase has its page, route and tool."
     app, tools, db, store, log, Refused = app, TOOLS, db, store, log, Refused
@@ -213,9 +234,16 @@ class Plugin(PluginBase):
     declare = staticmethod(declare)
     require_text = staticmethod(require_text)
 
+    def __init__(self, module):
+        super().__init__(module)
+        # Before the plugin's own routes, and the chat's after all plugins: the router tries every route in turn,
+        # and an app's page is what a person asks for most.
+        app.get(self.url(), name=f"{self.name}_page")(plugin_page(self))
+
 
 PLUGINS = load_plugins(config.ROOT / "plugins", Plugin, log)
 APPS = tuple((name, plugin.display_name, plugin.url()) for name, plugin in PLUGINS.items())  # the app menu
+chat.register(app)
 
 
 # --- Page layout (layout.py), for the active profile: its profile menu, and its side panels unless it folded them.
@@ -268,18 +296,6 @@ async def index():
     last = PLUGINS.get(store.get("last_app")) or first(PLUGINS.values())
     if last is None: return page("Apps", H1("No apps"), P("Add a plugin in plugins/ (see plugins/README.md)."))
     return Redirect(last.url())
-
-
-def plugin_page(plugin: Plugin):
-    async def show():
-        if store.get("last_app") != plugin.name: store["last_app"] = plugin.name  # no write on every page view
-        view = plugin.view()
-        if inspect.isawaitable(view): view = await view  # a view that draws in a worker thread (workflows.py)
-        return page(plugin.display_name, view, current=plugin.name)
-    return show
-
-
-for plugin in PLUGINS.values(): app.get(plugin.url(), name=f"{plugin.name}_page")(plugin_page(plugin))
 
 
 @app.get("/profiles")

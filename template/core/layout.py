@@ -74,14 +74,40 @@ def fold_button(folded: bool) -> Safe:
                            aria_expanded="false" if folded else "true", cls="fold-side secondary outline"))
 
 
-def page(title: str, content: tuple, *, apps: tuple, current: str | None, menu: Safe, panels: list, folded: bool):
-    """A whole page: the header with the apps (name, label, url) and the profile menu, the message area, the content,
-    the side panels if there are any (folded away or not)."""
-    side = [Aside(fold_button(folded), Div(*panels, cls="side-panels"), id="side")] if panels else []
-    return (Title(f"{title} · {config.SETTINGS['name']}"), header(apps, current, menu),
-            Main(Div(Section(Div(id="message", role="status"), *content, cls="app", id="content", tabindex="-1"),
-                     *side, cls="workspace side-folded" if folded else "workspace"), cls="container"),
-            FOOTER)
+HOLE = Safe("<!-- drawn anew here -->")  # a comment that no escaped name or label can hold
+
+
+def drawn_around(*components, indent: bool = False) -> list[Safe]:
+    """Components with HOLEs in them, drawn once: the HTML before, between and after the holes, for a wrapper that
+    stays the same around what is drawn anew on every request (the page around the app, a list around its items)."""
+    return [Safe(piece) for piece in to_xml(components, indent=indent).split(HOLE)]
+
+
+@functools.lru_cache(maxsize=256)
+def frame(apps: tuple, current: str | None, menu: Safe, side: bool, folded: bool) -> list[Safe]:
+    """The page around the app's section and the side panels, drawn once per app, profile menu and fold: the HTML
+    before the section, then between it and the panels if there are any, then after them. Indented as FastHTML
+    draws a page, so the page is the one it would draw (fh_cfg.indent)."""
+    side_panels = [Aside(fold_button(folded), Div(HOLE, cls="side-panels"), id="side")] if side else []
+    return drawn_around(header(apps, current, menu),
+                        Main(Div(HOLE, *side_panels, cls="workspace side-folded" if folded else "workspace"),
+                             cls="container"), FOOTER, indent=fh_cfg.indent)
+
+
+@functools.lru_cache(maxsize=256)
+def title(text: str) -> FT: return Title(f"{text} · {config.SETTINGS['name']}")
+
+
+MESSAGE_AREA = Safe(to_xml(Div(id="message", role="status"), indent=fh_cfg.indent))
+
+
+def page(text: str, content: tuple, *, apps: tuple, current: str | None, menu: Safe, panels: list, folded: bool):
+    """A whole page titled text: the header with the apps (name, label, url) and the profile menu, the message area,
+    the content, the side panels if there are any (folded away or not). Only the app's section and the panels are
+    drawn anew, by FastHTML (a view may give a route function as a URL, which it resolves)."""
+    before, *after = frame(apps, current, menu, bool(panels), folded)
+    section = Section(MESSAGE_AREA, *content, cls="app", id="content", tabindex="-1")
+    return title(text), before, section, after[0], *panels, *after[1:]
 
 
 def fault_page(text: str) -> str:

@@ -12,7 +12,7 @@ from core.database import lookup
 
 
 class Store(MutableMapping):
-    "A dict kept in a SQLite table of key and value columns. Values are stored as JSON, so they come back with their type."
+    "A dict kept in a SQLite table (key, value). Values are stored as JSON, so they come back with their type."
 
     def __init__(self, table): self.table = table
 

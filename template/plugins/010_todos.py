@@ -7,6 +7,8 @@ import functools
 
 from fasthtml.common import *
 
+from core.layout import HOLE, drawn_around
+
 NAME = "todos"
 DISPLAY_NAME = "Todos"
 # done is 0 or 1; the list is shown by priority, which dragging rewrites; profile_id makes it per profile.
@@ -56,16 +58,22 @@ def list_top(profile_name: str) -> Safe:
         indent=False)
 
 
-def todo_list(db, profile_id: int):
+def todo_list(db, profile_id: int) -> Safe:
     """The profile's todos, read with one query of the columns shown (fastlite's todos() makes a dataclass of
     every row, some 6 µs each) and joined here: to_xml appends children to a string one by one, copying a long
-    list over and over (some 40 ms for 1,000 todos). Dropping a dragged item fires "end" (static/app.js); the
-    hidden inputs post the ids in their new order."""
+    list over and over (some 40 ms for 1,000 todos)."""
     rows = db.execute("SELECT id, title, done FROM todo WHERE profile_id = ? ORDER BY priority, id", [profile_id])
-    return Ul(Safe("".join(drawn_item(*row) for row in rows)), id="todo-list", cls="rows sortable",
-              data_empty="Nothing to do yet: add your first todo above.",
-              hx_post=f"/{NAME}/order", hx_trigger="end", hx_include="#todo-list [name=order]", hx_swap="none",
-              hx_disinherit="*")
+    before, after = list_ends()
+    return Safe(before + "".join(drawn_item(*row) for row in rows) + after)
+
+
+@functools.cache
+def list_ends() -> list[Safe]:
+    """The list around its items, drawn once (a component costs tens of µs, and every view shows it). Dropping a
+    dragged item fires "end" (static/app.js); the hidden inputs post the ids in their new order."""
+    return drawn_around(Ul(HOLE, id="todo-list", cls="rows sortable",
+                           data_empty="Nothing to do yet: add your first todo above.", hx_post=f"/{NAME}/order",
+                           hx_trigger="end", hx_include="#todo-list [name=order]", hx_swap="none", hx_disinherit="*"))
 
 
 def setup(plugin):
