@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
 import apsw
@@ -290,12 +291,35 @@ def changed_profiles():
 
 
 # --- Routes
+def landing_app() -> Plugin | None:
+    "The app used last, so a restart opens where the person left off; else the first."
+    return PLUGINS.get(store.get("last_app")) or first(PLUGINS.values())
+
+
 @app.get("/")
 async def index():
-    "The app used last, so a restart opens where the person left off."
-    last = PLUGINS.get(store.get("last_app")) or first(PLUGINS.values())
-    if last is None: return page("Apps", H1("No apps"), P("Add a plugin in plugins/ (see plugins/README.md)."))
+    if (last := landing_app()) is None:
+        return page("Apps", H1("No apps"), P("Add a plugin in plugins/ (see plugins/README.md)."))
     return Redirect(last.url())
+
+
+def drawing_first(lifespan):
+    """The app's lifespan, which starts by drawing the page a start opens on once, before the port opens: the first
+    page a person gets is then drawn from what is kept (the layout, the todos' rows), as every later one is, where
+    it took 25 times as long (BENCHMARKS.md). A view that fails is logged, and fails again when asked for."""
+    @asynccontextmanager
+    async def lifespan_drawing_first(app):
+        if last := landing_app():
+            try:
+                await scope_to_active_profile()
+                await plugin_page(last)()
+            except Exception:
+                log.exception("the page of %s could not be drawn at start", last.name)
+        async with lifespan(app) as state: yield state
+    return lifespan_drawing_first
+
+
+app.router.lifespan_context = drawing_first(app.router.lifespan_context)
 
 
 @app.get("/profiles")

@@ -21,8 +21,9 @@ def todo_item(todo):
     return drawn_item(todo.id, todo.title, todo.done)
 
 
+@functools.lru_cache(maxsize=10_000)  # a long list costs a lookup per todo, an edited todo is drawn anew
 def drawn_item(todo_id: int, title: str, done: int) -> Safe:
-    "A todo drawn as HTML: its state's row, with its id and title put in (some µs, where its components take 0.3 ms)."
+    "A todo drawn as HTML: its state's row, with its id and title put in (µs, where its components took 0.3 ms)."
     return Safe(item_row(bool(done)).replace(TODO_ID, str(todo_id)).replace(TODO_TITLE, escape(title, quote=False)))
 
 
