@@ -31,7 +31,7 @@ from core.database import FAULTS, fault_message, lookup, open_database
 from core.guard import Guard, refusal
 from core.layout import HEAD, fault_page
 from core.logs import RequestLog, file_handler
-from core.plugins import PluginBase, load_plugins
+from core.plugins import PluginBase, Refused, load_plugins, require_text
 from core.store import Store
 
 
@@ -126,21 +126,6 @@ async def scope_to_active_profile():
     profile = active_profile()
     READ_IN_REQUEST.set((db.conn.total_changes(), profile))  # read once more in this request only after a write
     for table in SCOPED: table.xtra(profile_id=profile.id)
-
-
-class Refused(HTTPException):
-    "A request the app turns down, with a sentence for the person; the page shows it (see `refused` below)."
-
-
-MAX_TEXT = 1000
-
-
-def require_text(text: str, what: str) -> str:
-    "The text without surrounding blanks; empty or overlong text is Refused (422) and nothing is saved."
-    text = (text or "").strip()
-    if not text: raise Refused(422, f"{what} cannot be empty.")
-    if len(text) > MAX_TEXT: raise Refused(422, f"{what} is too long: at most {MAX_TEXT:,} characters.")
-    return text
 
 
 # --- The chat seam. Panels are drawn beside the app on every page; narration listeners hear what the apps do;

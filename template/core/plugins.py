@@ -1,5 +1,6 @@
 """The plugin loader: plugins/NNN_name.py, started in number order, each given a `plugin` to register its page,
-routes and tools with. plugins/README.md is the guide.
+routes and tools with, and what their routes turn requests down with (Refused, require_text). plugins/README.md is
+the guide.
 
 Template-owned: `copier update` keeps this file current. server.py's Plugin adds the core's services (the
 database, the store, narrate...) to the decorators here.
@@ -13,8 +14,25 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
 PLUGIN_FILE = re.compile(r"(\d+)_\w+\.py")
 RESERVED = {"profiles", "static", "ws", "chat"}  # the core's own URLs
+
+
+class Refused(HTTPException):
+    "A request the app turns down, with a sentence for the person; the page shows it (server.py's `refused`)."
+
+
+MAX_TEXT = 1000
+
+
+def require_text(text: str, what: str) -> str:
+    "The text without surrounding blanks; empty or overlong text is Refused (422) and nothing is saved."
+    text = (text or "").strip()
+    if not text: raise Refused(422, f"{what} cannot be empty.")
+    if len(text) > MAX_TEXT: raise Refused(422, f"{what} is too long: at most {MAX_TEXT:,} characters.")
+    return text
 
 
 def plugin_files(folder) -> list:
