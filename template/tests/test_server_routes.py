@@ -4,8 +4,8 @@ import hashlib
 import html
 import json
 import re
-import sqlite3
 
+import apsw
 import pytest
 
 from conftest import ROOT, shipped
@@ -181,8 +181,9 @@ def test_deleting_a_profile_deletes_its_data_and_only_its_data(client, server):
 def test_a_profile_another_program_switched_to_shows_on_the_next_page(client, server):
     work = add_profile(client, "Work")
     assert active_profile_name(client) == "Default"
-    with sqlite3.connect(server.config.DB_PATH) as notebook:  # a notebook sharing the database
-        notebook.execute("UPDATE store SET value = ? WHERE key = 'active_profile'", [json.dumps(work)])
+    # A notebook's connection, through apsw as the app's (two SQLite libraries in one process break each other's locks)
+    notebook = apsw.Connection(str(server.config.DB_PATH))
+    notebook.execute("UPDATE store SET value = ? WHERE key = 'active_profile'", [json.dumps(work)])
     notebook.close()
     assert active_profile_name(client) == "Work"
 
