@@ -200,10 +200,7 @@ def scrapy_rows(plan: Plan, fork: Path, env: dict, fresh: Scratch) -> list[Row]:
     Scrapy spider (scrapy_spider.py), one after the other on the same local site of plan.crawl_pages pages, 8 requests
     at once, no delay: pages per second and the peak memory of each, in plan.scrapy_pairs pairs."""
     spider, python = scrapy(), fork / ".venv/bin/python"
-    # Both with their modules' bytecode cached, as a usual machine has it (pip compiled Scrapy's when it installed it;
-    # uv leaves it to the first import): a PYTHONDONTWRITEBYTECODE here made the crawl compile its modules each time.
-    env, cached = ({name: value for name, value in variables.items() if name != "PYTHONDONTWRITEBYTECODE"}
-                   for variables in (env, os.environ))
+    # Their modules compiled once before either is timed (pip compiled Scrapy's as it installed it).
     run([python, "-c", "import core.seo.crawl_cli, core.seo.parsing, datasketch"], cwd=fork, env=env)
     script = fresh("scrapy-site") / "big_site.py"
     script.parent.mkdir()
@@ -226,7 +223,7 @@ def scrapy_rows(plan: Plan, fork: Path, env: dict, fresh: Scratch) -> list[Row]:
             feed = fresh("scrapy-feed") / "pages.jsonl"
             feed.parent.mkdir()
             took, peak = timed_crawl([spider, "runspider", SPIDER, "-a", f"start={site_url}/", "-o", feed], fork,
-                                     cached)
+                                     dict(os.environ))
             done = len(feed.read_text().splitlines())
             results["scrapy"].append((done / took, peak, done, load_average()))
             return done / took
