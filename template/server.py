@@ -3,23 +3,20 @@
 Template-owned: `copier update` keeps this file current. A fork adds apps as plugins/NNN_name.py (see
 plugins/README.md) and changes settings in settings.toml; it never needs to edit this file.
 
-Reads top to bottom: logging, the database and its tables, the key-value store, profiles, plugins, the page
-layout, the routes, and serving. `python server.py` serves on config.HOST:config.PORT; `uvicorn server:app` also works.
+Reads top to bottom: logging, the database and its tables, the key-value store, profiles, the app, plugins, the
+page layout, the routes, and serving; the machinery each uses is a module of core/ named for it (logs, database,
+store, plugins, layout, guard, chat). `python server.py` serves on config.HOST:config.PORT; `uvicorn server:app`
+also works.
 """
 
 import asyncio
-import functools
-import importlib.util
 import inspect
-import json
 import logging
 import os
-import re
 import sys
-import time
-from collections.abc import MutableMapping
-from dataclasses import fields
-from logging.handlers import RotatingFileHandler
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 
 import apsw
 import uvicorn
@@ -27,11 +24,16 @@ from fasthtml.common import *
 from fastlite import NotFoundError
 from starlette.routing import WebSocketRoute
 
-from core import config
+from core import config, layout
 from core.assistant_tools import Tools
 from core.chat import Chat
-from core.database import FAULTS, fault_message, open_database
+from core.database import FAULTS, fault_message, lookup, open_database
 from core.guard import Guard, refusal
+from core.layout import HEAD, fault_page
+from core.logs import RequestLog, file_handler
+from core.plugins import PluginBase, Refused, load_plugins, require_text
+from core.store import Store
+
 
 # --- Faults at start: a data folder the app cannot write (read-only, missing), a full disk or a locked database is
 # a sentence naming the path and what to do (database.fault_message), not a traceback.
@@ -57,26 +59,14 @@ def keep_private(path):
 for path in (config.DATA_DIR, config.LOG_DIR, config.ROOT / ".sesskey"): keep_private(path)
 
 
-# --- Logging: one line per request or action, in logs/ with rotation. Methods, paths and ids only: never form
-# values, query strings or headers, which may hold text a person typed or a key.
-class OneLine(logging.Formatter):
-    "Escapes control characters in messages (a newline in a requested path, say), so that none can forge a line."
-    CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-    def formatMessage(self, record):
-        record.message = self.CONTROL.sub(lambda char: repr(char[0])[1:-1], record.message)
-        return super().formatMessage(record)
-
-
-config.LOG_DIR.mkdir(parents=True, exist_ok=True)
+# --- Logging: one line per request or action, in logs/ with rotation (logs.py).
 log = logging.getLogger("app")
 log.setLevel(logging.INFO)
-log_file = RotatingFileHandler(config.LOG_DIR / "app.log", maxBytes=1_000_000, backupCount=5, encoding="utf-8")
-log_file.setFormatter(OneLine("%(asctime)s %(levelname)s %(message)s"))
+log_file = file_handler(config.LOG_DIR)
 log.addHandler(log_file)
 
 # --- Database: database.py opens it (WAL, writers that wait their turn, faults worded for the person). The
-# connection belongs to the event loop's thread: every handler runs there (see on_event_loop below).
+# connection belongs to the event loop's thread: every handler runs there (plugins.on_event_loop).
 db = open_database(config.DB_PATH)
 
 # Every core table, declared here; plugins declare theirs in their own TABLES.
@@ -106,46 +96,25 @@ def declare(tables: dict) -> dict:
 profiles, store_table = declare(TABLES).values()
 
 
-def lookup(table, column: str, value):
-    """The first row whose column holds value, or None. Every request looks rows up this way, with one query:
-    fastlite's table(where=...) asks sqlite_master whether the table exists first, and table[key] also reads its
-    schema, on every call."""
-    names = ", ".join(f"[{field.name}]" for field in fields(table.cls))
-    row = db.execute(f"SELECT {names} FROM [{table.name}] WHERE [{column}] = ? LIMIT 1", [value]).fetchone()
-    return None if row is None else table.cls(*row)
-
-
-# --- The key-value store: UI state that a restart must restore (the active profile, the last app, the model).
-class Store(MutableMapping):
-    "A dict kept in a SQLite table. Values are stored as JSON, so they come back with their type."
-
-    def __init__(self, table): self.table = table
-
-    def __getitem__(self, key: str):
-        if (row := lookup(self.table, "key", key)) is None: raise KeyError(key)
-        return json.loads(row.value)
-
-    def __setitem__(self, key: str, value): self.table.upsert(dict(key=key, value=json.dumps(value)))
-
-    def __delitem__(self, key: str):
-        try: self.table.delete(key)
-        except NotFoundError: raise KeyError(key) from None
-
-    def __iter__(self): return iter([row.key for row in self.table()])
-
-    def __len__(self): return self.table.count
-
-
+# --- The key-value store (store.py): UI state that a restart must restore (the active profile, the last app...).
 store = Store(store_table)
 
 
 # --- Profiles: each is a separate set of plugin data. The active one is kept in the store.
+# Within a request, the active profile as read (the connection's count of changes then, the profile): the page asks
+# for it from the view, the menu, the chat... and it cannot change unless the request writes (a switch, a deletion).
+READ_IN_REQUEST: ContextVar[tuple | None] = ContextVar("read_in_request", default=None)
+
+
 def active_profile():
     "The profile the page shows: the one last chosen, else the first; the first run makes one."
+    read = READ_IN_REQUEST.get()
+    if read and read[0] == db.conn.total_changes(): return read[1]
     chosen = lookup(profiles, "id", store.get("active_profile", 0))
     if chosen is None:
         chosen = first(profiles(order_by="id", limit=1)) or profiles.insert(name="Default")
         store["active_profile"] = chosen.id
+    if read: READ_IN_REQUEST.set((db.conn.total_changes(), chosen))
     return chosen
 
 
@@ -153,38 +122,10 @@ async def scope_to_active_profile():
     """Runs before every request: profile tables read and write the active profile's rows only (fastlite xtra).
     A database deleted under the running app is a fault the page shows, before anything is saved into it."""
     db.check_file()
-    profile_id = active_profile().id
-    for table in SCOPED: table.xtra(profile_id=profile_id)
-
-
-class Refused(HTTPException):
-    "A request the app turns down, with a sentence for the person; the page shows it (see `refused` below)."
-
-
-MAX_TEXT = 1000
-
-
-def on_event_loop(handler, writes: bool):
-    """The handler as a coroutine function, so that FastHTML runs it on the event loop (it runs plain functions in
-    worker threads): the database's connection is the event loop's alone (see database.py), so a plain handler
-    must be quick; slow work that needs no database goes to a thread (plugins/README.md). A plain handler that
-    writes (a POST, PUT, PATCH or DELETE) runs in one transaction: what it saves, the chat's notes of it
-    included, is kept together, or nothing if it answers with an error."""
-    if inspect.iscoroutinefunction(handler): return handler
-
-    @functools.wraps(handler)  # FastHTML reads the parameters from the wrapped function's signature
-    async def run(*args, **kwargs):
-        if not writes: return handler(*args, **kwargs)
-        with db.transaction(): return handler(*args, **kwargs)
-    return run
-
-
-def require_text(text: str, what: str) -> str:
-    "The text without surrounding blanks; empty or overlong text is Refused (422) and nothing is saved."
-    text = (text or "").strip()
-    if not text: raise Refused(422, f"{what} cannot be empty.")
-    if len(text) > MAX_TEXT: raise Refused(422, f"{what} is too long: at most {MAX_TEXT:,} characters.")
-    return text
+    READ_IN_REQUEST.set(None)
+    profile = active_profile()
+    READ_IN_REQUEST.set((db.conn.total_changes(), profile))  # read once more in this request only after a write
+    for table in SCOPED: table.xtra(profile_id=profile.id)
 
 
 # --- The chat seam. Panels are drawn beside the app on every page; narration listeners hear what the apps do;
@@ -213,100 +154,7 @@ async def push(profile_id: int, *fragments):
     for pusher in PUSHERS: await pusher(profile_id, *fragments)
 
 
-# --- Plugins: plugins/NNN_name.py, started in number order. plugins/README.md is the guide.
-PLUGIN_FILE = re.compile(r"(\d+)_\w+\.py")
-RESERVED = {"profiles", "static", "ws", "chat"}  # the core's own URLs
-
-
-def plugin_files(folder) -> list:
-    "The plugin files in start order; other names, like xx_name.py for a plugin switched off, are left alone."
-    numbered = [(int(match[1]), path) for path in folder.glob("*.py") if (match := PLUGIN_FILE.fullmatch(path.name))]
-    return [path for _, path in sorted(numbered)]
-
-
-class Plugin:
-    "What the core gives a plugin's setup(plugin): see plugins/README.md."
-    db, store, log, Refused = db, store, log, Refused
-    profile = staticmethod(active_profile)
-    narrate, push = staticmethod(narrate), staticmethod(push)
-    declare = staticmethod(declare)
-    require_text = staticmethod(require_text)
-
-    def __init__(self, module):
-        self.name, self.display_name = module.NAME, module.DISPLAY_NAME
-        self.tables = declare(getattr(module, "TABLES", {}))
-        self.view = None
-
-    def url(self, path: str = "") -> str: return f"/{self.name}{path}"
-
-    def route(self, path: str = "", methods=None):
-        "Decorator: a route at /<name><path>, methods as in FastHTML (the function's name by default)."
-        def register(handler):
-            # FastHTML serves a route without methods at the verb its function is named for, else GET and POST
-            verbs = {verb.lower() for verb in ([methods] if isinstance(methods, str) else methods or [handler.__name__])}
-            writes = not verbs <= {"get", "head"}
-            return app.route(self.url(path), methods=methods)(on_event_loop(handler, writes))
-        return register
-
-    def tool(self, function=None, *, card: str | None = None):
-        """Decorator: offers function to the chat's assistant as a tool (assistant_tools.py, plugins/README.md).
-        card makes it a write, run only on the person's click: what the card says it would do, a format string
-        of the arguments. A plain function of a write runs in one transaction, as a route's does."""
-        def register(function):
-            TOOLS.add(on_event_loop(function, writes=card is not None), card)
-            return function
-        return register(function) if function else register
-
-    def page(self, view):
-        """Decorator: view() draws the plugin's main panel; the core serves it inside the page layout at /<name>.
-        An async view is awaited."""
-        self.view = view
-        return view
-
-
-def load_plugin(path) -> list[Plugin]:
-    """The plugin a file makes; or, when it has a list APPS of objects with NAME, DISPLAY_NAME and setup (as a plugin
-    file has), one plugin each: plugins/050_notebook_apps.py serves a notebook each so."""
-    spec = importlib.util.spec_from_file_location(f"plugins.{path.stem}", path)
-    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    plugins = []
-    for app in getattr(module, "APPS", [module]):
-        plugins.append(plugin := Plugin(app))
-        app.setup(plugin)
-        if plugin.view is None: raise RuntimeError(f"{path.name}: setup() must give a page with @plugin.page")
-    return plugins
-
-
-def load_plugins(folder) -> dict:
-    plugins = {}
-    for path, plugin in [(path, plugin) for path in plugin_files(folder) for plugin in load_plugin(path)]:
-        if plugin.name in plugins or plugin.name in RESERVED:
-            raise RuntimeError(f"{path.name}: the name {plugin.name!r} is taken; give NAME another value")
-        plugins[plugin.name] = plugin
-        log.info("plugin %s loaded from %s", plugin.name, path.name)
-    return plugins
-
-
-# --- The app. Every script and style is served from static/: the page asks no other host for anything.
-class RequestLog:
-    "ASGI middleware: a log line per HTTP request once it is answered (starlette's BaseHTTPMiddleware costs far more)."
-
-    def __init__(self, app): self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http": return await self.app(scope, receive, send)
-        started, status = time.perf_counter(), None
-
-        async def send_noting_status(message):
-            nonlocal status
-            if message["type"] == "http.response.start": status = message["status"]
-            await send(message)
-
-        await self.app(scope, receive, send_noting_status)
-        log.info("%s %s %s %.0fms", scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000)
-
-
+# --- The app: its answers to refused requests and to faults of the disk, its middleware, the chat.
 def refused(request, error):
     """Every refused request answers with its status and a sentence that htmx puts in the page's message area,
     whichever element asked (guard.refusal). Unknown ids, ids of another profile's rows, ids that are not numbers
@@ -325,32 +173,9 @@ def database_fault(request, error):
     log.warning("database fault: %s", type(error).__name__)
     status = 507 if isinstance(error, apsw.FullError) else 503
     if "hx-request" in request.headers: return refusal(status, text)
-    return HTMLResponse(to_xml(Html(Head(Title(f"Cannot go on · {config.SETTINGS['name']}"), HEAD),
-                                    Body(Main(H1("The app cannot go on"), P(text, cls="problem"), cls="container")),
-                                    lang="en")), status)
+    return HTMLResponse(fault_page(text), status)
 
 
-# htmx leaves 4xx and 5xx answers unswapped by default; these carry the message to show (503 and 507: faults).
-# Shown, they are answers the page expected, not errors of the page: htmx would log each one to the console.
-HTMX_CONFIG = {"responseHandling": [{"code": "204", "swap": False}, {"code": "[23]..", "swap": True},
-                                    {"code": "4..", "swap": True, "error": False},
-                                    {"code": "50[37]", "swap": True, "error": False},
-                                    {"code": "...", "swap": False, "error": True}]}
-def rendered(*components) -> Safe:
-    "Components drawn as HTML (a Safe string, sent as it is): for what is drawn once and shown on every page."
-    return to_xml(components, indent=False)
-
-
-HEAD = rendered(
-    Meta(charset="utf-8"), Meta(name="viewport", content="width=device-width, initial-scale=1"),
-    Meta(name="htmx-config", content=json.dumps(HTMX_CONFIG)),
-    Link(rel="icon", href="/static/favicon.svg", type="image/svg+xml"),
-    Link(rel="stylesheet", href="/static/vendor/pico.min.css"),
-    Link(rel="stylesheet", href="/static/app.css"),
-    Style(f":root {{ --accent: {config.SETTINGS['accent']}; }}"),
-    Script(src="/static/vendor/htmx.min.js"), Script(src="/static/vendor/ws.js"),
-    Script(src="/static/vendor/Sortable.min.js"), Script(src="/static/app.js"),
-)
 # DEV=1 (`./run dev`): FastHTML's live reload, a script in every page that keeps a WebSocket open to /live-reload
 # and reloads the page once the server is back after a restart (see the end of this file). Off otherwise.
 App = FastHTMLWithLiveReload if config.DEV else FastHTML
@@ -365,52 +190,53 @@ async def live_reload_socket(websocket):
 app = App(hdrs=(HEAD,), default_hdrs=False, canonical=False, htmlkw={"lang": "en"},
           routes=[WebSocketRoute("/live-reload", live_reload_socket)] if config.DEV else None,  # before FastHTML's
           key_fname=str(config.ROOT / ".sesskey"), before=scope_to_active_profile,
-          middleware=[Middleware(RequestLog), Middleware(Guard)],
+          middleware=[Middleware(RequestLog, log=log), Middleware(Guard)],
           exception_handlers={code: refused for code in (400, 404, 405, 409, 410, 422)}
                              | {NotFoundError: refused, OverflowError: refused}
                              | {fault: database_fault for fault in FAULTS})
 app.mount("/static", StaticFiles(directory=config.ROOT / "static"))
 chat = Chat(db, store, lambda: active_profile().id, tools=TOOLS)
-chat.register(app)
 SIDE_PANELS.append(chat.panel)
 LISTENERS.append(chat.narrate)
 PUSHERS.append(chat.push)
-PLUGINS = load_plugins(config.ROOT / "plugins")
 
 
-# --- Page layout. What every page shows alike is drawn once, and the profile menu once per set of profiles: the
-# page a person lands on is drawn on every visit, and FastHTML's components cost some 20 µs each (BENCHMARKS.md).
-@functools.cache
-def app_bar(current: str | None) -> Safe:
-    "The brand, then every plugin app in plugin order, the current one marked."
-    return rendered(Ul(Li(A(Span(cls="brand-mark"), config.SETTINGS["name"], href="/", cls="brand"))),
-                    Ul(*[Li(A(plugin.display_name, href=plugin.url(), aria_current="page" if name == current else None))
-                         for name, plugin in PLUGINS.items()], cls="app-menu"))
+# --- Plugins: plugins/NNN_name.py, started in number order (plugins.py). plugins/README.md is the guide.
+def plugin_page(plugin) -> Callable:
+    "The route of the plugin's page: its view in the page layout; the app is remembered as the last one used."
+    async def show():
+        if store.get("last_app") != plugin.name: store["last_app"] = plugin.name  # no write on every page view
+        view = plugin.view()
+        if inspect.isawaitable(view): view = await view  # a view that draws in a worker thread (workflows.py)
+        return page(plugin.display_name, view, current=plugin.name)
+    return show
 
 
+class Plugin(PluginBase):
+    "What the core gives a plugin's setup(plugin): see plugins/README.md; PluginBase has its page, route and tool."
+    app, tools, db, store, log, Refused = app, TOOLS, db, store, log, Refused
+    profile = staticmethod(active_profile)
+    narrate, push = staticmethod(narrate), staticmethod(push)
+    declare = staticmethod(declare)
+    require_text = staticmethod(require_text)
+
+    def __init__(self, module):
+        super().__init__(module)
+        # Before the plugin's own routes, and the chat's after all plugins: the router tries every route in turn,
+        # and an app's page is what a person asks for most.
+        app.get(self.url(), name=f"{self.name}_page")(plugin_page(self))
+
+
+PLUGINS = load_plugins(config.ROOT / "plugins", Plugin, log)
+APPS = tuple((name, plugin.display_name, plugin.url()) for name, plugin in PLUGINS.items())  # the app menu
+chat.register(app)
+
+
+# --- Page layout (layout.py), for the active profile: its profile menu, and its side panels unless it folded them.
 def profile_menu(out_of_band: bool = False) -> Safe:
-    "The header's profile switcher: the active profile, the others to switch to, and the profiles page."
-    every = tuple(db.execute("SELECT id, name FROM profile ORDER BY id"))
-    return drawn_profile_menu(active_profile().id, every, out_of_band)
-
-
-@functools.lru_cache(maxsize=64)
-def drawn_profile_menu(active: int, every: tuple, out_of_band: bool) -> Safe:
-    others = [Li(A(name, href="#", hx_post=f"/profiles/{other}/switch")) for other, name in every if other != active]
-    return rendered(Details(Summary(Small("Profile"), " ", Strong(dict(every)[active])),
-                         Ul(*others, Li(A("Manage profiles…", href="/profiles"))),
-                         cls="dropdown", id="profile-menu", hx_swap_oob="true" if out_of_band else None))
-
-
-@functools.lru_cache(maxsize=256)
-def header(current: str | None, menu: Safe) -> Safe:
-    # The skip link is the first thing a keyboard reaches: past the menus, straight to the app.
-    return rendered(A("Skip to the content", href="#content", cls="skip-link"),
-                    Header(Nav(app_bar(current), Ul(Li(menu)), cls="container", aria_label="Apps and profile")))
-
-
-FOOTER = rendered(Footer(Small(f"{config.SETTINGS['name']} · {config.FLAVOUR} template {config.TEMPLATE_VERSION}"),
-                         cls="container"))
+    "The header's profile switcher, for the profiles as they are now."
+    return layout.profile_menu(active_profile().id, tuple(db.execute("SELECT id, name FROM profile ORDER BY id")),
+                               out_of_band)
 
 
 def side_folded() -> bool:
@@ -418,23 +244,10 @@ def side_folded() -> bool:
     return store.get(f"side_folded:{active_profile().id}", False)
 
 
-@functools.cache
-def fold_button(folded: bool) -> Safe:
-    # app.js folds the panels at once on a click; the request only remembers it for the profile.
-    return rendered(Button("Show the chat" if folded else "Hide the chat", hx_post="/side/fold", hx_swap="none",
-                           hx_vals=json.dumps({"folded": not folded}), aria_controls="side",
-                           aria_expanded="false" if folded else "true", cls="fold-side secondary outline"))
-
-
 def page(title: str, *content, current: str | None = None):
     "A whole page: header with the app menu and profile menu, the message area, the content, the side panels."
-    folded = SIDE_PANELS and side_folded()
-    side = [Aside(fold_button(folded), Div(*[panel() for panel in SIDE_PANELS], cls="side-panels"), id="side")
-            ] if SIDE_PANELS else []
-    return (Title(f"{title} · {config.SETTINGS['name']}"), header(current, profile_menu()),
-            Main(Div(Section(Div(id="message", role="status"), *content, cls="app", id="content", tabindex="-1"),
-                     *side, cls="workspace side-folded" if folded else "workspace"), cls="container"),
-            FOOTER)
+    return layout.page(title, content, apps=APPS, current=current, menu=profile_menu(),
+                       panels=[panel() for panel in SIDE_PANELS], folded=bool(SIDE_PANELS) and side_folded())
 
 
 def profile_row(profile):
@@ -463,24 +276,35 @@ def changed_profiles():
 
 
 # --- Routes
+def landing_app() -> Plugin | None:
+    "The app used last, so a restart opens where the person left off; else the first."
+    return PLUGINS.get(store.get("last_app")) or first(PLUGINS.values())
+
+
 @app.get("/")
 async def index():
-    "The app used last, so a restart opens where the person left off."
-    last = PLUGINS.get(store.get("last_app")) or first(PLUGINS.values())
-    if last is None: return page("Apps", H1("No apps"), P("Add a plugin in plugins/ (see plugins/README.md)."))
+    if (last := landing_app()) is None:
+        return page("Apps", H1("No apps"), P("Add a plugin in plugins/ (see plugins/README.md)."))
     return Redirect(last.url())
 
 
-def plugin_page(plugin: Plugin):
-    async def show():
-        if store.get("last_app") != plugin.name: store["last_app"] = plugin.name  # no write on every page view
-        view = plugin.view()
-        if inspect.isawaitable(view): view = await view  # a view that draws in a worker thread (workflows.py)
-        return page(plugin.display_name, view, current=plugin.name)
-    return show
+def drawing_first(lifespan):
+    """The app's lifespan, which starts by drawing the page a start opens on once, before the port opens: the first
+    page a person gets is then drawn from what is kept (the layout, the todos' rows), as every later one is, where
+    it took 25 times as long (BENCHMARKS.md). A view that fails is logged, and fails again when asked for."""
+    @asynccontextmanager
+    async def lifespan_drawing_first(app):
+        if last := landing_app():
+            try:
+                await scope_to_active_profile()
+                await plugin_page(last)()
+            except Exception:
+                log.exception("the page of %s could not be drawn at start", last.name)
+        async with lifespan(app) as state: yield state
+    return lifespan_drawing_first
 
 
-for plugin in PLUGINS.values(): app.get(plugin.url(), name=f"{plugin.name}_page")(plugin_page(plugin))
+app.router.lifespan_context = drawing_first(app.router.lifespan_context)
 
 
 @app.get("/profiles")

@@ -20,9 +20,11 @@ FIGURES = [
     "chat: added latency per token, p99",
     "-token reply, tokens per second",
     "chat: added time of a read tool round",
+    "site crawl against a minimal Scrapy spider,",
+    "site crawl against a minimal Scrapy spider: peak memory",
 ]
 CRAWL_FIGURES = ["site crawl of a", "site crawl: time to the first crawled page", "site crawl: server peak RSS",
-                 "site crawl: pages table answer time"]
+                 "site crawl: pages table answer time", "site crawl: the explorer at"]
 NUMBER = re.compile(r"\d")
 
 

@@ -30,6 +30,7 @@ import os
 import random
 import time
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 import apsw
@@ -147,6 +148,15 @@ class Database(FastliteDatabase):
             raise DatabaseFault(f"The database {self.path} was deleted or moved while the app was running, so "
                                 "nothing the app saves now would be kept. Put it back, or restart the app to "
                                 "start a new one.")
+
+
+def lookup(table, column: str, value):
+    """The first row of a fastlite table (with its dataclass) whose column holds value, or None. Every request looks
+    rows up this way, with one query: fastlite's table(where=...) asks sqlite_master whether the table exists first,
+    and table[key] also reads its schema, on every call."""
+    names = ", ".join(f"[{field.name}]" for field in fields(table.cls))
+    row = table.db.execute(f"SELECT {names} FROM [{table.name}] WHERE [{column}] = ? LIMIT 1", [value]).fetchone()
+    return None if row is None else table.cls(*row)
 
 
 def open_database(path: Path) -> Database:

@@ -4,8 +4,11 @@ The first plugin, and a worked example of the plugin interface in plugins/README
 """
 
 import functools
+from html import escape
 
 from fasthtml.common import *
+
+from core.layout import HOLE, drawn_around
 
 NAME = "todos"
 DISPLAY_NAME = "Todos"
@@ -18,18 +21,28 @@ def todo_item(todo):
     return drawn_item(todo.id, todo.title, todo.done)
 
 
-@functools.lru_cache(maxsize=10_000)  # drawn once: a long list costs a lookup per todo, an edited todo is redrawn
+@functools.lru_cache(maxsize=10_000)  # a long list costs a lookup per todo, an edited todo is drawn anew
 def drawn_item(todo_id: int, title: str, done: int) -> Safe:
-    url = f"/{NAME}/{todo_id}"
+    "A todo drawn as HTML: its state's row, with its id and title put in (µs, where its components took 0.3 ms)."
+    return Safe(item_row(bool(done)).replace(TODO_ID, str(todo_id)).replace(TODO_TITLE, escape(title, quote=False)))
+
+
+TODO_ID, TODO_TITLE = "TODO_ID", "TODO_TITLE"  # the row's places for a todo's id and its title (escaped as to_xml does)
+
+
+@functools.cache
+def item_row(done: bool) -> str:
+    "The row of a todo done or not, drawn once: a long list shows at once after a start, not after 0.3 ms a todo."
+    url = f"/{NAME}/{TODO_ID}"
     # The row's hx-target and hx-swap are inherited by its controls: each of them swaps the whole row.
     return to_xml(Li(Span("⠿", cls="handle", role="button", tabindex=0, title="Drag to reorder",
                           aria_label="Move: Alt+Up or Alt+Down", aria_keyshortcuts="Alt+ArrowUp Alt+ArrowDown"),
-                     Input(type="checkbox", checked=bool(done), hx_post=f"{url}/toggle", aria_label="Done"),
-                     Span(title, hx_get=f"{url}/edit", hx_trigger="click, keydown[key=='Enter']", title="Click to edit",
-                          tabindex=0, role="button", cls="title"),
+                     Input(type="checkbox", checked=done, hx_post=f"{url}/toggle", aria_label="Done"),
+                     Span(TODO_TITLE, hx_get=f"{url}/edit", hx_trigger="click, keydown[key=='Enter']",
+                          title="Click to edit", tabindex=0, role="button", cls="title"),
                      Button("Delete", hx_delete=url, cls="outline secondary"),
-                     Input(type="hidden", name="order", value=todo_id),
-                     id=f"todo-{todo_id}", cls="row done" if done else "row", hx_target="this", hx_swap="outerHTML"),
+                     Input(type="hidden", name="order", value=TODO_ID),
+                     id=f"todo-{TODO_ID}", cls="row done" if done else "row", hx_target="this", hx_swap="outerHTML"),
                   indent=False)
 
 
@@ -56,16 +69,22 @@ def list_top(profile_name: str) -> Safe:
         indent=False)
 
 
-def todo_list(db, profile_id: int):
+def todo_list(db, profile_id: int) -> Safe:
     """The profile's todos, read with one query of the columns shown (fastlite's todos() makes a dataclass of
     every row, some 6 µs each) and joined here: to_xml appends children to a string one by one, copying a long
-    list over and over (some 40 ms for 1,000 todos). Dropping a dragged item fires "end" (static/app.js); the
-    hidden inputs post the ids in their new order."""
+    list over and over (some 40 ms for 1,000 todos)."""
     rows = db.execute("SELECT id, title, done FROM todo WHERE profile_id = ? ORDER BY priority, id", [profile_id])
-    return Ul(Safe("".join(drawn_item(*row) for row in rows)), id="todo-list", cls="rows sortable",
-              data_empty="Nothing to do yet: add your first todo above.",
-              hx_post=f"/{NAME}/order", hx_trigger="end", hx_include="#todo-list [name=order]", hx_swap="none",
-              hx_disinherit="*")
+    before, after = list_ends()
+    return Safe(before + "".join(drawn_item(*row) for row in rows) + after)
+
+
+@functools.cache
+def list_ends() -> list[Safe]:
+    """The list around its items, drawn once (a component costs tens of µs, and every view shows it). Dropping a
+    dragged item fires "end" (static/app.js); the hidden inputs post the ids in their new order."""
+    return drawn_around(Ul(HOLE, id="todo-list", cls="rows sortable",
+                           data_empty="Nothing to do yet: add your first todo above.", hx_post=f"/{NAME}/order",
+                           hx_trigger="end", hx_include="#todo-list [name=order]", hx_swap="none", hx_disinherit="*"))
 
 
 def setup(plugin):

@@ -7,42 +7,31 @@ drops it; a crawl cut short by a restart resumes from its frontier in that file.
 """
 
 import asyncio
-import json
 import secrets
-from html import escape
 from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 from pydantic import Field
 
 from fasthtml.common import *
-from fasthtml.svg import G, Rect, Svg, Text
 
-from core.seo import crawl_compare
 from core import explore
-from core.seo import extraction
-from core.seo import rendering
-from core.seo.crawl_file import CRAWLS_DIR, FINDING, FINDINGS, USER_AGENT, Settings, plural
+from core.explore import View
+from core.seo import crawl_compare, extraction, rendering
+from core.seo.crawl_file import CRAWLS_DIR, FINDING, USER_AGENT, Settings
+from core.seo.crawl_report import charts, findings_list, page_detail
+from core.seo.crawl_table import FILTERS, SHOW, condition, order, pages, table_columns
 from core.seo.crawler import Crawl
-from core.seo.findings import CRAWLED
-from core.explore import Column, Filter, View, address
 from core.seo.url_checker import normal_url
 from core.workflows import Step, Workflow, drawn
 
 NAME = "site_crawl"
 DISPLAY_NAME = "Site crawl"
 AT_WORK: dict[str, Crawl] = {}  # run key -> its crawl at work in this process, for Stop
-LIMITS = {"max_pages": (1, 100_000), "max_depth": (0, 100), "concurrency": (1, 20), "delay": (0, 60),
+LIMITS = {"max_pages": (1, 1_000_000), "max_depth": (0, 100), "concurrency": (1, 20), "delay": (0, 60),
           "timeout": (1, 120), "max_size_mb": (0.1, 50), "near_duplicates": (0, 1)}
 DEFAULTS = {"max_pages": 500, "max_depth": 10, "concurrency": 4, "delay": 0.25, "timeout": 10, "max_size_mb": 5,
             "near_duplicates": 0.9, "check_external": True, "render_js": False, "user_agent": USER_AGENT}  # for fields a form leaves out
-SHOW = {"2xx": "status BETWEEN 200 AND 299", "3xx": "status BETWEEN 300 AND 399", "4xx": "status BETWEEN 400 AND 499",
-        "5xx": "status >= 500", "failed": "state = 'done' AND status IS NULL", "blocked": "state = 'blocked'",
-        "pending": "state IN ('queued', 'sitemap')", "beyond": "state = 'beyond'"}
-SHOW_LABELS = {"2xx": "2xx", "3xx": "3xx redirects", "4xx": "4xx", "5xx": "5xx", "failed": "no answer",
-               "blocked": "blocked by robots.txt", "pending": "not crawled yet", "beyond": "deeper than the limit"}
-LINKED_FROM = "(SELECT group_concat(url, ' ') FROM (SELECT s.url FROM link l JOIN page s ON s.id = l.source " \
-              "WHERE l.target = page.id ORDER BY s.depth, s.id LIMIT 3)) AS linked_from"
 CSS = """
 .crawl mark { padding: .1rem .45rem; border-radius: 1rem; font-size: .8rem; font-weight: 600; white-space: nowrap; }
 .crawl .s2 { background: #d7f5dd; color: #14532d; } .crawl .s3 { background: #dbeafe; color: #1e3a8a; }
@@ -76,104 +65,6 @@ def open_crawl(key: str) -> Crawl:
     return Crawl(path)
 
 
-# --- The pages table
-# The cells are written as markup: a page of the table is hundreds of them (see explore.table_row).
-def mark(text, cls: str, title: str | None = None) -> NotStr:
-    hint = f' title="{escape(title)}"' if title else ""
-    return NotStr(f'<mark class="{cls}"{hint}>{escape(str(text))}</mark>')
-
-
-def status_cell(row):
-    if row["state"] == "blocked": return mark("blocked", "blocked")
-    if row["state"] == "refused": return mark("not read", "failed", row["refused"])
-    if row["state"] != "done": return mark("not crawled", "pending")
-    if row["status"] is None: return mark("failed", "failed", row["error"])
-    return mark(row["status"], f"s{row['status'] // 100}")
-
-
-def within(url: str, origin: str) -> str:
-    "A URL of the site as its path (every row shares the host), any other URL whole."
-    return (url.removeprefix(origin) or "/") if url.startswith(origin + "/") or url == origin else url
-
-
-def small(*parts) -> str: return f"<small>{''.join(map(str, parts))}</small>"
-
-
-def url_cell(row):
-    origin, url = row["origin"], escape(row["url"])
-    link = (f'<a href="#" hx-get="{row["detail"]}" hx-target="closest tr" hx-swap="afterend" title="{url}" '
-            f'aria-label="{url}: everything about this page">{address(within(row["url"], origin))}</a>')
-    moved = small("→ ", address(within(row["redirect_to"], origin))) if row["redirect_to"] else ""
-    linked = small("Linked from ", " ".join(str(address(within(source, origin)))
-                                            for source in row["linked_from"].split(" "))) if row["linked_from"] else ""
-    notes = "".join(small(escape(row[column])) for column in ("error", "refused") if row[column])
-    return NotStr(link + moved + linked + notes)
-
-
-def number(column: str):
-    return lambda row: None if row[column] is None else f"{row[column]:,}"
-
-
-COLUMNS = [
-    Column("url", "URL", url_cell, cls="url"),
-    Column("status", "Status", status_cell),
-    Column("title", "Title", lambda row: row["title"]),
-    Column("depth", "Depth", number("depth"), numeric=True),
-    Column("inlinks", "In-links", number("inlinks"), numeric=True),
-    Column("outlinks", "Out-links", number("outlinks"), numeric=True),
-    Column("words", "Words", number("words"), numeric=True),
-    Column("seconds", "Time", lambda row: None if row["seconds"] is None else f"{row['seconds']:.2f} s",
-           numeric=True),
-]
-
-
-def table_columns(fields: dict[str, str]) -> list[Column]:
-    "The explorer's columns: the crawl's own, then the fields of its custom extraction."
-    return COLUMNS + [Column(extraction.column(name), name, lambda row, name=name: row[extraction.column(name)])
-                      for name in fields]
-
-
-def extracted(run) -> dict[str, str]:
-    "The fields a run's crawl extracts, from its settings as submitted (while it works) or kept (once done)."
-    return (run.get("crawl") or (run.job or {}).get("input") or {}).get("extract") or {}
-
-
-FILTERS = [Filter("show", "Every crawled page", SHOW_LABELS),
-           Filter("finding", "Any finding", {finding.id: finding.label for finding in FINDINGS})]
-
-
-def condition(view: View) -> tuple[str, list]:
-    "The SQL condition (and its arguments) of the pages a view shows."
-    where = [SHOW.get(view.filters.get("show"), CRAWLED)]
-    if finding := view.filters.get("finding"): where.append(FINDING[finding].where)
-    args = []
-    if view.search:
-        pattern = "%" + view.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append("(url LIKE ? ESCAPE '\\' OR title LIKE ? ESCAPE '\\')")
-        args += [pattern, pattern]
-    return " AND ".join(f"({part})" for part in where), args
-
-
-def order(view: View) -> str:
-    return f"{view.sort} {'DESC' if view.descending else 'ASC'} NULLS LAST, id"
-
-
-def pages(crawl: Crawl, key: str, view: View) -> tuple[list[dict], int, View]:
-    "One page of the rows the view asks for, how many match in all, and the view fitted to them."
-    where, args = condition(view)
-    total = crawl.db.execute(f"SELECT count(*) FROM page WHERE {where}", args).fetchone()[0]
-    view = view.fit(total)
-    linked = LINKED_FROM if view.filters.get("finding") in ("broken", "redirect", "redirect_chain") else \
-        "NULL AS linked_from"
-    fields = "".join(f", {column}" for column in extraction.columns(crawl.settings.extract))
-    found = crawl.db.execute(f"SELECT id, url, state, status, error, refused, redirect_to, title, depth, inlinks, "
-                             f"outlinks, words, seconds, {linked}{fields} FROM page WHERE {where} ORDER BY {order(view)} "
-                             f"LIMIT {explore.PAGE_SIZE} OFFSET {view.offset}", args).fetchall()
-    origin = f"{crawl.site.scheme}://{crawl.site.netloc.decode('ascii')}"
-    return [dict(row) | {"detail": f"/{NAME}/runs/{key}/pages/{row['id']}", "origin": origin}
-            for row in found], total, view
-
-
 def downloads(key: str, view: View):
     query = urlencode({k: v for k, v in view.params().items() if k not in ("page",)})
     return Div(A("CSV of these pages", href=f"/{NAME}/runs/{key}/pages.csv?{query}", download=True,
@@ -191,7 +82,7 @@ def page_rows(key: str, view: View, live: bool = False, answer: bool = False):
     poll = dict(hx_get=url, hx_include="#pages-view", hx_trigger="every 2s", hx_swap="outerHTML") if live else {}
     try: crawl = open_crawl(key)
     except FileNotFoundError: return Div(P("No pages yet."), id="pages-rows", **poll)
-    try: found, total, view = pages(crawl, key, view)
+    try: found, total, view = pages(crawl, url, view)
     finally: crawl.close()
     return explore.rows("pages", url, view, table_columns(crawl.settings.extract), FILTERS, found, total,
                         extra=None if live else downloads(key, view), answer=answer, cls="crawl", **poll)
@@ -202,88 +93,9 @@ def explorer(key: str, view: View, live: bool = False):
             page_rows(key, view, live))
 
 
-# --- Findings and charts
-def findings_list(key: str, crawl: Crawl):
-    def item(finding, count):
-        if not count: return Li(Span(finding.label), Span("0", cls="none"), cls=finding.level)
-        return Li(Span(finding.label, title=finding.why or None),
-                  Button(f"{count:,}", type="button", title=f"Show these {plural(count, 'page')}",
-                         hx_get=f"/{NAME}/runs/{key}/pages", hx_target="#pages-rows", hx_swap="outerHTML",
-                         hx_include="#pages-view",
-                         hx_vals=json.dumps({"finding": finding.id, "show": "", "page": 1})),
-                  cls=finding.level)
-    return Ul(*[item(finding, count) for finding, count in crawl.findings()], cls="findings")
-
-
-def bar_chart(caption: str, bars: list[tuple[str, int]]):
-    "Horizontal bars, drawn as SVG on the server: a label, a bar as long as its share of the largest, the count."
-    height, top = 18, max((count for _, count in bars), default=0) or 1
-    return Figure(Figcaption(caption),
-                  Svg(*[G(Title(f"{label}: {plural(count, 'page')}"),
-                          Text(label, x=0, y=n * height + 13),
-                          Rect(x=62, y=n * height + 3, width=max(1, 150 * count / top), height=height - 6, rx=2),
-                          Text(f"{count:,}", x=66 + 150 * count / top, y=n * height + 13))
-                        for n, (label, count) in enumerate(bars)],
-                      viewBox=f"0 0 250 {max(1, len(bars)) * height}", role="img", aria_label=caption))
-
-
-DEEP = 10  # depths from here on share a bar
-TIMES = [(0.1, "< 0.1 s"), (0.25, "< 0.25 s"), (0.5, "< 0.5 s"), (1, "< 1 s"), (2, "< 2 s"), (float("inf"), "≥ 2 s")]
-
-
-def charts(crawl: Crawl):
-    statuses = [(str(status) if status is not None else "failed", count)
-                for status, count in crawl.counts("status", "state = 'done'")]
-    blocked = crawl.db.execute("SELECT count(*) FROM page WHERE state = 'blocked'").fetchone()[0]
-    depths = {}
-    for depth, count in crawl.counts("depth"):  # deep ones together, so the chart stays short
-        label = "sitemap" if depth is None else str(depth) if depth < DEEP else f"{DEEP}+"
-        depths[label] = depths.get(label, 0) + count
-    buckets = dict.fromkeys((label for _, label in TIMES), 0)
-    for seconds, count in crawl.counts("seconds", "state = 'done' AND seconds IS NOT NULL"):
-        buckets[next(label for limit, label in TIMES if seconds < limit)] += count
-    return Div(bar_chart("Status codes", statuses + ([("blocked", blocked)] if blocked else [])),
-               bar_chart("Depth (clicks from the start)", list(depths.items())),
-               bar_chart("Response times", [(label, count) for label, count in buckets.items() if count]),
-               cls="charts")
-
-
-def page_detail(crawl: Crawl, row, columns: int):
-    "Everything about one page, as a table row under its row."
-    chain = crawl.chain(row["url"]) if row["redirect_to"] else []
-    facts = [("Redirect chain", " → ".join(f"{status} {url}" for url, status in chain)),
-             ("Canonical", row["canonical"]), ("Meta robots", row["meta_robots"]),
-             ("X-Robots-Tag", row["x_robots_tag"]),
-             ("Indexable", None if row["indexable"] is None else "yes" if row["indexable"]
-              else f"no: {row['not_indexable_why']}"),
-             ("Meta description", row["description"]),
-             ("Lengths", f"title {row['title_chars']} characters, {row['title_px']} px; description "
-              f"{row['description_chars']} characters, {row['description_px']} px" if row["html"] else None),
-             ("Images", f"{row['images']}, {row['images_no_alt']} without alt" if row["images"] else None),
-             ("Structured data", "; ".join(filter(None, [
-                 row["jsonld_types"] and f"JSON-LD: {row['jsonld_types']}",
-                 row["jsonld_errors"] and f"{plural(row['jsonld_errors'], 'JSON-LD block')} that is no JSON",
-                 row["microdata_types"] and f"microdata: {row['microdata_types']}"]))),
-             ("rel=prev / next", " / ".join(url or "—" for url in (row["rel_prev"], row["rel_next"]))
-              if row["rel_prev"] or row["rel_next"] else None),
-             ("nofollow links", row["nofollow_links"] or None),
-             ("Mixed content", f"{plural(row['mixed_content'], 'resource')} over http" if row["mixed_content"]
-              else None),
-             ("h1", f"{row['h1_count']}: {row['h1'] or ''}" if row["h1_count"] is not None else None),
-             ("hreflang", row["hreflang"]), ("hreflang problems", row["hreflang_problems"]),
-             ("Near-duplicate of", row["near_duplicate_of"]
-              and f"{row['near_duplicate_of']} ({row['similarity']:.0%} alike)"),
-             ("Content type", row["content_type"]),
-             ("Size", f"{row['size']:,} bytes{' (read up to the cap)' if row['truncated'] else ''}"
-              if row["size"] is not None else None),
-             ("External links", row["external_links"]), ("In the sitemap", "yes" if row["in_sitemap"] else None),
-             ("Sitemap lastmod", " ".join(filter(None, [row["lastmod"], row["lastmod_problem"] and
-                                                         f"({row['lastmod_problem']})"])) or None),
-             ("Linked from", ", ".join(crawl.linked_from(row["url"])) or None), ("Crawled", row["crawled"]),
-             ("Not read or not followed", row["refused"]),
-             *[(name, row[extraction.column(name)]) for name in crawl.settings.extract]]
-    return Tr(Td(Table(*[Tr(Th(label, scope="row"), Td(value)) for label, value in facts if value not in (None, "")],
-                       cls="page-detail"), colspan=columns))
+def extracted(run) -> dict[str, str]:
+    "The fields a run's crawl extracts, from its settings as submitted (while it works) or kept (once done)."
+    return (run.get("crawl") or (run.job or {}).get("input") or {}).get("extract") or {}
 
 
 # --- Step 1: what to crawl
@@ -346,7 +158,8 @@ def results(run):
     except FileNotFoundError: return P("The crawl's file is gone from data/crawls/: crawl again.", cls="problem")
     try:
         return (Style(explore.CSS + CSS),
-                P(done["summary"], Br(), Small(crawl.note or "")), findings_list(run.key, crawl), charts(crawl),
+                P(done["summary"], Br(), Small(crawl.note or "")),
+                findings_list(f"/{NAME}/runs/{run.key}/pages", crawl), charts(crawl),
                 Div(hx_get=f"/{NAME}/runs/{run.key}/compare", hx_trigger="load", hx_swap="outerHTML"),
                 *explorer(run.key, View("id")))
     finally:
@@ -467,7 +280,7 @@ def setup(plugin):
 
     def pages_of(key: str, view: View, limit: int) -> dict:
         crawl = open_crawl(key)
-        try: found, total, _ = pages(crawl, key, view)
+        try: found, total, _ = pages(crawl, f"/{NAME}/runs/{key}/pages", view)
         finally: crawl.close()
         return {"run": key, "matching": total, "csv": csv_link(key, q=view.search, **view.filters),
                 "pages": [{"url": row["url"], "status": row["status"], "title": row["title"]} for row in found[:limit]]}
@@ -524,9 +337,8 @@ def setup(plugin):
     @plugin.route("/runs/{key}/pages.csv", methods="get")
     async def csv_download(request, key: str):
         view = View.read(request.query_params, table_columns(extracted(flow.run(key))), FILTERS, default_sort="id")
-        where, args = condition(view)
-        return await export(key, ".csv", lambda crawl, path: crawl.write_csv(path, where, args, order(view)),
-                            "text/csv")
+        return await export(key, ".csv", lambda crawl, path: crawl.write_csv(path, *condition(crawl, view),
+                                                                          order(view)), "text/csv")
 
     @plugin.route("/runs/{key}/crawl.xlsx", methods="get")
     async def xlsx_download(key: str):

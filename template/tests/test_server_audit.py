@@ -132,7 +132,7 @@ def test_hreflang_and_near_duplicates_are_judged_against_the_crawl(audited, site
     similar = {url.removeprefix(site.url): (twin.removeprefix(site.url), similarity) for url, twin, similarity in
                audited.db.execute("SELECT url, near_duplicate_of, similarity FROM page WHERE similarity IS NOT NULL")}
     assert similar == {"/article": ("/article-copy", 0.969), "/article-copy": ("/article", 0.969)}
-    assert near_duplicates(audited.db, 0.99) == []  # the person's threshold decides
+    assert list(near_duplicates(audited.db, 0.99)) == []  # the person's threshold decides
     long_page = f"<p>{ARTICLE}</p>".encode()
     assert parse_page(long_page, "utf-8", site.url).columns["minhash"] is not None
     assert parse_page(long_page, "utf-8", site.url, minhash=False).columns["minhash"] is None  # 0: not looked for

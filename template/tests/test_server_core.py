@@ -58,9 +58,10 @@ def test_a_database_of_the_previous_schema_is_migrated_without_losing_rows(serve
 
 
 def test_plugins_start_in_number_order_and_xx_files_are_skipped(server, tmp_path):
+    from core.plugins import plugin_files
     for name in ("10_second.py", "9_first.py", "xx_switched_off.py", "helpers.py", "README.md", "200_third.py"):
         (tmp_path / name).write_text("")
-    assert [path.name for path in server.plugin_files(tmp_path)] == ["9_first.py", "10_second.py", "200_third.py"]
+    assert [path.name for path in plugin_files(tmp_path)] == ["9_first.py", "10_second.py", "200_third.py"]
 
 
 @shipped("plugins/010_todos.py")

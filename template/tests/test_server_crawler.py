@@ -15,7 +15,7 @@ from core.seo import rendering
 from conftest import CHROMIUM, ROOT, needs_chromium, run_notebook, served, shipped
 from core.seo.crawler import Crawl, Settings
 from core.seo.extraction import parse_fields
-from core.seo.findings import CORE
+from core.seo.findings import CORE, CRAWLED
 from core.seo.parsing import parse_page
 from local_site import FORMULA, HOME_LINKS, HUGE, ORPHAN, LocalSite
 
@@ -95,6 +95,24 @@ def test_the_findings_are_those_an_seo_expects(audited, site):
     assert paths("blocked") == ["/private/secret"] and "/private/secret" not in [p for _, p in site.requests]
     assert paths("slow") == ["/slow"] and paths("truncated") == ["/huge"]
     assert pages["/huge"]["size"] >= HUGE  # as the server said; the crawl read the first megabyte
+
+
+def test_a_finished_crawl_keeps_its_findings_and_sorts_through_indexes(audited):
+    """Once a crawl ends, each finding's pages are kept with their count (the pages its condition finds), and each
+    sort of the explorer reads an index in its order, ties included: at 100,000 pages, testing and sorting every page
+    took 100 to 300 ms a view (scripts/bench times every view)."""
+    done, _ = audited
+    for finding, count in done.findings():
+        where, args = done.found(finding.id)
+        kept = {row[0] for row in done.db.execute(f"SELECT id FROM page WHERE {where}", args)}
+        assert kept == {row[0] for row in done.db.execute(f"SELECT id FROM page WHERE {CRAWLED} AND {finding.where}")}
+        assert len(kept) == count, finding.id
+    for column in ("url", "status", "title", "depth", "inlinks", "outlinks", "words", "seconds"):
+        for way in ("ASC", "DESC"):
+            plan = " ".join(row[3] for row in done.db.execute(
+                f"EXPLAIN QUERY PLAN SELECT id, url, title FROM page WHERE {CRAWLED} "
+                f"ORDER BY {column} {way} NULLS LAST, id {way} LIMIT 50 OFFSET 50"))
+            assert "INDEX" in plan and "TEMP B-TREE" not in plan, (column, way, plan)
 
 
 def test_non_html_answers_and_pages_past_the_depth_limit_are_kept_but_not_parsed(audited):

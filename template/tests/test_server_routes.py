@@ -5,6 +5,7 @@ import html
 import json
 import re
 
+import apsw
 import pytest
 
 from conftest import ROOT, shipped
@@ -171,9 +172,20 @@ def test_deleting_a_profile_deletes_its_data_and_only_its_data(client, server):
 
     response = client.delete(f"/profiles/{doomed}", headers=HX)
     assert response.status_code == 200 and f'id="profile-{doomed}"' not in response.text
+    assert "<strong>Default</strong>" in response.text  # the menu the answer swaps in names the one taking over
     assert active_profile_name(client) == "Default"  # the active profile was deleted: another one takes over
     assert titles(client) == ["kept"]
     assert [row["title"] for row in server.db.q("select title from todo")] == ["kept"]
+
+
+def test_a_profile_another_program_switched_to_shows_on_the_next_page(client, server):
+    work = add_profile(client, "Work")
+    assert active_profile_name(client) == "Default"
+    # A notebook's connection, through apsw as the app's (two SQLite libraries in one process break each other's locks)
+    notebook = apsw.Connection(str(server.config.DB_PATH))
+    notebook.execute("UPDATE store SET value = ? WHERE key = 'active_profile'", [json.dumps(work)])
+    notebook.close()
+    assert active_profile_name(client) == "Work"
 
 
 def test_the_last_profile_cannot_be_deleted(client):

@@ -19,6 +19,7 @@ import ssl
 import time
 import zlib
 from collections import defaultdict
+from urllib.parse import urljoin
 
 import httpx
 
@@ -57,13 +58,13 @@ def web_url(href: str, base: httpx.URL) -> httpx.URL | None:
     if scheme in IGNORED_SCHEMES: return None
     if scheme and scheme not in ("http", "https"): raise Refused(f"{shown} is not a web address ({scheme[:20]}:)")
     try:
-        url = base.join(href)
+        url = httpx.URL(urljoin(str(base), href))  # as base.join(href) does, without parsing href alone first
     except (httpx.InvalidURL, ValueError) as error:
         raise Refused(f"{shown} is not a valid address ({error})") from None
     if url.scheme not in ("http", "https"): raise Refused(f"{shown} is not a web address ({url.scheme}:)")
     if not url.host: raise Refused(f"{shown} has no host")
     if url.port is not None and not 0 < url.port < 65536: raise Refused(f"{shown} has no valid port")
-    return without_credentials(url.copy_with(fragment=None))
+    return without_credentials(url.copy_with(fragment=None) if url.fragment else url)  # a copy parses it again
 
 
 async def set_location_aside(response: httpx.Response):
