@@ -1,10 +1,10 @@
 """Forks made before the template's modules moved into core/ update across the move. The release before it is this
 repository's own commit before the move (from its git history), tagged v0.1.0 here; the template as it is now is
 v0.2.0, with the migration that rewrites a fork's own imports. A fork of every flavour, customised in a moved file
-and an unmoved one, with its own plugin importing five of the moved modules, its own test and a notebook importing
-the crawler, data and settings, takes it: its edit in the moved file is merged into the new path and named in a
-non-zero exit, every other edit is kept byte for byte (or rewritten by the migration, which prints each line), the
-plugin loads, the notebook runs and the fork's tests pass."""
+and an unmoved one, with its own plugin importing five of the moved modules (a name of one the move split, from its
+part), its own test and a notebook importing the crawler, data and settings, takes it: its edit in the moved file is
+merged into the new path and named in a non-zero exit, every other edit is kept byte for byte (or rewritten by the
+migration, which prints each line), the plugin loads, the notebook runs and the fork's tests pass."""
 
 import json
 import subprocess
@@ -23,13 +23,13 @@ import config
 from crawler import Settings
 from explore import Column
 from url_checker import normal_url
-from workflows import Step
+from workflows import Step, run_label
 
 from fasthtml.common import *
 
 NAME = "acme"
 DISPLAY_NAME = "Acme"
-USES = (config.DATA_DIR, Settings, Column, normal_url, Step)
+USES = (config.DATA_DIR, Settings, Column, normal_url, Step, run_label)
 
 
 def setup(plugin):
@@ -129,9 +129,12 @@ def test_the_migration_rewrites_the_forks_imports_and_prints_each_line(updated):
     assert plugin == PLUGIN.replace("import config\n", "from core import config\n").replace(
         "from crawler import", "from core.seo.crawler import").replace("from explore import", "from core.explore import"
     ).replace("from url_checker import", "from core.seo.url_checker import").replace(
-        "from workflows import", "from core.workflows import")
+        "from workflows import Step, run_label",
+        "from core.workflows import Step\nfrom core.workflows.runs import run_label")
     assert "  plugins/500_acme.py:4: from crawler import Settings  ->  from core.seo.crawler import Settings" \
         in updated.result.stderr
+    assert ("  plugins/500_acme.py:7: from workflows import Step, run_label  ->  from core.workflows import Step; "
+            "from core.workflows.runs import run_label") in updated.result.stderr
     assert "  tests/test_acme.py:1: from url_checker import normal_url  ->  from core.seo.url_checker import " \
            "normal_url" in updated.result.stderr
 

@@ -2,9 +2,9 @@
 to every sibling fork with `scripts/adopt`, a release and their `./run update`. Each test works on its own copy of
 the template, released as v0.1.0, and forks rendered from it through copier's API.
 
-The round trip: a botifython fork improves server.py and core/chat.py (a helper and the route that uses it), the
-template's test of that route, and its README (a rendered file); it also has data, secrets, settings and a plugin
-of its own, which must stay behind. Its patch is adopted on a branch, released, and taken by a pipulate and a
+The round trip: a botifython fork improves server.py and core/chat/history.py (a helper and the route that uses
+it), the template's test of that route, and its README (a rendered file); it also has data, secrets, settings and a
+plugin of its own, which must stay behind. Its patch is adopted on a branch, released, and taken by a pipulate and a
 darwinix fork. scripts/adopt runs once, on a narrowed selection of tests (-k) to keep this module fast."""
 
 import os
@@ -20,7 +20,7 @@ from template_tools import COMMITTER, commit_all, git, render, snapshot
 
 # The forks' ./run setup takes uv from the template's own tools; the commits made have a fixed identity.
 ENV = os.environ | COMMITTER | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-CARRIED = ["template/README.md.jinja", "template/core/chat.py", "template/server.py",
+CARRIED = ["template/README.md.jinja", "template/core/chat/history.py", "template/server.py",
            "template/tests/test_server_routes.py"]
 SUMMARY_TEST = "test_the_profiles_summary_counts_profiles_and_messages"
 NEW_README_LINE = "./run test -x        # stop at the first failure"
@@ -60,10 +60,11 @@ def fork_of(template: Path, path: Path, flavour: str) -> Path:
 
 
 def improve(fork: Path) -> None:
-    """The botifython fork's improvement: a chat.py helper, used by a new route in server.py, the template's test
-    of the route, and a line in the README."""
-    (fork / "core/chat.py").write_text((fork / "core/chat.py").read_text() + CHAT_HELPER)
-    substitute(fork / "server.py", r"^from core.chat import Chat$", "from core.chat import Chat, conversation_length")
+    """The botifython fork's improvement: a helper in core/chat/history.py, used by a new route in server.py, the
+    template's test of the route, and a line in the README."""
+    (fork / "core/chat/history.py").write_text((fork / "core/chat/history.py").read_text() + CHAT_HELPER)
+    substitute(fork / "server.py", r"^(from core.chat import Chat)$",
+               r"\1\nfrom core.chat.history import conversation_length")
     substitute(fork / "server.py", r'^(if __name__ == "__main__":)$', SUMMARY_ROUTE + r"\1")
     (fork / "tests/test_server_routes.py").write_text((fork / "tests/test_server_routes.py").read_text() + ROUTE_TEST)
     substitute(fork / "README.md", r"^(\./run test +# .*\n)", rf"\1{NEW_README_LINE}\n")
@@ -113,7 +114,7 @@ def round_trip(tmp_path_factory):
     for path, text in NEVER_TOUCHED.items():
         (origin / path).parent.mkdir(exist_ok=True)
         (origin / path).write_text(text)
-    improved = {path: (origin / path).read_text() for path in ("server.py", "core/chat.py", "README.md")}
+    improved = {path: (origin / path).read_text() for path in ("server.py", "core/chat/history.py", "README.md")}
 
     upstream = run(origin, "./run", "upstream")
     main = git(template, "rev-parse", "main")
@@ -143,7 +144,7 @@ def test_the_patch_carries_the_template_files_changed_and_nothing_of_the_forks_o
 
 
 def test_plain_copies_map_back_one_to_one(round_trip):
-    for path in ("server.py", "core/chat.py"):
+    for path in ("server.py", "core/chat/history.py"):
         assert (round_trip.template / "template" / path).read_text() == round_trip.improved[path]
 
 
@@ -162,7 +163,7 @@ def test_adopt_works_on_a_branch_and_never_commits_to_main(round_trip):
 
 
 def test_adopt_says_which_flavours_the_change_reaches(round_trip):
-    reached = "README.md, core/chat.py, server.py, tests/test_server_routes.py"
+    reached = "README.md, core/chat/history.py, server.py, tests/test_server_routes.py"
     assert (f"The change reaches:\n  darwinix: README.md\n  pipulate: {reached}\n  botifython: {reached}\n"
             in round_trip.adopt.stderr)
 
@@ -182,12 +183,12 @@ def test_siblings_receive_exactly_the_parts_that_apply_to_them(round_trip):
     changed = {flavour: sorted(line[3:] for line in git(fork, "status", "--porcelain").splitlines())
                for flavour, fork in round_trip.forks.items() if flavour != "botifython"}
     # The change, and the release each records (in .copier-answers.yml alone: the app reads it from there).
-    assert changed == {"pipulate": [".copier-answers.yml", "README.md", "core/chat.py", "server.py",
+    assert changed == {"pipulate": [".copier-answers.yml", "README.md", "core/chat/history.py", "server.py",
                                     "tests/test_server_routes.py"],
                        "darwinix": [".copier-answers.yml", "README.md"]}
     pipulate, darwinix = round_trip.forks["pipulate"], round_trip.forks["darwinix"]
-    assert [(pipulate / path).read_text() == round_trip.improved[path] for path in ("server.py", "core/chat.py")] == \
-           [True, True]
+    assert [(pipulate / path).read_text() == round_trip.improved[path]
+            for path in ("server.py", "core/chat/history.py")] == [True, True]
     assert NEW_README_LINE in (pipulate / "README.md").read_text()
     assert NEW_README_LINE in (darwinix / "README.md").read_text() and not (darwinix / "server.py").exists()
 
@@ -277,19 +278,20 @@ def test_data_secrets_and_files_of_the_forks_own_are_refused_with_the_reason(for
 
 
 def test_a_fork_behind_the_template_sends_what_still_applies_and_lists_the_rest(template, fork):
-    # The template moves on: it rewrites the chat.py line the fork changes, and adds a line near the fork's README
+    # The template moves on: it rewrites the history.py line the fork changes, and adds a line near the fork's README
     # change (which still merges).
-    chat = "template/core/chat.py"
-    substitute(template / chat, r"^(# --- What the panel draws)$", r"\1 (changed by the template)")
+    chat = "template/core/chat/history.py"
+    substitute(template / chat, r"^(SYSTEM_PROMPT = .*)$", r"\1 (changed by the template)")
     substitute(template / "template/README.md.jinja", r"^(## Test\n)", r"\1\nThe template's new line.\n")
     commit_all(template, "Work after v0.1.0")
-    substitute(fork / "core/chat.py", r"^(# --- What the panel draws)$", r"\1 (changed by the fork)")
+    substitute(fork / "core/chat/history.py", r"^(SYSTEM_PROMPT = .*)$", r"\1 (changed by the fork)")
     improve(fork)
     commit_all(fork, "Improve")
     result = run(fork, "./run", "upstream")
     assert result.returncode == 0, result.stderr
-    assert "core/chat.py: not sent: the template has changed these lines since v0.1.0." in result.stderr
-    assert "+# --- What the panel draws (changed by the fork)" in result.stderr
+    assert "core/chat/history.py: not sent: the template has changed these lines since v0.1.0." in result.stderr
+    assert "+SYSTEM_PROMPT = ROOT / \"prompts\" / \"system.md\"  # fork-owned: the fork words its assistant there " \
+           "(changed by the fork)" in result.stderr
     patch = (fork / "upstream.patch").read_text()
     assert patch_files(patch) == CARRIED and "Made on template v0.1.0, carried onto v0.1.0-1-g" in patch
     assert "(changed by the fork)" not in patch
@@ -321,13 +323,13 @@ def test_adopt_refuses_a_change_that_does_not_apply_and_leaves_everything_as_it_
     improve(fork)
     commit_all(fork, "Improve")
     assert run(fork, "./run", "upstream").returncode == 0
-    (template / "template/core/chat.py").write_text("The template rewrote chat.py.\n")
-    commit_all(template, "Rewrite chat.py")
+    (template / "template/core/chat/history.py").write_text("The template rewrote history.py.\n")
+    commit_all(template, "Rewrite history.py")
     head = git(template, "rev-parse", "HEAD")
     result = run(template, "scripts/adopt", str(fork / "upstream.patch"))
     assert result.returncode == 1
     assert f"{fork / 'upstream.patch'} does not apply to main: nothing is changed." in result.stderr
-    assert "template/core/chat.py" in result.stderr
+    assert "template/core/chat/history.py" in result.stderr
     assert git(template, "branch", "--show-current") == "main\n" and git(template, "rev-parse", "HEAD") == head
     assert git(template, "branch", "--list", "adopt/*") == "" and git(template, "status", "--porcelain") == ""
 

@@ -14,10 +14,10 @@ expires after CARD_TTL seconds. So text that reaches the model from a crawled pa
 most make a card appear. There is no generic tool (SQL, shell, files, any URL): each does one thing the app's pages
 do. A message has MAX_ROUNDS tool rounds at most: the reply after the last is asked for without tools.
 
-Both backends speak their native protocol (chat.py): Ollama's `tools`, `message.tool_calls` and `role: "tool"`
-messages, the OpenAI-compatible `tools`, `tool_calls` and `tool_call_id`. Tools are offered only to a model that
-says it supports them (Ollama's /api/show capabilities); one that answers 400 "does not support tools" chats
-without them, and the chat says so once.
+Both backends speak their native protocol (core/chat/backends.py): Ollama's `tools`, `message.tool_calls` and
+`role: "tool"` messages, the OpenAI-compatible `tools`, `tool_calls` and `tool_call_id`. Tools are offered only to a
+model that says it supports them (Ollama's /api/show capabilities); one that answers 400 "does not support tools"
+chats without them, and the chat says so once.
 """
 
 import functools

@@ -1,5 +1,5 @@
-// The chat panel's behaviour (chat.py draws it); template-owned. Without this script the panel still works,
-// only less comfortably: Enter would not send and the log would not follow the reply.
+// The chat panel's behaviour (core/chat/panel.py draws it); template-owned. Without this script the panel still
+// works, only less comfortably: Enter would not send and the log would not follow the reply.
 (() => {
   const log = () => document.getElementById("chat-log");
 
@@ -52,7 +52,8 @@
   }
   document.addEventListener("input", (event) => { if (event.target.id === "chat-input") showSize(); });
 
-  // Each code block of a reply gets a Copy button of its own (chat.py draws the block; a streaming reply redraws it).
+  // Each code block of a reply gets a Copy button of its own (core/chat/markdown.py draws the block; a streaming
+  // reply redraws it).
   function codeButtons() {
     for (const block of document.querySelectorAll("#chat-log .md .code:not(:has(> .copy))")) {
       block.prepend(Object.assign(document.createElement("button"), {

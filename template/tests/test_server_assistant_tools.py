@@ -14,7 +14,8 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from core import assistant_tools
-from core.chat import RESULT_REQUEST, Ollama, OpenAICompatible
+from core.chat import Ollama, OpenAICompatible
+from core.chat.conversation import RESULT_REQUEST
 from conftest import served, shipped, wait_for
 from test_server_chat import elements, exchange
 

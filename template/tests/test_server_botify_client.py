@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from core import botify
+from core import botify, botify_http
 from core.botify import Botify, BotifyAuthError, BotifyError, BotifyJobFailed
 from conftest import free_port, served
 from fake_botify import TOKEN, FakeBotify
@@ -151,7 +151,7 @@ def test_retry_after_is_seconds_or_an_http_date():
     from email.utils import format_datetime
     from datetime import datetime, timedelta, timezone
 
-    def after(value): return botify.retry_after(httpx.Response(429, headers={"Retry-After": value}))
+    def after(value): return botify_http.retry_after(httpx.Response(429, headers={"Retry-After": value}))
 
     assert after("7") == 7
     assert 25 < after(format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)) <= 30

@@ -21,8 +21,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from core import chat as chat_module
-from core.chat import COMMENT_REQUEST, Ollama, OpenAICompatible, backend_from_env
+from core.chat import Ollama, OpenAICompatible, backend_from_env, history, panel, streaming as streaming_module
+from core.chat.conversation import COMMENT_REQUEST
 from chat_app import Node, chat_app, html_tree
 from conftest import free_port
 from fake_ollama import running
@@ -40,7 +40,7 @@ def backend(request, fake):
 @pytest.fixture(autouse=True)
 def system_prompt(tmp_path, monkeypatch):
     (tmp_path / "system.md").write_text(f"{SYSTEM}\n")
-    monkeypatch.setattr(chat_module, "SYSTEM_PROMPT", tmp_path / "system.md")
+    monkeypatch.setattr(history, "SYSTEM_PROMPT", tmp_path / "system.md")
 
 
 @pytest.fixture
@@ -218,7 +218,7 @@ def test_reply_streams_in_order_and_finishes_as_markdown(app, fake):
 
 
 def test_sends_the_system_prompt_and_a_bounded_history(app, fake, monkeypatch):
-    monkeypatch.setitem(chat_module.SETTINGS, "chat_history_limit", 4)
+    monkeypatch.setitem(history.SETTINGS, "chat_history_limit", 4)
     with TestClient(app) as client, client.websocket_connect("/ws") as ws:
         for n in range(4): exchange(ws, f"m{n}")
     assert fake.requests[0]["messages"] == [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "m0"}]
@@ -275,7 +275,7 @@ def test_clear_forgets_the_conversation(app, fake):
         exchange(ws, "one")
         exchange(ws, "two")
         assert client.post("/chat/clear").status_code == 200
-        assert shape(ws.receive_text()) == [("div", {"id": "chat-log", "data-empty": chat_module.EMPTY_HINT,
+        assert shape(ws.receive_text()) == [("div", {"id": "chat-log", "data-empty": panel.EMPTY_HINT,
                                                      "hx-swap-oob": "true"}, None, [])]
         assert bubbles(client.get("/").text) == []
         exchange(ws, "three")
@@ -570,7 +570,7 @@ def test_status_says_whether_the_llm_answers_and_has_the_model(app, backend, fak
 def test_an_empty_chat_shows_a_hint(app, fake):
     with TestClient(app) as client:
         log = html_tree(client.get("/").text).find(lambda e: e.get("id") == "chat-log")
-    assert log.children == [] and log.get("data-empty") == chat_module.EMPTY_HINT
+    assert log.children == [] and log.get("data-empty") == panel.EMPTY_HINT
 
 
 def test_the_conversation_downloads_as_markdown(app, fake):
@@ -591,7 +591,7 @@ def test_the_conversation_downloads_as_markdown(app, fake):
 
 @pytest.mark.asyncio
 async def test_a_streaming_reply_is_rendered_as_it_grows(app_url, fake, monkeypatch):
-    monkeypatch.setattr(chat_module, "RENDER_EVERY", 0.05)
+    monkeypatch.setattr(streaming_module, "RENDER_EVERY", 0.05)
     fake.tokens, fake.delay = ["# Plan", "\n\n", "- **first**", "\n", "- second", "\n", "- `third`", "\n\n"] * 2, 0.04
     async with tab(app_url) as t:
         rid = await t.ask("plan")
@@ -620,7 +620,7 @@ async def test_what_arrives_while_a_send_is_in_flight_goes_out_in_one_frame():
         await release.wait()
         yield " last"
 
-    streaming = chat_module.Streaming("reply-x", slow_send, first="<button>Stop</button>")
+    streaming = streaming_module.Streaming("reply-x", slow_send, first="<button>Stop</button>")
     running = asyncio.create_task(streaming.run(llm()))
     await arrived.wait()
     await asyncio.sleep(0.01)

@@ -7,7 +7,8 @@ from urllib.parse import urlsplit
 import pytest
 from fasthtml.common import to_xml
 
-from core.chat import finished_reply, markdown_html, rendered_so_far
+from core.chat import markdown_html
+from core.chat.panel import finished_reply, rendered_so_far
 from chat_app import html_tree
 from core.config import ROOT
 

@@ -203,16 +203,16 @@ def test_cancel_stops_the_work_and_opens_the_step_again(server, live, site):
 
 def test_a_page_drawn_as_its_step_ends_shows_it_at_work_not_interrupted(server, live, site, monkeypatch):
     "The page is drawn in a thread from the run as it was read: the job ending meanwhile does not make it interrupted."
-    from core import workflows
+    from core.workflows import jobs
     key = new_run(live)
     submit(live, key, "urls", text=f"{site.url}/held/1")
     submit(live, key, "check", concurrency="1", timeout="60")
     wait_for(lambda: site.held_now == 1)
-    urls = workflows.RUNNING[key].flow.steps["urls"]
+    urls = jobs.RUNNING[key].flow.steps["urls"]
     show = urls.show
     def shown_as_the_job_ends(run):  # the done step is drawn before the open one: the job ends in between
         site.release.set()
-        wait_for(lambda: key not in workflows.RUNNING)
+        wait_for(lambda: key not in jobs.RUNNING)
         return show(run)
     monkeypatch.setattr(urls, "show", shown_as_the_job_ends)
     page = live.get("/url_checker").text

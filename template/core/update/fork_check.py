@@ -30,6 +30,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from core.update.template_clone import Template, read_answers, template_url
+
 MYPY = [sys.executable, "-m", "mypy", "--follow-imports=silent", "--follow-untyped-imports", "--check-untyped-defs",
         "--no-error-summary", "--no-pretty", "--no-color-output", "--show-error-codes"]
 # What mypy learnt of the modules (some seconds of work) is kept in .venv, out of git's way; MYPY_CACHE_DIR
@@ -119,10 +121,9 @@ def check(paths: list[str]) -> int:
 
 def rendered_files() -> set[str]:
     "The files the template renders for this fork: a fresh render of the release it records."
-    from core.update import template_sync  # it imports this module
-    answers = template_sync.read_answers()
+    answers = read_answers()
     with tempfile.TemporaryDirectory(prefix="fork-check-") as scratch:
-        template = template_sync.Template(template_sync.template_url(answers), Path(scratch))
+        template = Template(template_url(answers), Path(scratch))
         return set(template.render(answers["_commit"], answers, "fresh").files)
 
 

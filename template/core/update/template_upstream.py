@@ -20,8 +20,9 @@ from pathlib import Path
 
 from pathspec import PathSpec
 
-from core.update.template_sync import ANSWERS, Render, Template, fail, git, read_answers, recorded_commit, say, shown_answers, \
-    template_url, whole_value
+from core.update.template_clone import Template, fail, read_answers, recorded_commit, say, template_url
+from core.update.template_merge import ANSWERS, Render, git
+from core.update.template_sync import shown_answers, whole_value
 
 PATCH = "upstream.patch"  # the default output, which forks' .gitignore lists: it is not part of the fork
 HUNK_HEADER = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
