@@ -129,7 +129,7 @@ async def scope_to_active_profile():
 
 
 # --- The chat seam. Panels are drawn beside the app on every page; narration listeners hear what the apps do;
-# pushers send fragments to the open pages of a profile. chat.py plugs in by adding its panel function to
+# pushers send fragments to the open pages of a profile. The chat (core/chat/) plugs in by adding its panel function to
 # SIDE_PANELS, its `(profile_id, text, comment)` to LISTENERS (called at once: it saves its note there and then,
 # and returns the coroutine that tells the open pages) and its `async (profile_id, *fragments)` to PUSHERS.
 SIDE_PANELS = []
@@ -207,7 +207,7 @@ def plugin_page(plugin) -> Callable:
     async def show():
         if store.get("last_app") != plugin.name: store["last_app"] = plugin.name  # no write on every page view
         view = plugin.view()
-        if inspect.isawaitable(view): view = await view  # a view that draws in a worker thread (workflows.py)
+        if inspect.isawaitable(view): view = await view  # a view that draws in a worker thread (core/workflows/)
         return page(plugin.display_name, view, current=plugin.name)
     return show
 

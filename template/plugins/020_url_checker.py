@@ -1,6 +1,6 @@
 """URL checker: paste a list of URLs, check them all at once, get a results table and a CSV.
 
-A workflow (see workflows.py) made from the starter notebook notebooks/apps/url_checker.ipynb: both check through
+A workflow (see core/workflows/) made from the starter notebook notebooks/apps/url_checker.ipynb: both check through
 url_checker.py, and the CSV goes to data/url_checks/ like the notebook's. The table sorts, filters and pages on the
 server (explore.py); each row shows every hop of its redirect chain with its code.
 """

@@ -1,6 +1,6 @@
 """Site crawl: crawl a site and audit it, then explore its pages, findings and charts; CSV and Excel downloads.
 
-A workflow (see workflows.py) over crawler.py, made from the starter notebook notebooks/site_crawl.ipynb: both
+A workflow (see core/workflows/) over core/seo/crawler.py, made from the starter notebook notebooks/site_crawl.ipynb: both
 crawl through the same code into data/crawls/<run>.db, a SQLite file per crawl that the notebook can read too. The
 crawl runs in the background with its progress and its pages so far on the page; Stop keeps what is crawled, Cancel
 drops it; a crawl cut short by a restart resumes from its frontier in that file.

@@ -1,6 +1,6 @@
 """Botify export: a crawl of one of your Botify projects as a CSV, in four steps.
 
-A workflow (see workflows.py) over botify.py: choose a project, an analysis and the fields; the export job runs in
+A workflow (see core/workflows/) over core/botify.py: choose a project, an analysis and the fields; the export job runs in
 the background (Botify prepares the file, then it is downloaded into data/downloads/ and unpacked) with its
 progress in every open tab. Its job is kept as soon as Botify has it, so an export cut short by a restart resumes
 the same job instead of starting (and paying for) another one.
