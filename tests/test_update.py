@@ -116,7 +116,7 @@ def template(tmp_path_factory):
     substitute(repo / "copier.yml", r'(^python_version:\n(?:  .*\n)*?  default: )"[\d.]+"',
                rf'\g<1>"{history.other_python}"')
     insert_after_first_line(rendered / "static/app.css", f"/* {UPSTREAM_2}. */")
-    rename(repo, "template/static/app.css", "template/static/theme.css", "template/server.py",
+    rename(repo, "template/static/app.css", "template/static/theme.css", "template/core/layout.py",
            "template/tests/test_server_routes.py")
     rename(repo, "template/tests/test_jupyter.py", "template/tests/test_jupyterlab.py", "copier.yml")
     release(repo, "0.2.0")
