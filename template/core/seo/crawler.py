@@ -144,7 +144,7 @@ class Crawl(Frontier):
         finally:
             await parser.close()
             if self.renderer: await self.renderer.close()
-        await asyncio.to_thread(validation.check, self.path, settings.near_duplicates)  # a thread: it reads every page
+        await validation.check_crawl(self.path, settings.near_duplicates)
         if settings.check_external and ended != "stopped":
             await link_check.check(self.db, settings, self.stop_asked.is_set)
         await asyncio.to_thread(keep_findings, self.path)

@@ -1,8 +1,9 @@
 """Signals checked against the crawl's own data: canonical targets, hreflang annotations, near-duplicate content.
 
 Canonicals are findings over the page table (a canonical to a page the crawl found broken, redirecting or not
-indexable). hreflang and near-duplicates need every page first, so check() runs once a crawl ends, in a thread of
-its own on a connection of its own, and writes its verdicts into the page table:
+indexable). hreflang and near-duplicates need every page first, so check() runs once a crawl ends (check_crawl: in
+a process of its own when it has MinHashes to compare), on a connection of its own, and writes its verdicts into the
+page table:
 
 - hreflang: each annotation's language code (ISO 639-1, an optional script and region, or x-default), the page's
   reference to itself, and the return link every page it names must give back (Google ignores a pair without one);
@@ -12,11 +13,14 @@ its own on a connection of its own, and writes its verdicts into the page table:
   other one at or above the threshold the crawl was given (an estimated Jaccard similarity, 0 to 1).
 """
 
+import asyncio
 import re
 import sqlite3
+import sys
 import zlib
 from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 
 from core.seo.findings import HTML_200, REDIRECTS, Finding
 
@@ -61,6 +65,30 @@ def signature(words: list[str]) -> bytes | None:
 def valid_code(code: str) -> bool:
     match = CODE.fullmatch(code)
     return code.lower() == "x-default" or bool(match and match[1].lower() in LANGUAGES)
+
+
+async def check_crawl(path: Path, threshold: float):
+    """check() as a crawl runs it once it ends. With MinHashes to compare, in a process of its own: in the app's,
+    its imports (numpy, and datasketch with scipy: seconds while their bytecode is not cached) and its loops over
+    every page would hold the GIL, and with it the event loop that serves every page, for as long (a page waited
+    over a second at a crawl's end). Without (near-duplicates off, or no page long enough), hreflang's few queries
+    in a thread, at once."""
+    if not (threshold and await asyncio.to_thread(has_minhashes, path)):
+        return await asyncio.to_thread(check, path, 0)
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "core.seo.validation", str(path),
+                                                   str(threshold), cwd=Path(__file__).parents[2])  # the fork's root
+    try:
+        if await process.wait(): raise RuntimeError(f"the crawl's checks failed (exit {process.returncode})")
+    finally:
+        if process.returncode is None:  # cancelled: the crawl was stopped, or the app is ending
+            process.kill()
+            await process.wait()
+
+
+def has_minhashes(path: Path) -> bool:
+    db = sqlite3.connect(path, timeout=30)
+    try: return db.execute("SELECT 1 FROM page WHERE minhash IS NOT NULL LIMIT 1").fetchone() is not None
+    finally: db.close()
 
 
 def check(path, threshold: float):
@@ -161,3 +189,6 @@ FINDINGS = [
     Finding("near_duplicate", "Near-duplicate content", "near_duplicate_of IS NOT NULL", "warning",
             "Pages this similar compete with each other: merge them, or make each one say something of its own."),
 ]
+
+
+if __name__ == "__main__": check(sys.argv[1], float(sys.argv[2]))  # check_crawl's process
