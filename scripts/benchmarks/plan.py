@@ -28,8 +28,8 @@ class Plan:
 
 
 FULL = Plan(warmups=1, runs=7, setup_warmups=1, setup_runs=3, wrk_seconds=5, latency_tokens=200, long_reply=2000,
-            streams=50, stream_tokens=1000, jupyter=True, crawl_pages=10_000, explorer_rows=100_000, scrapy_pairs=3, writer_runs=20, writers=4,
-            writer_rows=2000, long_list=1000, at_once=500, urls=5000, notebook_urls=500)
+            streams=50, stream_tokens=1000, jupyter=True, crawl_pages=10_000, explorer_rows=100_000, scrapy_pairs=3,
+            writer_runs=20, writers=4, writer_rows=2000, long_list=1000, at_once=500, urls=5000, notebook_urls=500)
 QUICK = Plan(warmups=0, runs=2, setup_warmups=0, setup_runs=1, wrk_seconds=1, latency_tokens=30, long_reply=300,
-             streams=10, stream_tokens=100, jupyter=False, crawl_pages=300, explorer_rows=2_000, scrapy_pairs=1, writer_runs=1, writers=2, writer_rows=200,
-             long_list=100, at_once=50, urls=300, notebook_urls=20)
+             streams=10, stream_tokens=100, jupyter=False, crawl_pages=300, explorer_rows=2_000, scrapy_pairs=1,
+             writer_runs=1, writers=2, writer_rows=200, long_list=100, at_once=50, urls=300, notebook_urls=20)
