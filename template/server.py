@@ -20,8 +20,15 @@ from contextvars import ContextVar
 
 import apsw
 import uvicorn
+
+# fastlite's apswutils imports pandas and numpy whenever they are installed, only to map their scalar types to SQLite's:
+# half the server's start. The server stores neither, so fastlite comes in with both hidden (a None in sys.modules
+# fails their import), then they are let be: a notebook's kernel, its own process, imports them as usual.
+HIDDEN = [name for name in ("pandas", "numpy") if name not in sys.modules]
+sys.modules.update(dict.fromkeys(HIDDEN))
 from fasthtml.common import *
 from fastlite import NotFoundError
+for name in HIDDEN: del sys.modules[name]
 from starlette.routing import WebSocketRoute
 
 from core import config, layout

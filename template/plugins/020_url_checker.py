@@ -9,7 +9,7 @@ import asyncio
 from dataclasses import asdict
 from typing import Annotated, Literal
 
-from pydantic import Field
+from annotated_types import Interval, Len
 
 from fasthtml.common import *
 
@@ -232,7 +232,7 @@ def setup(plugin):
     @plugin.tool
     async def url_check_results(run: str = "", outcome: Literal[tuple(FILTERS[0].choices)] | None = None,
                                 flagged: bool = False, search: str = "",
-                                limit: Annotated[int, Field(ge=1, le=50)] = 20) -> dict:
+                                limit: Annotated[int, Interval(ge=1, le=50)] = 20) -> dict:
         """The results of a URL check: its summary, how many results match, a link to their CSV, and the first
         of them. Cite the counts, and the CSV link.
 
@@ -258,7 +258,7 @@ def setup(plugin):
 
     @plugin.tool(card=lambda urls: f"check {plural(len(urls), 'URL')}: {', '.join(urls[:3])}"
                                    f"{'…' if len(urls) > 3 else ''}")
-    async def check_urls(urls: Annotated[list[str], Field(min_length=1, max_length=MAX_URLS)]) -> str:
+    async def check_urls(urls: Annotated[list[str], Len(1, MAX_URLS)]) -> str:
         """Checks a list of URLs in a new run of the URL checker, in the background: status, redirects, title.
 
         Args:

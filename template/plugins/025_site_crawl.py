@@ -11,7 +11,7 @@ import secrets
 from typing import Annotated, Literal
 from urllib.parse import urlencode
 
-from pydantic import Field
+from annotated_types import Interval
 
 from fasthtml.common import *
 
@@ -288,7 +288,7 @@ def setup(plugin):
     @plugin.tool
     async def crawl_pages(run: str = "", show: Literal[tuple(SHOW)] | None = None,
                           finding: Literal[tuple(FINDING)] | None = None, search: str = "",
-                          limit: Annotated[int, Field(ge=1, le=50)] = 20) -> dict:
+                          limit: Annotated[int, Interval(ge=1, le=50)] = 20) -> dict:
         """The pages of a site crawl that match: how many, a link to their CSV, and the first of them (URL,
         status, title). Cite the count and the CSV link.
 
@@ -304,7 +304,7 @@ def setup(plugin):
         return await asyncio.to_thread(pages_of, crawl_of(run), view, limit)
 
     @plugin.tool(card="start a crawl of {start}, at most {max_pages} pages")
-    async def start_crawl(start: str, max_pages: Annotated[int, Field(ge=1, le=5000)] = 500) -> str:
+    async def start_crawl(start: str, max_pages: Annotated[int, Interval(ge=1, le=5000)] = 500) -> str:
         """Starts crawling a site in a new run, in the background, and audits its pages.
 
         Args:

@@ -1,6 +1,7 @@
 """The app as real processes: how it starts, what it creates on a first run, what survives a restart, and several
 processes writing to one database at once."""
 
+import importlib.util
 import json
 import os
 import re
@@ -48,6 +49,21 @@ def test_uvicorn_server_app_works(data_env):
     with running(command, ROOT, data_env, port) as url:
         response = httpx.get(url, follow_redirects=True)
         assert response.status_code == 200 and 'id="todo-list"' in response.text
+
+
+# What a start need not import: a notebook's libraries, the assistant tools' schemas, downloads, the crawl's checks.
+ON_DEMAND = {"pandas", "numpy", "pydantic", "nbformat", "nbclient", "IPython", "rustpy_xlsxwriter", "datasketch",
+             "playwright"}
+
+
+def test_the_server_starts_without_what_only_notebooks_tools_and_downloads_need(data_env):
+    imported = f"import sys, server; print(sorted(set(sys.modules) & {ON_DEMAND!r}))"
+    result = subprocess.run([sys.executable, "-c", imported], cwd=ROOT, env=data_env, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr[-3000:]
+    if importlib.util.find_spec("pandas"):  # hidden from fastlite as it is imported, then imported as usual
+        frame = "import server, pandas; print(pandas.DataFrame({'a': [1, 2]}).shape)"
+        result = subprocess.run([sys.executable, "-c", frame], cwd=ROOT, env=data_env, capture_output=True, text=True)
+        assert result.stdout.strip() == "(2, 1)", result.stderr[-3000:]
 
 
 def test_a_first_run_creates_the_session_key_and_the_database(fork_copy):
