@@ -55,7 +55,9 @@ def report(plan: Plan, quick: bool, rows: list[Row]) -> str:
         "`python -m venv` and `pip install` of the same requirements and constraints, both with their caches warm.",
         "- Servers run in the fork's venv on 127.0.0.1: `python server.py` (uvicorn, one process) and a bare FastHTML "
         "app (`fast_app` with one table, one `async def` page listing its rows, `uvicorn.run`). Start: from spawning "
-        "the process to the first 200 for `/`, redirects followed. Requests per second: `wrk -t1 -c10` (keep-alive) "
+        f"the process to the first 200 for `/`, redirects followed, with {plan.long_list:,} rows to show; a second "
+        "bare app imports fastlite as the server does, without pandas and numpy (apswutils imports them whenever "
+        "they are installed, to map their types). Requests per second: `wrk -t1 -c10` (keep-alive) "
         f"for {plan.wrk_seconds} s, with the server's CPU time (user and system) over the requests answered; error "
         "answers (4xx, 5xx) are counted, and a baseline that gave any is no floor: no ratio is given against it. "
         "The fork's page shows the todos added through "
