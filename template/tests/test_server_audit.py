@@ -7,7 +7,9 @@ import html
 import io
 import re
 import subprocess
+import sqlite3
 import sys
+import tracemalloc
 
 import openpyxl
 import pytest
@@ -19,7 +21,7 @@ from core.seo.crawler import Crawl, Settings
 from core.seo.onpage import pixels
 from core.seo.parsing import parse_page
 from core.seo.sitemaps import lastmod_problem
-from core.seo.validation import near_duplicates
+from core.seo.validation import NUM_PERM, lsh_bands, near_duplicates
 
 # The pages each finding lists on the trap site (the findings of the other checks are in test_server_crawler.py).
 EXPECTED = {
@@ -136,6 +138,30 @@ def test_hreflang_and_near_duplicates_are_judged_against_the_crawl(audited, site
     long_page = f"<p>{ARTICLE}</p>".encode()
     assert parse_page(long_page, "utf-8", site.url).columns["minhash"] is not None
     assert parse_page(long_page, "utf-8", site.url, minhash=False).columns["minhash"] is None  # 0: not looked for
+
+
+def test_near_duplicates_take_about_100_bytes_a_page_with_datasketchs_bands():
+    "What lets a million pages' check stay small: 8 bits of each MinHash value kept, and LSH's bands without scipy."
+    from datasketch import MinHashLSH
+    import numpy
+    for threshold in (n / 100 for n in range(5, 96)):
+        lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        assert lsh_bands(threshold) == (lsh.b, lsh.r), threshold
+    pages, random = 200_000, numpy.random.default_rng(1)
+    hashes = random.integers(0, 2 ** 32, size=(pages, NUM_PERM), dtype=numpy.uint32)
+    hashes[99::100] = hashes[98::100]  # every 100th page a near-copy of the one before: 60 of its 64 values
+    hashes[99::100, :4] = random.integers(0, 2 ** 32, size=(pages // 100, 4), dtype=numpy.uint32)
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE page (id INTEGER PRIMARY KEY, url TEXT, state TEXT, status INT, html INT, minhash BLOB)")
+    db.executemany("INSERT INTO page VALUES (?, ?, 'done', 200, 1, ?)",
+                   ((n, f"/{n}", hashes[n].tobytes()) for n in range(pages)))
+    tracemalloc.start()
+    try: found = list(near_duplicates(db, 0.9))
+    finally: peak = tracemalloc.get_traced_memory()[1]; tracemalloc.stop()
+    assert sorted((twin, page) for twin, _, page in found) == sorted(
+        [(n - 1, n) for n in range(99, pages, 100)] + [(n, n - 1) for n in range(99, pages, 100)])
+    assert all(abs(similarity - 60 / 64) < 0.05 for _, similarity, _ in found)
+    assert peak < 160 * pages, f"{peak / pages:.0f} bytes a page"  # the values as they are: 256 bytes a page alone
 
 
 def test_external_links_are_checked_head_first_then_get(audited, site, other):

@@ -9,8 +9,8 @@ page table:
   reference to itself, and the return link every page it names must give back (Google ignores a pair without one);
   a target the crawl did not fetch is not judged.
 - near-duplicates: datasketch's MinHash of each page's five-word shingles (taken while the page is parsed; pages of
-  fewer than MIN_WORDS words are too short to judge), then its MinHash LSH to find, for each page, the most similar
-  other one at or above the threshold the crawl was given (an estimated Jaccard similarity, 0 to 1).
+  fewer than MIN_WORDS words are too short to judge), then LSH as its MinHashLSH does it to find, for each page, the
+  most similar other one at or above the threshold the crawl was given (an estimated Jaccard similarity, 0 to 1).
 """
 
 import asyncio
@@ -32,6 +32,7 @@ SHINGLE = 5  # words
 MIN_WORDS = 50
 NEIGHBOURS = 10  # pages each page is compared with on either side, in each LSH band's bucket
 CHUNK = 10_000  # pages or pairs at a time, so the memory near_duplicates() takes is the MinHashes' and little more
+CHANCE = 1 / 256  # how often two different MinHash values agree in their lowest 8 bits, all near_duplicates() keeps
 LANGUAGES = set(
     "aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz ee el "
     "en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik io is it iu "
@@ -126,42 +127,61 @@ def hreflang_problems(db) -> list[tuple[str, str]]:
     return found
 
 
+def lsh_bands(threshold: float) -> tuple[int, int]:
+    """LSH's bands and rows for the threshold, as datasketch's MinHashLSH chooses them (false positives and negatives
+    weighed alike), with its integrals taken by numpy: datasketch's LSH imports scipy for them, 77 MB of memory."""
+    import numpy
+
+    def candidate(b: int, r: int, low: float, high: float) -> float:
+        "The area under the chance that two pages of a similarity between low and high share a band."
+        similarity = numpy.linspace(low, high, 1001)
+        return float(numpy.trapezoid(1 - (1 - similarity ** r) ** b, similarity))
+
+    return min(((b, r) for b in range(1, NUM_PERM + 1) for r in range(1, NUM_PERM // b + 1)),
+               key=lambda br: candidate(*br, 0, threshold) + (1 - threshold) - candidate(*br, threshold, 1))
+
+
 def near_duplicates(db, threshold: float) -> Iterator[tuple[int, float, int]]:
     """(the most similar other page's id, the similarity, page id) for each page with a near-duplicate.
 
-    LSH as datasketch's MinHashLSH does it (its bands and rows for the threshold), bounded: pages whose band of MinHash
-    values is the same are candidates, and each page is compared with the NEIGHBOURS pages before and after it in each
-    band's bucket (in the crawl's order), not with the whole bucket. A site of near-identical pages makes one bucket
-    of every page: compared in full, 10,000 of them took 5 minutes and 100,000 would take hours; bounded, the time and
-    the memory (the MinHashes, 256 bytes a page: 256 MB at 1,000,000 pages) grow with the pages. Within a large
-    cluster of near-identical pages, the one named is the most similar of its neighbours. An iterator: a list of a
-    million verdicts would take more memory than the MinHashes."""
+    LSH as datasketch's MinHashLSH does it (lsh_bands), bounded: pages whose band of MinHash values is the same are
+    candidates, and each page is compared with the NEIGHBOURS pages before and after it in each band's bucket (in the
+    crawl's order), not with the whole bucket. A site of near-identical pages makes one bucket of every page: compared
+    in full, 10,000 of them took 5 minutes and 100,000 would take hours; bounded, the time and the memory grow with
+    the pages. Within a large cluster of near-identical pages, the one named is the most similar of its neighbours.
+    Memory: each page's bands as keys, and its MinHash as b-bit minwise hashing keeps it (Li and König; datasketch's
+    bBitMinHash): the lowest 8 bits of each value, 64 bytes a page where the values take 256, so a million pages
+    take some 100 MB. Two values that differ agree in their low bits by chance, 1 in 256 times, which the similarity
+    takes out. An iterator: a list of a million verdicts would take more memory than the MinHashes."""
     import numpy
-    from datasketch import MinHashLSH
 
     # LSH finds the candidates, the estimated similarity decides: above 0.95, 64 permutations leave LSH too few bands
-    lsh = MinHashLSH(threshold=min(threshold, 0.95), num_perm=NUM_PERM)
+    bands, rows = lsh_bands(min(threshold, 0.95))
     where = f"{HTML_200} AND minhash IS NOT NULL"
     count = db.execute(f"SELECT count(*) FROM page WHERE {where}").fetchone()[0]
-    ids, hashes = numpy.empty(count, numpy.int64), numpy.empty((count, NUM_PERM), numpy.uint32)
-    for n, (page, blob) in enumerate(db.execute(f"SELECT id, minhash FROM page WHERE {where} ORDER BY id")):
-        ids[n], hashes[n] = page, numpy.frombuffer(blob, dtype=numpy.uint32)
+    ids, low_bits = numpy.empty(count, numpy.int64), numpy.empty((count, NUM_PERM), numpy.uint8)
+    keys = numpy.empty((bands, count), numpy.uint32)  # a band's values as one key (a collision only adds a candidate)
+    mixing = numpy.random.default_rng(0).integers(1, 2 ** 63, size=rows, dtype=numpy.uint64) | 1
+    found = db.execute(f"SELECT id, minhash FROM page WHERE {where} ORDER BY id")
+    for start in range(0, count, CHUNK):
+        chunk = found.fetchmany(CHUNK)
+        hashes = numpy.frombuffer(b"".join(blob for _, blob in chunk), numpy.uint32).reshape(len(chunk), NUM_PERM)
+        ids[start:start + len(chunk)] = [page for page, _ in chunk]
+        low_bits[start:start + len(chunk)] = hashes.astype(numpy.uint8)
+        for band in range(bands):
+            mixed = (hashes[:, band * rows:(band + 1) * rows].astype(numpy.uint64) * mixing).sum(axis=1)
+            keys[band, start:start + len(chunk)] = (mixed >> numpy.uint64(32)).astype(numpy.uint32)
     best, other = numpy.zeros(count, numpy.float32), numpy.full(count, -1, numpy.int64)
-    mixing = numpy.random.default_rng(0).integers(1, 2 ** 63, size=lsh.r, dtype=numpy.uint64) | 1
-    for band in range(lsh.b):
-        # a band's values as one key (a collision only adds a candidate: the similarity still decides)
-        keys = numpy.empty(count, numpy.uint64)
-        for start in range(0, count, CHUNK):  # in chunks: the band's values as uint64 would be 168 MB at 1,000,000
-            keys[start:start + CHUNK] = (hashes[start:start + CHUNK, band * lsh.r:(band + 1) * lsh.r]
-                                         .astype(numpy.uint64) * mixing).sum(axis=1)
-        order = numpy.argsort(keys, kind="stable")
-        keys = keys[order]
+    for band_keys in keys:
+        order = numpy.argsort(band_keys, kind="stable")
+        band_keys = band_keys[order]
         for step in range(1, NEIGHBOURS + 1):
-            same = keys[step:] == keys[:-step]
+            same = band_keys[step:] == band_keys[:-step]
             lefts, rights = order[:-step][same], order[step:][same]
-            for start in range(0, len(lefts), CHUNK):  # pairs in chunks: 5 MB of MinHashes at a time
+            for start in range(0, len(lefts), CHUNK):  # pairs in chunks: 1 MB of MinHashes at a time
                 left, right = lefts[start:start + CHUNK], rights[start:start + CHUNK]
-                similarity = (hashes[left] == hashes[right]).mean(axis=1, dtype=numpy.float32)
+                agree = (low_bits[left] == low_bits[right]).mean(axis=1, dtype=numpy.float32)
+                similarity = (agree - CHANCE) / (1 - CHANCE)
                 for page, twin in ((left, right), (right, left)):  # each page appears once in each: no clashes
                     better = similarity > best[page]
                     best[page[better]], other[page[better]] = similarity[better], twin[better]
