@@ -25,7 +25,7 @@ FIGURES = [
     "site crawl against a minimal Scrapy spider: peak memory",
 ]
 CRAWL_FIGURES = ["site crawl of a", "site crawl: time to the first crawled page", "site crawl: server peak RSS",
-                 "site crawl: pages table answer time", "site crawl: the explorer at"]
+                 "site crawl: pages table answer time", "site crawl: the explorer at", "site crawl: the Excel workbook"]
 NUMBER = re.compile(r"\d")
 
 

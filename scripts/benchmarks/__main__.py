@@ -23,7 +23,7 @@ from .million import million_table
 from .notebook_apps import notebook_app_rows
 from .plan import FULL, QUICK
 from .report import kept_notes, report
-from .site_crawl import crawl_rows, explorer_row, scrapy_rows
+from .site_crawl import crawl_rows, explorer_rows, scrapy_rows
 from .writers import writer_rows
 
 
@@ -55,7 +55,7 @@ def main():
             rows.append(busy_app_row(plan, fork, env, fresh))
             rows += chat_rows(plan, fork, env, llm_url)
             rows += asyncio.run(crawl_rows(plan, fork, env | {"DATA_DIR": str(fresh("crawl-data"))}, fresh))
-            rows.append(asyncio.run(explorer_row(plan, fork, env | {"DATA_DIR": str(fresh("explorer-data"))})))
+            rows += asyncio.run(explorer_rows(plan, fork, env | {"DATA_DIR": str(fresh("explorer-data"))}))
             rows += scrapy_rows(plan, fork, env, fresh)
         rows += writer_rows(plan, fork, env, fresh)
         if plan.jupyter: rows += notebook_app_rows(plan, fork, env, fresh)  # the apps need the fork's JupyterLab

@@ -127,6 +127,11 @@ def peak_rss(pid: int) -> int:
     return int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) * 1024
 
 
+def resident(pid: int) -> int:
+    "The process's resident set size now, in bytes."
+    return int(re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())[1]) * 1024
+
+
 def load_average() -> float:
     "The machine's load average over the last minute: said with a figure, since the machine may be shared."
     return os.getloadavg()[0]
