@@ -166,8 +166,8 @@ async def excel_row(plan: Plan, client: httpx.AsyncClient, url: str, pid: int) -
     took, grew = time.perf_counter() - asked, peak_rss(pid) - before
     mb = lambda size: f"{size / 2 ** 20:,.0f} MB"
     return Row(f"site crawl: the Excel workbook of the crawl at {plan.explorer_rows:,} pages (every sheet), downloaded",
-               "—", "—", f"{took:.2f} s, {len(workbook.content) / 2 ** 20:,.1f} MB; the server's memory {mb(before)} before, "
-               f"{mb(grew)} more at its peak (load {load:.1f})", "—", "≤ 5 s, memory flat (< 32 MB more)",
+               "—", "—", f"{took:.2f} s, {len(workbook.content) / 2 ** 20:,.1f} MB; the server's memory "
+               f"{mb(before)} before, {mb(grew)} more at its peak (load {load:.1f})", "—", "≤ 5 s, memory flat (< 32 MB more)",
                took <= 5 and grew < 32 * 2 ** 20)
 
 
