@@ -12,6 +12,7 @@ FIGURES = [
     "fresh fork set-up",
     "rendered server: process start to the first 200",
     "against a bare app that imports fastlite without pandas",
+    "the first page after a start",
     "**the landing page**, `GET /todos` with 10 todos",
     "`GET /` (a redirect to the landing page)",
     "todos: time to the whole page, p50",

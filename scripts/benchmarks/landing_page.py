@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from .measuring import (Row, Scratch, cpu_seconds, millis, pairs, per_second, ratio, ratio_row, run, seconds, server,
-                        timed, wait_for_200)
+                        timed, wait_for_200, wait_for_port)
 from .plan import Plan
 
 BARE_APP = '''\
@@ -76,11 +76,23 @@ def start_rows(plan: Plan, python: Path, bare: Path, fork: Path, env: dict) -> l
     print("process start to first 200 ...", file=sys.stderr)
     base, subject = pairs(bare_app, rendered, plan.runs, plan.warmups)
     lean, lean_subject = pairs(lean_app, rendered, plan.runs, plan.warmups)
+    firsts = [first_and_warm(python, fork, env) for _ in range(plan.warmups + plan.runs)][plan.warmups:]
     return [ratio_row(f"rendered server: process start to the first 200 of its landing page, {plan.long_list:,} "
                       "todos (the bare apps: as many rows)", "a bare FastHTML app", base, subject, seconds, "≤ 1.1x",
                       1.1),
             ratio_row("the same, against a bare app that imports fastlite without pandas and numpy, as the server does",
-                      "a bare FastHTML app without pandas", lean, lean_subject, seconds, "—", None)]
+                      "a bare FastHTML app without pandas", lean, lean_subject, seconds, "—", None),
+            ratio_row(f"the first page after a start (`GET /todos`, {plan.long_list:,} todos, asked once the port is "
+                      "open), each page on a new connection", "the median of the 7 pages after it",
+                      [warm for _, warm in firsts], [first for first, _ in firsts], millis, "≤ 1.5x", 1.5)]
+
+
+def first_and_warm(python: Path, fork: Path, env: dict) -> tuple[float, float]:
+    "A start's first page, and the median of the 7 after it: each on a new connection, as a browser's first."
+    with server([python, "server.py"], fork, env) as (process, url):
+        wait_for_port(url, process)
+        first = timed(httpx.get, url + "/todos")
+        return first, statistics.median(timed(httpx.get, url + "/todos") for _ in range(7))
 
 
 def server_rows(plan: Plan, fork: Path, env: dict, fresh: Scratch) -> list[Row]:
@@ -119,13 +131,14 @@ def long_page_row(plan: Plan, bare_url: str, url: str) -> Row:
     "The page with a long list, asked for again and again: its first answer after a start, then the median."
     print(f"{url} with {plan.long_list:,} todos ...", file=sys.stderr)
     with httpx.Client() as client:
-        first = timed(client.get, url)  # the todos are drawn for the first time
+        first = timed(client.get, url)  # the new todos are drawn for the first time
         base, subject = pairs(lambda: timed(client.get, bare_url), lambda: timed(client.get, url),
                               plan.runs * 5, plan.warmups * 5)
     return Row(f"`GET {urllib.parse.urlsplit(url).path}` with {plan.long_list:,} todos: time to the whole page, p50",
                "a bare FastHTML page of as many rows", millis(statistics.median(base)),
-               f"{millis(statistics.median(subject))} (the first after the start: {millis(first)})",
-               f"{ratio(base, subject):.2f}x", "≤ 30 ms", statistics.median(subject) <= 0.030)
+               f"{millis(statistics.median(subject))} (the first, its {plan.long_list - 10:,} todos put into the "
+               f"database behind the server's back: {millis(first)})", f"{ratio(base, subject):.2f}x", "≤ 30 ms",
+               statistics.median(subject) <= 0.030)
 
 
 async def answer_time(host: str, port: int, path: str) -> float | None:

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -107,6 +108,17 @@ def wait_for_200(url: str, process, timeout: float = 60):
         except (ConnectionError, urllib.error.URLError):
             pass  # not listening yet
         if process.poll() is not None or time.monotonic() > deadline: raise RuntimeError(f"{url} never answered 200")
+        time.sleep(0.005)
+
+
+def wait_for_port(url: str, process, timeout: float = 60):
+    "Waits until the server's port takes connections, asking for nothing."
+    host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+    deadline = time.monotonic() + timeout
+    while True:
+        try: return socket.create_connection((host, port), timeout=5).close()
+        except ConnectionError: pass  # not listening yet
+        if process.poll() is not None or time.monotonic() > deadline: raise RuntimeError(f"{url} never listened")
         time.sleep(0.005)
 
 
