@@ -137,8 +137,12 @@ def lsh_bands(threshold: float) -> tuple[int, int]:
         similarity = numpy.linspace(low, high, 1001)
         return float(numpy.trapezoid(1 - (1 - similarity ** r) ** b, similarity))
 
-    return min(((b, r) for b in range(1, NUM_PERM + 1) for r in range(1, NUM_PERM // b + 1)),
-               key=lambda br: candidate(*br, 0, threshold) + (1 - threshold) - candidate(*br, threshold, 1))
+    def error(bands_rows: tuple[int, int]) -> float:
+        "The chance of a false candidate below the threshold, and of a missed one above it, weighed alike."
+        b, r = bands_rows
+        return candidate(b, r, 0, threshold) + (1 - threshold) - candidate(b, r, threshold, 1)
+
+    return min(((b, r) for b in range(1, NUM_PERM + 1) for r in range(1, NUM_PERM // b + 1)), key=error)
 
 
 def near_duplicates(db, threshold: float) -> Iterator[tuple[int, float, int]]:
